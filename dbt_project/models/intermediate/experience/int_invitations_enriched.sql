@@ -1,0 +1,83 @@
+-- Survey invitations up to run_date with the channel and segment they count
+-- under, and whether (and when) they were answered by run_date.
+with
+
+invitations as (
+
+    select * from {{ ref('stg_survey__invitations') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('stg_crm__interactions') }}
+
+),
+
+responses as (
+
+    select * from {{ ref('stg_survey__responses') }}
+
+),
+
+customer_history as (
+
+    select * from {{ ref('int_customers_historized') }}
+
+),
+
+catalogue as (
+
+    select * from {{ ref('touchpoint_catalogue') }}
+
+),
+
+first_answers as (
+
+    select
+        invitation_id,
+        min(responded_at) as answered_at,
+        count(*) as n_responses
+    from responses
+    group by invitation_id
+
+),
+
+final as (
+
+    select
+        invitations.invitation_id,
+        invitations.customer_id,
+        invitations.interaction_id,
+        coalesce(invitations.touchpoint_code, interactions.touchpoint_code) as touchpoint_code,
+        invitations.survey_type,
+        coalesce(
+            interactions.channel,
+            catalogue.default_channel,
+            'unknown'
+        ) as channel,
+        coalesce(customer_history.segment, 'unknown') as segment,
+        coalesce(customer_history.region, 'unknown') as region,
+        invitations.sent_at,
+        cast(invitations.sent_at as date) as sent_on,
+        first_answers.answered_at,
+        first_answers.answered_at is not null as is_answered
+    from invitations
+    left join interactions
+        on invitations.interaction_id = interactions.interaction_id
+    left join catalogue
+        on coalesce(invitations.touchpoint_code, interactions.touchpoint_code) = catalogue.touchpoint_code
+    left join first_answers
+        on invitations.invitation_id = first_answers.invitation_id
+    left join customer_history
+        on
+            invitations.customer_id = customer_history.customer_id
+            and invitations.sent_at < coalesce(customer_history.valid_to, 'infinity')
+            and (
+                invitations.sent_at >= customer_history.valid_from
+                or customer_history.version_number = 1
+            )
+
+)
+
+select * from final

@@ -1,0 +1,53 @@
+-- The latest version of each customer as of run_date (contact details included:
+-- personal data stays in staging; marts read dim_customers).
+with
+
+source as (
+
+    select * from {{ source('crm', 'customers') }}
+
+),
+
+visible as (
+
+    select
+        *,
+        {{ latest_version_rank('customer_id') }} as version_rank
+    from source
+    where {{ as_of_run_date('updated_at') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        cast(customer_id as text) as customer_id,
+
+        -- personal data (pii)
+        cast(full_name as text) as full_name,
+        cast(lower(trim(email)) as text) as email,
+        cast(phone as text) as phone,
+
+        -- attributes
+        cast(lower(trim(region)) as text) as region,
+        cast(lower(trim(segment)) as text) as segment,
+        cast(lower(trim(plan)) as text) as plan,
+        cast(lower(trim(acquisition_channel)) as text) as acquisition_channel,
+        cast(marketing_consent as boolean) as marketing_consent,
+
+        -- dates and timestamps
+        cast(signup_date as date) as signup_date,
+        cast(updated_at as timestamp) as updated_at,
+
+        -- lineage
+        _batch_id as batch_id,
+        _extract_date as extract_date,
+        _loaded_at as loaded_at
+
+    from visible
+    where version_rank = 1
+
+)
+
+select * from renamed

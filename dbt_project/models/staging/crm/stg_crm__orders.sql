@@ -1,0 +1,45 @@
+-- The latest version of each order placed up to run_date.
+with
+
+source as (
+
+    select * from {{ source('crm', 'orders') }}
+
+),
+
+visible as (
+
+    select
+        *,
+        {{ latest_version_rank('order_id') }} as version_rank
+    from source
+    where {{ as_of_run_date('order_date') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        cast(order_id as text) as order_id,
+
+        -- foreign keys
+        cast(customer_id as text) as customer_id,
+
+        -- numerics
+        cast(amount as numeric(12, 2)) as amount,
+
+        -- dates and timestamps
+        cast(order_date as date) as order_date,
+
+        -- lineage
+        _batch_id as batch_id,
+        _extract_date as extract_date,
+        _loaded_at as loaded_at
+
+    from visible
+    where version_rank = 1
+
+)
+
+select * from renamed

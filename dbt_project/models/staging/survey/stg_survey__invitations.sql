@@ -1,0 +1,47 @@
+-- The latest version of each survey invitation sent up to run_date.
+with
+
+source as (
+
+    select * from {{ source('survey', 'invitations') }}
+
+),
+
+visible as (
+
+    select
+        *,
+        {{ latest_version_rank('invitation_id') }} as version_rank
+    from source
+    where {{ as_of_run_date('sent_at') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        cast(invitation_id as text) as invitation_id,
+
+        -- foreign keys
+        cast(customer_id as text) as customer_id,
+        cast(nullif(trim(interaction_id), '') as text) as interaction_id,
+        cast(lower(nullif(trim(touchpoint_code), '')) as text) as touchpoint_code,
+
+        -- attributes
+        cast(lower(trim(survey_type)) as text) as survey_type,
+
+        -- dates and timestamps
+        cast(sent_at as timestamp) as sent_at,
+
+        -- lineage
+        _batch_id as batch_id,
+        _extract_date as extract_date,
+        _loaded_at as loaded_at
+
+    from visible
+    where version_rank = 1
+
+)
+
+select * from renamed

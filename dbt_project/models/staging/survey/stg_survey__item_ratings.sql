@@ -1,0 +1,52 @@
+-- The latest version of each per-item rating (key: response_id, item_code)
+-- given up to run_date.
+with
+
+source as (
+
+    select * from {{ source('survey', 'item_ratings') }}
+
+),
+
+visible as (
+
+    select
+        *,
+        {{ latest_version_rank('response_id, item_code') }} as version_rank
+    from source
+    where {{ as_of_run_date('responded_at') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        cast(response_id || ':' || lower(trim(item_code)) as text) as item_rating_id,
+
+        -- foreign keys
+        cast(response_id as text) as response_id,
+        cast(customer_id as text) as customer_id,
+        cast(lower(trim(item_code)) as text) as item_code,
+        cast(lower(trim(touchpoint_code)) as text) as touchpoint_code,
+
+        -- attributes
+        cast(lower(trim(dimension)) as text) as experience_dimension,
+
+        -- numerics
+        cast(rating as integer) as rating,
+
+        -- dates and timestamps
+        cast(responded_at as timestamp) as responded_at,
+
+        -- lineage
+        _batch_id as batch_id,
+        _extract_date as extract_date,
+        _loaded_at as loaded_at
+
+    from visible
+    where version_rank = 1
+
+)
+
+select * from renamed

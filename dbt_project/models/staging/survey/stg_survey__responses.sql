@@ -1,0 +1,57 @@
+-- The latest version of each survey response given up to run_date.
+with
+
+source as (
+
+    select * from {{ source('survey', 'responses') }}
+
+),
+
+visible as (
+
+    select
+        *,
+        {{ latest_version_rank('response_id') }} as version_rank
+    from source
+    where {{ as_of_run_date('responded_at') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        cast(response_id as text) as response_id,
+
+        -- foreign keys
+        cast(invitation_id as text) as invitation_id,
+        cast(customer_id as text) as customer_id,
+        cast(lower(nullif(trim(touchpoint_code), '')) as text) as touchpoint_code,
+
+        -- attributes
+        cast(lower(trim(survey_type)) as text) as survey_type,
+        cast(nullif(trim(comment), '') as text) as comment,
+        cast(lower(nullif(trim(comment_language), '')) as text) as comment_language,
+
+        -- numerics (scores)
+        cast(nps as integer) as nps,
+        cast(csat as integer) as csat,
+        cast(ces as integer) as ces,
+        cast(overall_satisfaction as integer) as overall_satisfaction,
+        cast(likelihood_to_renew as integer) as likelihood_to_renew,
+
+        -- dates and timestamps
+        cast(invited_at as timestamp) as invited_at,
+        cast(responded_at as timestamp) as responded_at,
+
+        -- lineage
+        _batch_id as batch_id,
+        _extract_date as extract_date,
+        _loaded_at as loaded_at
+
+    from visible
+    where version_rank = 1
+
+)
+
+select * from renamed

@@ -1,0 +1,10 @@
+{#
+    Rule: the column is never below zero (nulls pass).
+#}
+{% test non_negative(model, column_name) %}
+
+select {{ column_name }}
+from {{ model }}
+where {{ column_name }} < 0
+
+{% endtest %}

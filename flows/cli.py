@@ -1,0 +1,345 @@
+"""The ``cxloop`` command line.
+
+Every command ends with one clear message and a non-zero exit on bad input
+(missing config, unreachable warehouse, no extracts), never a bare traceback;
+``--debug`` shows the traceback for bug reports.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from flows.errors import CxloopError  # noqa: E402
+
+app = typer.Typer(
+    help="cxloop: CRM and survey extracts → validated warehouse → touchpoint marts → "
+    "survival churn scores → improvement tasks with owners.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+warehouse_app = typer.Typer(help="The PostgreSQL warehouse (embedded by default).",
+                            no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data: `cxloop demo` runs the whole pipeline on it.")
+quarantine_app = typer.Typer(help="Rows that failed validation.", no_args_is_help=True)
+app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(demo_app, name="demo")
+app.add_typer(quarantine_app, name="quarantine")
+
+console = Console()
+err_console = Console(stderr=True)
+DEBUG = {"on": False}
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
+                      help="Path of cxloop.yml (default ./cxloop.yml if present).")]
+LandingOpt = Annotated[Path | None, typer.Option("--landing",
+                       help="Landing folder of extracts; overrides cxloop.yml.")]
+
+
+def handle_errors(fn):
+    """Turn cxloop errors into one message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CxloopError as e:
+            if DEBUG["on"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+            raise typer.Exit(e.exit_code) from None
+
+    return wrapper
+
+
+def _settings(config: Path | None, landing: Path | None = None):
+    from flows.config import load_settings
+
+    os.environ.setdefault("PREFECT_HOME", str(Path(os.environ.get("CXLOOP_HOME", ".cxloop"))
+                                             .resolve() / "prefect"))
+    return load_settings(config, landing=str(landing) if landing else None)
+
+
+def _today(tz: str) -> date:
+    return datetime.now(ZoneInfo(tz)).date()
+
+
+def _quiet_libraries() -> None:
+    for name in ("great_expectations", "prefect", "httpx", "dbt", "distributed"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@app.callback()
+def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    DEBUG["on"] = debug
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _quiet_libraries()
+
+
+def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[str, Any]:
+    """Run a flow in-process and return its summary dict."""
+    from flows import pipeline
+
+    params = {"config": None, "landing": None}
+    os.environ["CXLOOP_LANDING"] = str(Path(settings.landing).resolve())
+    if settings.warehouse_url:
+        os.environ["CXLOOP_WAREHOUSE_URL"] = settings.warehouse_url
+    os.environ["CXLOOP_HOME"] = str(Path(settings.home).resolve())
+    if flow_name == "nightly":
+        return pipeline.nightly(run_date=start, force_refit=kw.get("force_refit", False), **params)
+    return pipeline.backfill(start=start, end=end, entities=kw.get("entities"),
+                             full_refresh=kw.get("full_refresh", False), **params)
+
+
+def _print_run(summary: dict[str, Any]) -> None:
+    b = summary["batches"]
+    console.print(f"[bold]{summary['flow']}[/] {summary['start_date']}..{summary['end_date']}: "
+                  f"[bold]{summary['status']}[/] — batches loaded {b['loaded']}, skipped "
+                  f"{b['skipped']}, rejected {b['rejected']}; rows loaded "
+                  f"{summary['rows_loaded']:,}, quarantined {summary['rows_quarantined']:,}")
+    t = Table("stage", "seconds", "detail", title="stages")
+    for name, st in summary["stages"].items():
+        t.add_row(name, f"{st['seconds']:.1f}", str(st.get("detail", "")))
+    console.print(t)
+    for r in summary["rejections"]:
+        err_console.print(f"[red]rejected:[/] {r['error']}", highlight=False)
+    for k, v in summary.get("docs", {}).items():
+        if v:
+            console.print(f"{k}: {v}")
+
+
+def _exit_for(summary: dict[str, Any]) -> None:
+    if summary["status"] == "completed_with_rejections":
+        err_console.print("[yellow]completed with rejections[/]: the rejected files were not "
+                          "loaded; fix or re-deliver them and re-run.")
+        raise typer.Exit(4)
+
+
+@app.command()
+@handle_errors
+def run(
+    run_date: Annotated[str | None, typer.Option("--date", "-d",
+            help="Run date YYYY-MM-DD (default: today in the configured timezone).")] = None,
+    config: ConfigOpt = None,
+    landing: LandingOpt = None,
+    force_refit: Annotated[bool, typer.Option(help="Refit the churn model now.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the nightly pipeline for one date: extract, validate, load, dbt, churn, tasks."""
+    settings = _settings(config, landing)
+    d = _parse_date(run_date, "--date") if run_date else _today(settings.timezone)
+    summary = _run(settings, d, d, "nightly", force_refit=force_refit)
+    console.print_json(json.dumps(summary)) if as_json else _print_run(summary)
+    _exit_for(summary)
+
+
+@app.command()
+@handle_errors
+def backfill(
+    start: Annotated[str, typer.Option("--start", help="First date YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last date YYYY-MM-DD (inclusive).")],
+    config: ConfigOpt = None,
+    landing: LandingOpt = None,
+    entities: Annotated[str | None, typer.Option(
+        help="Comma-separated entities to load (default all).")] = None,
+    full_refresh: Annotated[bool, typer.Option(help="Rebuild incremental marts.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Load every date of a range in order (skipping loaded batches), then analyse once."""
+    settings = _settings(config, landing)
+    s, e = _parse_date(start, "--start"), _parse_date(end, "--end")
+    if e < s:
+        raise CxloopError(f"--end {e} is before --start {s}")
+    ents = [x.strip() for x in entities.split(",")] if entities else None
+    if ents:
+        from flows.entities import ENTITIES
+
+        unknown = [x for x in ents if x not in ENTITIES]
+        if unknown:
+            raise CxloopError(f"unknown entities {', '.join(unknown)}; known: "
+                              f"{', '.join(ENTITIES)}")
+    summary = _run(settings, s, e, "backfill", entities=ents, full_refresh=full_refresh)
+    console.print_json(json.dumps(summary)) if as_json else _print_run(summary)
+    _exit_for(summary)
+
+
+def _parse_date(value: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise CxloopError(f"{flag} {value!r} is not a date; use YYYY-MM-DD") from None
+
+
+# --- demo ---------------------------------------------------------------------------
+
+DEMO_START = date(2026, 7, 1)
+
+
+@demo_app.callback(invoke_without_command=True)
+@handle_errors
+def demo(
+    ctx: typer.Context,
+    customers: Annotated[int, typer.Option(help="Customers in the demo base.")] = 3000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 120,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
+    config: ConfigOpt = None,
+) -> None:
+    """Generate demo extracts, backfill them, and print what a manager would read."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from datetime import timedelta
+
+    from flows import demo as demo_data
+
+    settings = _settings(config)
+    out = Path(settings.home).resolve() / "demo" / "landing"
+    console.print(f"generating demo extracts: {customers:,} customers × {days} days → {out}")
+    gen = demo_data.generate(out, customers=customers, days=days, start=DEMO_START, seed=seed)
+    end = DEMO_START + timedelta(days=days - 1)
+    settings = settings.model_copy(update={"landing": out})
+    summary = _run(settings, DEMO_START, end, "backfill")
+    _print_run(summary)
+    _print_manager_summary(settings)
+    console.print(f"\nwarehouse: [bold]cxloop warehouse url[/] → psql; truth: {gen.truth_path}")
+    _exit_for(summary)
+
+
+@demo_app.command("generate")
+@handle_errors
+def demo_generate(
+    out: Annotated[Path, typer.Option(help="Output landing folder.")] = Path("landing"),
+    customers: Annotated[int, typer.Option(help="Customers in the base.")] = 3000,
+    days: Annotated[int, typer.Option(help="Days of history.")] = 120,
+    start: Annotated[str, typer.Option(help="First extract date.")] = DEMO_START.isoformat(),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    faults: Annotated[float, typer.Option(help="Share of rows/files with injected faults.")] = 0.0,
+) -> None:
+    """Write demo CRM and survey extracts with a known ground truth (and faults on request)."""
+    from flows import demo as demo_data
+
+    if fmt not in ("csv", "parquet"):
+        raise CxloopError(f"--format must be csv or parquet, not {fmt!r}")
+    g = demo_data.generate(out, customers=customers, days=days,
+                           start=_parse_date(start, "--start"), seed=seed, fmt=fmt, faults=faults)
+    console.print(f"wrote {g.files_written} files to {out}; ground truth {g.truth_path}")
+
+
+def _print_manager_summary(settings) -> None:
+    from flows import report
+    from flows.warehouse import open_warehouse
+
+    wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database,
+                        migrate_schema=False)
+    hl = report.highlights(wh)
+    for title, headers, key in [
+        ("Worst touchpoints (action-priority quadrant)",
+         ["touchpoint", "quadrant", "importance", "mean rating"], "worst_touchpoints"),
+        ("Customers most at risk", ["customer", "segment", "P(churn 90d)", "value at risk",
+                                    "tier"], "at_risk"),
+        ("Improvement tasks by owner", ["team", "owner", "open", "suppressed", "top priority"],
+         "tasks_by_owner"),
+    ]:
+        t = Table(*headers, title=title)
+        for r in hl[key]:
+            t.add_row(*["" if v is None else str(v) for v in r])
+        console.print(t)
+
+
+# --- warehouse ----------------------------------------------------------------------
+
+@warehouse_app.command("url")
+@handle_errors
+def warehouse_url(config: ConfigOpt = None) -> None:
+    """Print a libpq URI of the warehouse (starts the embedded server if needed)."""
+    from flows.warehouse import open_warehouse
+
+    s = _settings(config)
+    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    print(wh.url)
+
+
+@warehouse_app.command("stop")
+@handle_errors
+def warehouse_stop(config: ConfigOpt = None) -> None:
+    """Stop the embedded server (an external warehouse is left alone)."""
+    from flows.warehouse import stop_embedded
+
+    s = _settings(config)
+    console.print("stopped" if stop_embedded(Path(s.home)) else "not running")
+
+
+# --- operator tools ------------------------------------------------------------------
+
+@app.command()
+@handle_errors
+def batches(
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(help="How many recent batches.")] = 30,
+    status: Annotated[str | None, typer.Option(help="loaded, rejected or superseded.")] = None,
+) -> None:
+    """List recent batches and what happened to them."""
+    from flows.warehouse import open_warehouse
+
+    s = _settings(config)
+    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    with wh.transaction() as cur:
+        cur.execute("select extract_date, entity, status, rows_in, rows_loaded, rows_quarantined, "
+                    "source_file, coalesce(error, '') from ops.load_batches "
+                    "where %(st)s::text is null or status = %(st)s "
+                    "order by started_at desc, extract_date desc limit %(n)s",
+                    {"st": status, "n": limit})
+        rows = cur.fetchall()
+    t = Table("date", "entity", "status", "in", "loaded", "quarantined", "file", "error")
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    console.print(t)
+
+
+@quarantine_app.command("show")
+@handle_errors
+def quarantine_show(
+    entity: Annotated[str, typer.Argument(help="Entity, e.g. responses.")],
+    config: ConfigOpt = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+) -> None:
+    """Show quarantined rows of an entity with the rules they broke."""
+    from psycopg2 import sql
+
+    from flows.entities import entity as get_entity
+    from flows.warehouse import open_warehouse
+
+    try:
+        e = get_entity(entity)
+    except KeyError as err:
+        raise CxloopError(str(err.args[0])) from None
+    s = _settings(config)
+    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    with wh.transaction() as cur:
+        cur.execute(sql.SQL("select _source_file, _row_number, reasons, raw_values::text from "
+                            "quarantine.{} order by _quarantined_at desc, _row_number limit %s")
+                    .format(sql.Identifier(e.name)), (limit,))
+        rows = cur.fetchall()
+    t = Table("file", "row", "reasons", "values")
+    for r in rows:
+        t.add_row(*[str(v) for v in r])
+    console.print(t)
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,167 @@
+"""Configuration: one ``cxloop.yml``, validated on load, overridden by the environment.
+
+A typo in a key must stop the run before it touches the warehouse, with a
+message that names the key; so every model forbids unknown keys and errors are
+rewritten as ``cxloop.yml: sources.crm.encoding: ...`` rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flows.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = Path("cxloop.yml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FileSource(_Strict):
+    """A landing folder of nightly files: ``<landing>/<source>/<entity>/<YYYY-MM-DD>/*``."""
+
+    kind: Literal["files"] = "files"
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    # Entities this source is expected to deliver every day; others are optional.
+    entities: list[str] = Field(default_factory=list)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r} (try utf-8 or gb18030)") from None
+        return v
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_char(cls, v: str) -> str:
+        if len(v) != 1:
+            raise ValueError(f"delimiter must be one character, got {v!r}")
+        return v
+
+
+class SqlSource(_Strict):
+    """A PostgreSQL source read with one query per entity.
+
+    The queries take the date window as bound parameters ``%(start)s`` and
+    ``%(end)s`` (half-open, ``start <= t < end``); the URL comes from an
+    environment variable so no secret lives in the file.
+    """
+
+    kind: Literal["sql"]
+    url_env: str
+    queries: dict[str, str]
+
+
+class Reference(_Strict):
+    touchpoint_catalogue: Path = REPO_ROOT / "dbt_project/seeds/touchpoint_catalogue.csv"
+    owner_routing: Path = REPO_ROOT / "dbt_project/seeds/owner_routing.csv"
+    survey_items: Path = REPO_ROOT / "dbt_project/seeds/survey_items.csv"
+
+
+class ChurnSettings(_Strict):
+    refit_every_days: int = Field(7, ge=1)
+    min_concordance: float = Field(0.6, ge=0.5, le=1.0)
+    min_events: int = Field(30, ge=5)
+
+
+class Settings(_Strict):
+    """The whole configuration, after the environment has been applied."""
+
+    timezone: str = "UTC"
+    landing: Path = Path("landing")
+    sources: dict[str, FileSource | SqlSource] = Field(
+        default_factory=lambda: {"crm": FileSource(), "survey": FileSource()}
+    )
+    reference: Reference = Field(default_factory=Reference)
+    tasks: Path = REPO_ROOT / "tasks.yml"
+    home: Path = Path(".cxloop")
+    warehouse_url: str | None = None
+    database: str = "cxloop"
+    lock_timeout_seconds: int = Field(600, ge=0)
+    churn: ChurnSettings = Field(default_factory=ChurnSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r} (an IANA name such as Europe/Berlin)") from None
+        return v
+
+
+# Environment variable -> settings key. The environment wins over the file.
+ENV_OVERRIDES = {
+    "CXLOOP_HOME": "home",
+    "CXLOOP_WAREHOUSE_URL": "warehouse_url",
+    "CXLOOP_LANDING": "landing",
+    "CXLOOP_TIMEZONE": "timezone",
+    "CXLOOP_DATABASE": "database",
+    "CXLOOP_LOCK_TIMEOUT": "lock_timeout_seconds",
+}
+
+
+def _format_errors(origin: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("FileSource", "SqlSource")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see cxloop.example.yml)"
+        lines.append(f"{origin}: {key or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+    """Read ``cxloop.yml`` (if present), apply the environment, then explicit overrides.
+
+    A missing default file is fine (defaults apply); a missing file the user
+    named is an error. Relative paths in the file are taken relative to the file.
+    """
+    raw: dict = {}
+    origin = str(path or DEFAULT_CONFIG)
+    explicit = path is not None
+    path = path or DEFAULT_CONFIG
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{origin}: not valid YAML: {e}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{origin}: expected a mapping of settings at the top level")
+        raw = loaded
+        base = path.resolve().parent
+        for key in ("landing", "tasks", "home"):
+            if key in raw and raw[key] is not None and not Path(str(raw[key])).is_absolute():
+                raw[key] = str(base / str(raw[key]))
+        ref = raw.get("reference")
+        if isinstance(ref, dict):
+            for key, value in list(ref.items()):
+                if isinstance(value, str) and not Path(value).is_absolute():
+                    ref[key] = str(base / value)
+    elif explicit:
+        raise ConfigError(f"{origin}: no such file (copy cxloop.example.yml to start one)")
+    for env, key in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            raw[key] = os.environ[env]
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(origin, e)) from None

@@ -1,0 +1,213 @@
+"""The Prefect flows: ``nightly(run_date)`` and ``backfill(start, end)``.
+
+Flows only sequence tasks; each task wraps one plain function of a stage
+module (extract, load, transform, drivers, churn, actions, report) that tests
+call without Prefect. A backfill loads each date's batches in date order and
+then transforms, scores and derives tasks once for the whole range: one dbt
+build, not one per day.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import psycopg2  # noqa: E402
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.cache_policies import NONE  # noqa: E402
+
+from flows import actions, churn, drivers, extract, load, report, transform  # noqa: E402
+from flows.config import Settings, load_settings  # noqa: E402
+from flows.entities import ENTITIES  # noqa: E402
+from flows.errors import CxloopError, NoExtractsError  # noqa: E402
+from flows.validate import GxRunner  # noqa: E402
+from flows.warehouse import Warehouse, open_warehouse, run_lock  # noqa: E402
+
+Progress = Callable[[str, str], None]
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what can heal by itself: a lost connection, a lock or serialization timeout."""
+    try:
+        state.result()
+    except (psycopg2.OperationalError, psycopg2.errors.LockNotAvailable,
+            psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+RETRY = {"retries": 2, "retry_delay_seconds": [2, 10], "retry_condition_fn": _transient}
+
+
+@task(name="extract", cache_policy=NONE)
+def extract_task(settings: Settings, days: list[date],
+                 entities: list[str] | None) -> list[extract.Batch]:
+    batches = list(extract.find_batches(settings, days, entities))
+    if not batches:
+        raise NoExtractsError(
+            f"no extracts in {Path(settings.landing).resolve()} for "
+            f"{days[0]}" + (f"..{days[-1]}" if len(days) > 1 else "")
+            + f"; expected files like <landing>/crm/customers/{days[0]}/*.csv "
+            "(run `cxloop demo generate` for sample data, or pass --landing)"
+        )
+    return batches
+
+
+@task(name="ingest", task_run_name="ingest {entity}", cache_policy=NONE, **RETRY)
+def ingest_task(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[extract.Batch],
+                run_id: str) -> list[load.BatchResult]:
+    return load.ingest_entity(wh, gx_runner, entity, batches, run_id)
+
+
+@task(name="dbt-build", task_run_name="dbt build {label}", cache_policy=NONE, **RETRY)
+def dbt_task(wh: Warehouse, settings: Settings, run_date: date, label: str,
+             select: str | None = None, exclude: str | None = None,
+             full_refresh: bool = False) -> dict[str, int]:
+    return transform.build(wh, settings, run_date, select=select, exclude=exclude,
+                           full_refresh=full_refresh).counts
+
+
+@task(name="drivers", cache_policy=NONE, **RETRY)
+def drivers_task(wh: Warehouse) -> int:
+    return drivers.run_drivers(wh)
+
+
+@task(name="churn-model", cache_policy=NONE, **RETRY)
+def churn_task(wh: Warehouse, settings: Settings, run_date: date,
+               force_refit: bool) -> churn.ChurnResult:
+    c = settings.churn
+    return churn.run_churn(wh, run_date, every_days=c.refit_every_days, force=force_refit,
+                           min_events=c.min_events, min_concordance=c.min_concordance)
+
+
+@task(name="improvement-tasks", cache_policy=NONE, **RETRY)
+def actions_task(wh: Warehouse, settings: Settings, run_date: date,
+                 run_id: str) -> actions.TaskStats:
+    rules = actions.load_rules(settings.tasks)
+    router = actions.Router(settings.reference.owner_routing)
+    return actions.derive_tasks(wh, rules, router, run_date, run_id)
+
+
+@task(name="docs", cache_policy=NONE)
+def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
+    return str(transform.docs_generate(wh, settings, run_date) / "index.html")
+
+
+def _timed(summary: report.RunSummary, name: str, progress: Progress | None,
+           fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
+    if progress:
+        progress(name, "start")
+    t0 = time.monotonic()
+    result = fn()
+    summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result)}
+    if progress:
+        progress(name, "done")
+    return result
+
+
+def run_range(settings: Settings, start: date, end: date, flow_name: str,
+              entities: list[str] | None = None, full_refresh: bool = False,
+              force_refit: bool = False, progress: Progress | None = None,
+              docs: bool = True) -> report.RunSummary:
+    """The body shared by both flows: load every date in order, then analyse once."""
+    days = extract.dates_between(start, end)
+    wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
+    run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
+    s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end)
+    logger = get_run_logger()
+    with run_lock(wh, settings.lock_timeout_seconds, run_id):
+        stale = report.mark_stale_runs(wh)
+        if stale:
+            logger.warning("marked %d run(s) left 'running' by a crash as crashed", stale)
+        report.start_run(wh, s)
+        try:
+            load.refresh_reference(wh, settings)
+            batches = _timed(s, "extract", progress,
+                             lambda: extract_task(settings, days, entities),
+                             lambda r: f"{len(r)} batches found")
+            gx_runner = GxRunner(Path(settings.home), wh.sqlalchemy_url())
+
+            def ingest_all() -> list[load.BatchResult]:
+                out: list[load.BatchResult] = []
+                for name in ENTITIES:
+                    mine = [b for b in batches if b.entity == name]
+                    if mine:
+                        out += ingest_task(wh, gx_runner, name, mine, run_id)
+                return out
+
+            s.batches = _timed(s, "validate+load", progress, ingest_all,
+                               lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
+            s.docs["gx_data_docs"] = gx_runner.docs_path() or ""
+            for b in s.rejected:
+                logger.error("rejected batch: %s", b.error)
+            _timed(s, "dbt build", progress,
+                   lambda: dbt_task(wh, settings, end, "models", exclude=transform.AFTER_PYTHON,
+                                    full_refresh=full_refresh),
+                   lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
+            _timed(s, "drivers", progress, lambda: drivers_task(wh), lambda r: f"{r} rows")
+            res = _timed(s, "churn", progress,
+                         lambda: churn_task(wh, settings, end, force_refit),
+                         lambda r: f"{r.scored} scored; {r.note}")
+            s.model_version, s.model_note = res.model_version, res.note
+            _timed(s, "dbt build after scores", progress,
+                   lambda: dbt_task(wh, settings, end, "after python",
+                                    select=transform.AFTER_PYTHON, full_refresh=full_refresh),
+                   lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
+            stats = _timed(s, "tasks", progress,
+                           lambda: actions_task(wh, settings, end, run_id),
+                           lambda r: f"{r.created} created, {r.updated} updated, "
+                                     f"{r.cleared} cleared, {r.escalated} escalated")
+            s.tasks = {"created": stats.created, "updated": stats.updated,
+                       "escalated": stats.escalated, "cleared": stats.cleared,
+                       "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed}
+            if docs:
+                s.docs["dbt_docs"] = _timed(s, "docs", progress,
+                                            lambda: docs_task(wh, settings, end))
+            s.status = s.final_status()
+        except Exception as e:
+            s.status = "failed"
+            s.error = str(e)
+            report.finish_run(wh, s, "")
+            raise
+        md = report.markdown(s, report.highlights(wh))
+        report.finish_run(wh, s, md)
+    try:
+        create_markdown_artifact(markdown=md, key=f"{flow_name}-summary",
+                                 description=f"cxloop {flow_name} {start}..{end}")
+    except Exception as e:  # an artifact is a courtesy; the run record is in the warehouse
+        logger.warning("could not create the Prefect artifact: %s", e)
+    return s
+
+
+@flow(name="nightly", flow_run_name="nightly {run_date}")
+def nightly(run_date: date, config: str | None = None, landing: str | None = None,
+            force_refit: bool = False) -> dict[str, Any]:
+    """Load the extracts of ``run_date``, rebuild marts, score churn, derive tasks."""
+    settings = load_settings(Path(config) if config else None, landing=landing)
+    return run_range(settings, run_date, run_date, "nightly",
+                     force_refit=force_refit).as_dict()
+
+
+@flow(name="backfill", flow_run_name="backfill {start}..{end}")
+def backfill(start: date, end: date, entities: list[str] | None = None,
+             full_refresh: bool = False, config: str | None = None,
+             landing: str | None = None) -> dict[str, Any]:
+    """Load every date of the range in order (skipping what is loaded), then analyse once."""
+    settings = load_settings(Path(config) if config else None, landing=landing)
+    return run_range(settings, start, end, "backfill", entities=entities,
+                     full_refresh=full_refresh).as_dict()
+
+
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+__all__ = ["nightly", "backfill", "run_range", "CxloopError"]

