@@ -232,7 +232,8 @@ class GxRunner:
                 type=exp["type"], kwargs=exp["kwargs"], meta=exp.get("meta"),
                 description=exp.get("description"),
             )
-            suite.add_expectation_configuration(cfg)
+            # add_expectation_configuration merges row-SQL rules into one; objects don't.
+            suite.add_expectation(cfg.to_domain_obj())
         suite = self.context.suites.add_or_update(suite)
         vd = self.context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=f"{entity}_staged", data=batch_def, suite=suite)

