@@ -537,6 +537,7 @@ def _csv_bytes(table: pa.Table, header: list[str] | None = None) -> bytes:
 ROW_FAULT_KINDS = ("bad_type", "out_of_range", "null_key", "duplicate_id", "impossible_date",
                    "malformed_email", "unknown_touchpoint", "unknown_channel")
 FILE_FAULT_KINDS = ("truncated", "missing_column", "renamed_column", "wrong_encoding")
+_COL_TYPES = {c.name: c.pg_type for e in ENTITIES.values() for c in e.columns}
 OUT_OF_RANGE_VALUE = {"nps": "11", "csat": "0", "ces": "9", "overall_satisfaction": "11",
                       "likelihood_to_renew": "6", "rating": "6"}
 BAD_EMAILS = ("{}.example.com", "{}@@example.com", "{}@example", "{} @example.com")
@@ -617,7 +618,6 @@ class _Faults:
         key = ENTITIES[ent].key
         tp_col = cols.get("touchpoint_code")
         clean_rows = np.flatnonzero(~faulted)
-        end_of_day = np.datetime64(extract) + np.timedelta64(1, "D")
         for r in rows:
             for _attempt in range(20):
                 kind, col = options[int(rng.integers(0, len(options)))]
@@ -634,7 +634,7 @@ class _Faults:
                 ):
                     continue  # relationship rows have no touchpoint to corrupt
                 else:
-                    detail = self._corrupt(kind, col, cols, r, rng, extract, end_of_day)
+                    detail = self._corrupt(kind, col, cols, r, rng, extract)
                     if detail is None:
                         continue
                     col = col.split("<")[0]
@@ -648,8 +648,7 @@ class _Faults:
 
     @staticmethod
     def _corrupt(kind: str, col: str, cols: dict[str, np.ndarray], r: int,
-                 rng: np.random.Generator, extract: date,
-                 end_of_day: np.datetime64) -> str | None:
+                 rng: np.random.Generator, extract: date) -> str | None:
         """Break one value in place; return a human-readable detail, or None if n/a."""
         if kind == "bad_type":
             cols[col][r] = "abc"
@@ -668,7 +667,7 @@ class _Faults:
             return "responded_at before invited_at"
         if kind == "impossible_date":
             later = extract + timedelta(days=int(rng.integers(2, 30)))
-            if len(cols[col][r] or "") == 10:  # a date column
+            if _COL_TYPES[col] == "date":
                 cols[col][r] = later.isoformat()
             else:
                 cols[col][r] = f"{later.isoformat()} {int(rng.integers(0, 24)):02d}:17:00"
@@ -698,16 +697,17 @@ class _Faults:
                 continue
             if kind in ("missing_column", "renamed_column") and table.num_rows < 1:
                 continue
-            if kind == "wrong_encoding" and not self._has_non_ascii(table):
+            if kind == "wrong_encoding" and not self._has_chinese(table):
                 continue
             del self.pending_file[i]
             return kind
         return None
 
     @staticmethod
-    def _has_non_ascii(table: pa.Table) -> bool:
+    def _has_chinese(table: pa.Table) -> bool:
         for c in table.columns:
-            if pc.any(pc.invert(pc.fill_null(pc.string_is_ascii(c), True))).as_py():
+            hit = pc.fill_null(pc.match_substring_regex(c, r"[\x{4e00}-\x{9fff}]"), False)
+            if pc.any(hit).as_py():
                 return True
         return False
 
@@ -737,16 +737,12 @@ class _Faults:
             _write_table(table, path, self.fmt)
             data = path.read_bytes()
             if self.fmt == "csv":
-                starts = [0] + [i + 1 for i, b in enumerate(data) if b == 0x0A][:-1]
-                # cut inside a data line in the second half, never at a line boundary
-                line_starts = starts[1:]
-                pick = line_starts[len(line_starts) // 2 + int(
-                    rng.integers(0, max(1, len(line_starts) - len(line_starts) // 2)))]
-                line_end = data.index(b"\n", pick)
-                cut = pick + 1 + int(rng.integers(0, max(1, line_end - pick - 1)))
-                cut = min(cut, line_end - 1) if line_end - pick > 1 else pick + 1
-                row = line_starts.index(pick) + 1
-                detail = f"cut at byte {cut}, inside data row {row}"
+                nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
+                n = len(nl) - 1  # data rows; line r (1-based) spans nl[r-1]+1 .. nl[r]
+                r = int(rng.integers((n + 1) // 2, n + 1)) if n > 1 else 1
+                s_, e_ = int(nl[r - 1]) + 1, int(nl[r])
+                cut = s_ + int(rng.integers(1, max(2, e_ - s_)))  # keeps >=1 char, no newline
+                detail = f"cut at byte {cut}, inside data row {r}; later rows lost"
             else:
                 cut = len(data) // 2
                 detail = f"cut at byte {cut} of {len(data)}"
@@ -805,7 +801,9 @@ class _Generator:
         self.t0 = (start - EPOCH).days * DAY  # epoch seconds of window start
         self.pop = _Population(seed, customers, days)
         self.faults = _Faults(seed, faults, days, fmt)
+        # rows waiting for the extract of their day; "_events" = scheduled onboarding steps
         self.pending: dict[str, dict[int, list[Batch]]] = {e: {} for e in ENTITIES}
+        self.pending["_events"] = {}
         self.next_id = {"interactions": 1, "invitations": 1, "responses": 1, "orders": 1}
         self.summary = GenerationSummary(out=out, start=start,
                                          end=start + timedelta(days=days - 1), days=days,
@@ -852,7 +850,7 @@ class _Generator:
                 _take_rows(batch, np.flatnonzero(export_day == d))
             )
 
-    def schedule_with_warts(self, entity: str, day: int, ts: np.ndarray, batch: Batch,
+    def schedule_with_warts(self, entity: str, ts: np.ndarray, batch: Batch,
                             rng: np.random.Generator, late: bool) -> None:
         """Export on the event's day; some late (1-2 days), some re-exported unchanged."""
         export = self.day_of(ts)
@@ -877,12 +875,14 @@ class _Generator:
         custs: list[np.ndarray] = []
         tps: list[np.ndarray] = []
         times: list[np.ndarray] = []
+        gaps: list[np.ndarray] = []  # onboarding steps: real wait since the previous step
         na = len(active)
 
         def add(c: np.ndarray, tp: int, lo: float = 7 / 24, hi: float = 22 / 24) -> None:
             custs.append(c)
             tps.append(np.full(len(c), tp, dtype=np.int8))
             times.append(day + rng.uniform(lo, hi, len(c)))
+            gaps.append(np.full(len(c), -1.0))
 
         if na:
             for code in ("app_usage", "support_call", "store_visit", "field_repair"):
@@ -910,20 +910,21 @@ class _Generator:
             custs.append(new)
             tps.append(np.full(len(new), self.tp["apply_online"], dtype=np.int8))
             times.append(t)
+            gaps.append(np.full(len(new), -1.0))
             ro = _rng(self.seed, "onboard", day)
             steps = []
-            for code in ("approval", "installation"):
+            for code in ("approval", "installation"):  # wait = time since previous step
                 j = self.tp[code]
-                t = t + np.exp(np.log(self.wait_med[j]) + self.wait_s[j] * ro.normal(
-                    0, 1, len(new))) / DAY
-                steps.append((j, t))
+                gap = np.exp(np.log(self.wait_med[j]) + self.wait_s[j] * ro.normal(0, 1, len(new)))
+                t = t + np.round(gap) / DAY
+                steps.append((j, t, np.round(gap)))
             t = t + ro.uniform(1, 10, len(new))
-            steps.append((self.tp["onboarding_call"], t))
-            for j, tt in steps:
+            steps.append((self.tp["onboarding_call"], t, np.full(len(new), -1.0)))
+            for j, tt, gap in steps:
                 ok = tt < p.churn_abs[new]
                 self.schedule("_events", np.floor(tt[ok]).astype(np.int64),
                               {"cust": new[ok], "tp": np.full(ok.sum(), j, dtype=np.int8),
-                               "t": tt[ok]})
+                               "t": tt[ok], "gap": gap[ok]})
         ev = self.pending["_events"].pop(day, [])
         if ev:
             e = _concat(ev)
@@ -931,6 +932,7 @@ class _Generator:
             custs.append(e["cust"])
             tps.append(e["tp"])
             times.append(e["t"])
+            gaps.append(e["gap"])
         if not custs:
             return None
         cust = np.concatenate(custs).astype(np.int64)
@@ -938,14 +940,15 @@ class _Generator:
             return None
         tp = np.concatenate(tps)
         t = np.concatenate(times)
+        gap = np.concatenate(gaps)
         ts = self.secs(t)
         order = np.lexsort((cust, ts))
-        cust, tp, t, ts = cust[order], tp[order], t[order], ts[order]
+        cust, tp, t, ts, gap = cust[order], tp[order], t[order], ts[order], gap[order]
         n = len(cust)
         ra = _rng(self.seed, "usage", 10_000 + day)
         ch = (ra.random(n)[:, None] > self.chan_cum[tp]).sum(1).clip(0, len(CHANNELS) - 1)
         wait = np.exp(np.log(self.wait_med[tp]) + self.wait_s[tp] * ra.normal(0, 1, n))
-        # for the onboarding chain the wait is the real gap to the previous step
+        wait = np.where(gap >= 0, gap, wait)  # onboarding chain: the real gap
         handle = np.exp(np.log(self.handle_med[tp]) + self.handle_s[tp] * ra.normal(0, 1, n))
         logit = self.unres_base[tp] + UNRESOLVED_LOADING * p.unresolved_propensity[cust]
         resolved = ra.random(n) >= 1 / (1 + np.exp(-logit))
@@ -987,13 +990,12 @@ class _Generator:
         inv["vid"] = np.arange(self.next_id["invitations"], self.next_id["invitations"] + n)
         self.next_id["invitations"] += n
         inv["ts"] = self.secs(inv["t"])
-        self.schedule_with_warts("invitations", day, inv["ts"], inv,
+        self.schedule_with_warts("invitations", inv["ts"], inv,
                                  _rng(self.seed, "warts", 3 * day), late=False)
 
         # Who answers, and when (0-5 days later, before churning).
         cust = inv["cust"]
-        prob = np.where(inv["t"] < p.silent_onset[cust], p.resp_p[cust], 0.0)
-        prob = np.where(p.goes_silent[cust] > 0, prob, p.resp_p[cust])
+        prob = np.where(inv["t"] < p.silent_onset[cust], p.resp_p[cust], 0.0)  # onset=inf
         answered = rng.random(n) < prob
         lag = np.minimum(rng.exponential(0.8, n), 4.99) + 60 / DAY
         t_resp = inv["t"] + lag
@@ -1070,7 +1072,7 @@ class _Generator:
         r["ts_resp"] = self.secs(r["t_resp"])
         resp = {k: r[k] for k in ("rid", "vid", "cust", "stype", "tp", "ts", "ts_resp", "nps",
                                   "csat", "ces", "os", "ltr", "comment", "lang")}
-        self.schedule_with_warts("responses", day, r["ts_resp"], resp,
+        self.schedule_with_warts("responses", r["ts_resp"], resp,
                                  _rng(self.seed, "warts", 3 * day + 1), late=False)
         ri, ti = np.nonzero(asked)
         items = {"rid": r["rid"][ri], "cust": cust[ri], "tp": ti.astype(np.int8),
@@ -1083,9 +1085,10 @@ class _Generator:
         active = np.flatnonzero((p.signup_abs < day) & (p.churn_abs > day + 1))
         new = np.arange(self.signup_bounds[day], self.signup_bounds[day + 1])
         dev = new[rng.random(len(new)) < P_DEVICE_AT_SIGNUP]
-        addon = np.sort(active[rng.integers(0, max(1, len(active)),
-                                            rng.poisson(len(active) * ORDER_RATE))]) \
-            if len(active) else np.zeros(0, dtype=np.int64)
+        addon = np.zeros(0, dtype=np.int64)
+        if len(active):
+            k = rng.poisson(len(active) * ORDER_RATE)
+            addon = np.sort(active[rng.integers(0, len(active), k)])
         cust = np.concatenate([dev, addon]).astype(np.int64)
         n = len(cust)
         if n == 0:
@@ -1097,7 +1100,7 @@ class _Generator:
         b = {"oid": oid, "cust": cust, "day": np.full(n, day, dtype=np.int64),
              "cents": np.maximum(np.round(amount * 100), 100).astype(np.int64)}
         ts = self.t0 + day * DAY + np.zeros(n, dtype=np.int64)
-        self.schedule_with_warts("orders", day, ts, b, _rng(self.seed, "warts", 3 * day + 2),
+        self.schedule_with_warts("orders", ts, b, _rng(self.seed, "warts", 3 * day + 2),
                                  late=False)
 
     def crm_changes_for(self, day: int) -> tuple[Batch, Batch]:
@@ -1156,8 +1159,7 @@ class _Generator:
                 "plan": _take(PLANS, p.plan[c]),
                 "acquisition_channel": _take(CHANNELS, p.acq[c]),
                 "marketing_consent": _bool(p.consent[c]),
-                "signup_date": _date(self.day_of(self.secs(p.signup_abs[c]))
-                                     + (self.t0 // DAY)),
+                "signup_date": _date(self.secs(p.signup_abs[c]) // DAY),
                 "updated_at": _ts(b["ts"]),
             }
         elif ent == "subscriptions":
@@ -1240,10 +1242,12 @@ class _Generator:
 
     def _names(self, c: np.ndarray) -> pa.Array:
         p = self.pop
-        en = pc.binary_join_element_wise(_take(EN_FIRST, p.name_a[c]),
-                                         _take(EN_LAST, p.name_b[c]), " ")
-        cn = pc.binary_join_element_wise(_take([s for s, _ in CN_SURNAME], p.name_a[c]),
-                                         _take([g for g, _ in CN_GIVEN], p.name_b[c]), "")
+        a, b = p.name_a[c].astype(np.int64), p.name_b[c].astype(np.int64)
+        # both branches are built for every row (modulo keeps the unused one in range)
+        en = pc.binary_join_element_wise(_take(EN_FIRST, a % len(EN_FIRST)),
+                                         _take(EN_LAST, b % len(EN_LAST)), " ")
+        cn = pc.binary_join_element_wise(_take([s for s, _ in CN_SURNAME], a % len(CN_SURNAME)),
+                                         _take([g for g, _ in CN_GIVEN], b % len(CN_GIVEN)), "")
         return pc.if_else(pa.array(p.is_cn[c]), cn, en)
 
     def _emails(self, c: np.ndarray) -> pa.Array:
@@ -1251,11 +1255,12 @@ class _Generator:
         ascii_first = [_ascii(x) for x in EN_FIRST]
         ascii_last = [_ascii(x) for x in EN_LAST]
         is_cn = pa.array(p.is_cn[c])
+        na, nb = p.name_a[c].astype(np.int64), p.name_b[c].astype(np.int64)
         # Chinese names: given.surname in pinyin; others first.last
-        a = pc.if_else(is_cn, _take([g for _, g in CN_GIVEN], p.name_b[c]),
-                       _take(ascii_first, p.name_a[c]))
-        b = pc.if_else(is_cn, _take([s for _, s in CN_SURNAME], p.name_a[c]),
-                       _take(ascii_last, p.name_b[c]))
+        a = pc.if_else(is_cn, _take([g for _, g in CN_GIVEN], nb % len(CN_GIVEN)),
+                       _take(ascii_first, na % len(EN_FIRST)))
+        b = pc.if_else(is_cn, _take([s for _, s in CN_SURNAME], na % len(CN_SURNAME)),
+                       _take(ascii_last, nb % len(EN_LAST)))
         ver = p.email_ver[c].astype(np.int64)
         sep = _take(EMAIL_SEPS, (p.email_sep[c] + ver) % len(EMAIL_SEPS))
         num = (p.email_num[c].astype(np.int64) + 37 * ver) % 1000
@@ -1298,7 +1303,6 @@ class _Generator:
         _write_table(table, path, self.fmt)
 
     def run(self, progress: Callable[[int, int], None] | None) -> GenerationSummary:
-        self.pending["_events"] = {}
         sort_keys = {"customers": ("ts", "cust"), "subscriptions": ("ts", "cust"),
                      "orders": ("day", "oid"), "interactions": ("ts", "iid"),
                      "invitations": ("ts", "vid"), "responses": ("ts_resp", "rid"),
@@ -1308,7 +1312,7 @@ class _Generator:
             self.orders_for(day)
             inter = self.interactions_for(day)
             if inter is not None:
-                self.schedule_with_warts("interactions", day, inter["ts"],
+                self.schedule_with_warts("interactions", inter["ts"],
                                          {k: v for k, v in inter.items() if k != "t"},
                                          _rng(self.seed, "warts", 100_000 + day), late=True)
             self.surveys_for(day, inter)
@@ -1386,29 +1390,30 @@ def _write_truth(g: _Generator) -> tuple[Path, Path]:
     start_days = (g.start - EPOCH).days
     signup_day = g.day_of(g.secs(p.signup_abs)) + start_days
     churn_day = np.floor(p.churn_abs).astype(np.int64) + start_days
-    df = pd.DataFrame({
-        "customer_id": _ids("C", np.arange(p.n) + 1, 8).to_numpy(zero_copy_only=False),
-        **{k: getattr(p, k) for k in COVARIATES},
-        "linear_predictor": p.lp,
-        "risk_score": np.exp(p.lp),
-        "signup_date": pd.to_datetime(signup_day, unit="D").date,
-        "entry_days": np.maximum(-p.signup_abs, 0.0),
-        "churn_time_days": p.t_churn,
-        "duration_days": np.where(event, p.t_churn, tenure_end),
-        "event": event.astype(np.int8),
-        "churn_date": pd.Series(pd.to_datetime(churn_day, unit="D").date).where(event, None),
-        "segment": np.array(SEGMENTS)[p.segment],
-        "plan_at_signup": np.array(PLANS)[p.plan0],
-        "monthly_value_at_signup": p.value0_cents / 100.0,
-        "silence_onset_date": pd.Series(pd.to_datetime(
-            np.floor(np.where(np.isfinite(p.silent_onset), p.silent_onset, 0)).astype(np.int64)
-            + start_days, unit="D").date).where(np.isfinite(p.silent_onset), None),
-        "in_base_at_start": np.arange(p.n) < p.n_base,
-    })
-    for k in ("plan_premium", "segment_smb", "goes_silent", "price_sensitive"):
-        df[k] = df[k].astype(np.int8)
+    silent = np.isfinite(p.silent_onset)
+    onset_day = np.floor(np.where(silent, p.silent_onset, 0)).astype(np.int64) + start_days
+    cols: dict[str, pa.Array] = {
+        "customer_id": _ids("C", np.arange(p.n) + 1, 8),
+        **{k: pa.array(getattr(p, k).astype(np.int8) if COVARIATE_DOC[k][0] == "binary"
+                       else getattr(p, k)) for k in COVARIATES},
+        "linear_predictor": pa.array(p.lp),
+        "risk_score": pa.array(np.exp(p.lp)),
+        "signup_date": pa.array(signup_day.astype(np.int32), type=pa.date32()),
+        "entry_days": pa.array(np.maximum(-p.signup_abs, 0.0)),
+        "churn_time_days": pa.array(p.t_churn),
+        "duration_days": pa.array(np.where(event, p.t_churn, tenure_end)),
+        "event": pa.array(event.astype(np.int8)),
+        "churn_date": pa.array(np.minimum(churn_day, 2**31 - 1).astype(np.int32),
+                               type=pa.date32(), mask=~event),
+        "segment": _take(SEGMENTS, p.segment),
+        "plan_at_signup": _take(PLANS, p.plan0),
+        "monthly_value_at_signup": pa.array(p.value0_cents / 100.0),
+        "silence_onset_date": pa.array(onset_day.astype(np.int32), type=pa.date32(),
+                                       mask=~silent),
+        "in_base_at_start": pa.array(np.arange(p.n) < p.n_base),
+    }
     cust_path = out / "customers.parquet"
-    pq.write_table(pa.Table.from_pandas(df, preserve_index=False), cust_path)
+    pq.write_table(pa.Table.from_pydict(cols), cust_path)
 
     base = p.n_base
     base_churn_1y = None

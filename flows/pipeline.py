@@ -190,11 +190,23 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
     return s
 
 
-@flow(name="nightly", flow_run_name="nightly {run_date}")
-def nightly(run_date: date, config: str | None = None, landing: str | None = None,
-            force_refit: bool = False) -> dict[str, Any]:
-    """Load the extracts of ``run_date``, rebuild marts, score churn, derive tasks."""
+def _nightly_name() -> str:
+    from prefect.runtime import flow_run
+
+    d = flow_run.parameters.get("run_date")
+    return f"nightly {d or 'today'}"
+
+
+@flow(name="nightly", flow_run_name=_nightly_name)
+def nightly(run_date: date | None = None, config: str | None = None,
+            landing: str | None = None, force_refit: bool = False) -> dict[str, Any]:
+    """Load the extracts of ``run_date`` (default: today in the configured timezone),
+    rebuild marts, score churn, derive tasks."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
     settings = load_settings(Path(config) if config else None, landing=landing)
+    run_date = run_date or datetime.now(ZoneInfo(settings.timezone)).date()
     return run_range(settings, run_date, run_date, "nightly",
                      force_refit=force_refit).as_dict()
 

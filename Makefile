@@ -1,0 +1,46 @@
+# cxloop: `make demo` runs the whole nightly pipeline on demo data; `make test` runs the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install install-dev demo test lint unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	$(BIN)/cxloop demo
+
+# SQL lint uses dbt's templater, which reads the profile's env vars but needs no server.
+lint: install-dev
+	$(BIN)/ruff check flows tests benchmarks
+	CXLOOP_DBT_HOST=localhost CXLOOP_DBT_USER=lint CXLOOP_DBT_DBNAME=lint \
+	  $(BIN)/sqlfluff lint dbt_project/models --processes 2
+
+test: install-dev lint
+	$(BIN)/pytest -q
+
+unit: install-dev
+	$(BIN)/pytest -q -m "not integration and not e2e"
+
+SCALE ?= 20000
+DAYS  ?= 120
+bench: install-dev
+	$(BIN)/python -m benchmarks.run --customers $(SCALE) --days $(DAYS)
+
+clean:
+	rm -rf .cxloop dbt_project/target dbt_project/logs
