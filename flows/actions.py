@@ -15,15 +15,16 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import psycopg2
 import yaml
 from psycopg2.extras import Json
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from flows.errors import ConfigError
+from flows.errors import ConfigError, StageError
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,17 @@ def derive_tasks(wh: Warehouse, rules: RuleSet, router: Router, run_date: date,
                  run_id: str) -> TaskStats:
     """Evaluate every rule as of ``run_date`` and upsert its tasks, in one transaction."""
     stats = TaskStats()
-    as_of = datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    as_of = datetime.combine(run_date + timedelta(days=1), time(0), tzinfo=UTC)
     with wh.transaction() as cur:
         for rule in rules.rules:
-            cur.execute(f"select * from ({rule.trigger}) t", {"run_date": run_date})
+            try:
+                cur.execute("savepoint rule")
+                cur.execute(f"select * from ({rule.trigger}) t", {"run_date": run_date})
+            except psycopg2.Error as e:
+                raise StageError(
+                    f"tasks.yml rule {rule.name!r}: its trigger failed: "
+                    f"{(e.diag.message_primary or str(e)).strip()}; fix the SQL and re-run"
+                ) from None
             cols = [d.name for d in cur.description]
             hits = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
             period = period_of(run_date, rule.period)
@@ -255,7 +263,7 @@ def _suppression(cur, rule: Rule, rules: RuleSet, hit: dict[str, Any], nk: str,
         "and subject_id = %s and status <> 'suppressed' and natural_key <> %s "
         "and created_at > %s",
         (str(hit["subject_id"]), nk,
-         datetime.combine(run_date, time(0), tzinfo=timezone.utc)
+         datetime.combine(run_date, time(0), tzinfo=UTC)
          - timedelta(days=rules.contact_window_days)),
     )
     if cur.fetchone()[0] >= rules.contact_cap:

@@ -16,7 +16,7 @@ import logging
 import pickle
 import warnings
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -74,7 +74,7 @@ def design_matrix(features: pd.DataFrame, model: ChurnModel | None = None) -> tu
         if c not in df:
             df[c] = pd.to_numeric(f[c], errors="coerce")
     for c in FLAGS:
-        df[c] = f[c].fillna(False).astype(bool).astype(float)
+        df[c] = f[c].astype("boolean").fillna(False).astype(float)
     fill = model.fill if model else {c: float(df[c].mean()) if df[c].notna().any() else 0.0
                                      for c in NUMERIC}
     for c in NUMERIC:
@@ -234,11 +234,7 @@ def _aft_log_scale(model: ChurnModel, x: pd.DataFrame) -> np.ndarray:
 # --- warehouse IO -----------------------------------------------------------------
 
 def read_features(wh: Warehouse) -> pd.DataFrame:
-    conn = wh.connect()
-    try:
-        return pd.read_sql("select * from intermediate.int_churn_features", conn)
-    finally:
-        conn.close()
+    return wh.read_frame("select * from intermediate.int_churn_features")
 
 
 def latest_model(wh: Warehouse) -> tuple[ChurnModel, datetime] | None:
@@ -282,7 +278,7 @@ def register(wh: Warehouse, model: ChurnModel, run_date: date, features: pd.Data
 
 def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_date: date) -> int:
     """Replace the scores with this run's, in one transaction (a re-run gives the same table)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with wh.transaction() as cur:
         cur.execute(
             "create table if not exists marts.churn_scores (customer_id text primary key, "

@@ -69,9 +69,12 @@ def handle_errors(fn):
 def _settings(config: Path | None, landing: Path | None = None):
     from flows.config import load_settings
 
-    os.environ.setdefault("PREFECT_HOME", str(Path(os.environ.get("CXLOOP_HOME", ".cxloop"))
-                                             .resolve() / "prefect"))
-    return load_settings(config, landing=str(landing) if landing else None)
+    settings = load_settings(config, landing=str(landing) if landing else None)
+    # Prefect's local state lives beside the warehouse, not in the user's home.
+    prefect_home = Path(settings.home).resolve() / "prefect"
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_HOME", str(prefect_home))
+    return settings
 
 
 def _today(tz: str) -> date:
@@ -237,7 +240,7 @@ def demo_generate(
         raise CxloopError(f"--format must be csv or parquet, not {fmt!r}")
     g = demo_data.generate(out, customers=customers, days=days,
                            start=_parse_date(start, "--start"), seed=seed, fmt=fmt, faults=faults)
-    console.print(f"wrote {g.files_written} files to {out}; ground truth {g.truth_path}")
+    console.print(f"wrote {len(g.files)} files to {out}; ground truth {g.truth_path}")
 
 
 def _print_manager_summary(settings) -> None:

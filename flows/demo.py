@@ -33,7 +33,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -516,19 +515,31 @@ def _csv_quote(col: pa.Array) -> pa.Array:
     return pc.if_else(needs, quoted, col)
 
 
-def _csv_bytes(table: pa.Table, header: list[str] | None = None) -> bytes:
-    """The whole file as bytes: header line, then one ``\\n``-terminated line per row."""
-    names = header if header is not None else table.column_names
-    head = (",".join(_csv_quote(pa.array(names)).to_pylist()) + "\n").encode("utf-8")
+CSV_CHUNK_ROWS = 200_000  # bounds the memory of a big file (day 1 holds the whole base)
+
+
+def _csv_header(names: list[str]) -> bytes:
+    return (",".join(_csv_quote(pa.array(names, type=pa.string())).to_pylist()) + "\n").encode()
+
+
+def _csv_rows(table: pa.Table) -> bytes:
+    """Data lines of ``table``, each ``\\n``-terminated, joined by Arrow kernels (no Python
+    loop per row): the values buffer of the joined string array is the file body."""
     if table.num_rows == 0:
-        return head
+        return b""
     cols = [_csv_quote(table.column(i).combine_chunks()) for i in range(table.num_columns)]
     lines = pc.binary_join_element_wise(*cols, ",", null_handling="replace",
                                         null_replacement="")
-    lines = pc.binary_join_element_wise(lines, "", "\n").cast(pa.large_string())
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    lines = pc.binary_join_element_wise(lines, "", "\n")
+    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
+    offsets = np.frombuffer(lines.buffers()[1], dtype=width)
     lo, hi = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
-    return head + lines.buffers()[2].to_pybytes()[lo:hi]
+    return memoryview(lines.buffers()[2])[lo:hi].tobytes()
+
+
+def _csv_bytes(table: pa.Table) -> bytes:
+    """The whole file as bytes: header line, then one line per row."""
+    return _csv_header(table.column_names) + _csv_rows(table)
 
 
 # --------------------------------------------------------------------------------------
@@ -769,7 +780,10 @@ class _Faults:
 
 def _write_table(table: pa.Table, path: Path, fmt: str) -> None:
     if fmt == "csv":
-        path.write_bytes(_csv_bytes(table))
+        with open(path, "wb") as f:
+            f.write(_csv_header(table.column_names))
+            for lo in range(0, table.num_rows, CSV_CHUNK_ROWS):
+                f.write(_csv_rows(table.slice(lo, CSV_CHUNK_ROWS)))
     else:
         pq.write_table(table, path, compression="snappy")
 

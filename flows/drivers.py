@@ -92,13 +92,9 @@ def importance_table(long: pd.DataFrame, seed: int = 11) -> pd.DataFrame:
 
 def run_drivers(wh: Warehouse) -> int:
     """Read the driver inputs, compute importances, replace the output table atomically."""
-    conn = wh.connect()
-    try:
-        long = pd.read_sql("select response_id, segment, item_code, touchpoint_code, rating, "
-                           "overall_satisfaction, likelihood_to_renew "
-                           "from intermediate.int_driver_inputs", conn)
-    finally:
-        conn.close()
+    long = wh.read_frame("select response_id, segment, item_code, touchpoint_code, rating, "
+                         "overall_satisfaction, likelihood_to_renew "
+                         "from intermediate.int_driver_inputs")
     table = importance_table(long)
     with wh.transaction() as cur:
         cur.execute(

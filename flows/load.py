@@ -176,8 +176,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> int
         raise StructuralError(f"{batch.path}: cannot read: {err}") from None
     rows = cur.rowcount
     cur.execute("release savepoint batch")
-    if rows == 0:
-        raise StructuralError(f"{batch.path}: line 2: header only, no data rows")
+    # A header-only file is a valid "nothing changed today" extract: a batch of 0 rows.
     return rows
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from psycopg2.extras import Json
@@ -128,7 +128,7 @@ def _table(headers: list[str], rows: list[tuple]) -> str:
 
 def markdown(s: RunSummary, hl: dict[str, list[tuple]]) -> str:
     """The run summary as markdown (Prefect artifact and ``ops.pipeline_runs``)."""
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# cxloop {s.flow} {s.start_date}" + (f" → {s.end_date}" if s.end_date != s.start_date
                                                 else ""),

@@ -91,7 +91,9 @@ def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
         "--vars", json.dumps(variables),
         "--quiet",
     ]
-    env = {**wh.dbt_env(), "CXLOOP_SEED_DIR": str(seed_dir(settings)),
+    # Relative on purpose: with an absolute seed path dbt writes each seed's SQL over its CSV.
+    seeds = os.path.relpath(seed_dir(settings), DBT_DIR)
+    env = {**wh.dbt_env(), "CXLOOP_SEED_DIR": seeds,
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     log.info("dbt %s", " ".join(args))
     with _env(env):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import psycopg2
@@ -23,6 +24,9 @@ from psycopg2 import sql
 
 from flows.entities import ENTITIES, Entity
 from flows.errors import LockTimeoutError, WarehouseError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +102,15 @@ class Warehouse:
             ) from None
         conn.autocommit = autocommit
         return conn
+
+    def read_frame(self, query: str, params: dict | tuple | None = None) -> pd.DataFrame:
+        """A query result as a DataFrame (through a cursor: pandas wants SQLAlchemy otherwise)."""
+        import pandas as pd
+
+        with self.transaction() as cur:
+            cur.execute(query, params)
+            cols = [d.name for d in cur.description]
+            return pd.DataFrame(cur.fetchall(), columns=cols)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[psycopg2.extensions.cursor]:
