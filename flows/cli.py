@@ -89,8 +89,14 @@ def _quiet_libraries() -> None:
 @app.callback()
 def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     DEBUG["on"] = debug
-    logging.basicConfig(level=logging.INFO if debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Prefect logs every task state (and failures with tracebacks) to the console; the CLI
+    # shows its own progress and one clear message instead. The Prefect API still gets all.
+    if not debug:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+    level = logging.INFO if debug else logging.ERROR
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # libraries set their own logger levels; the handler decides
     _quiet_libraries()
 
 
@@ -103,10 +109,22 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
     if settings.warehouse_url:
         os.environ["CXLOOP_WAREHOUSE_URL"] = settings.warehouse_url
     os.environ["CXLOOP_HOME"] = str(Path(settings.home).resolve())
-    if flow_name == "nightly":
-        return pipeline.nightly(run_date=start, force_refit=kw.get("force_refit", False), **params)
-    return pipeline.backfill(start=start, end=end, entities=kw.get("entities"),
-                             full_refresh=kw.get("full_refresh", False), **params)
+    status = console.status(f"{flow_name}: starting Prefect…")
+
+    def show(stage: str, event: str) -> None:
+        if event == "start":
+            status.update(f"{flow_name} {start}..{end}: {stage}…")
+
+    pipeline.PROGRESS_LISTENERS.append(show)
+    try:
+        with status:
+            if flow_name == "nightly":
+                return pipeline.nightly(run_date=start, force_refit=kw.get("force_refit", False),
+                                        **params)
+            return pipeline.backfill(start=start, end=end, entities=kw.get("entities"),
+                                     full_refresh=kw.get("full_refresh", False), **params)
+    finally:
+        pipeline.PROGRESS_LISTENERS.remove(show)
 
 
 def _print_run(summary: dict[str, Any]) -> None:

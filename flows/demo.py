@@ -575,9 +575,10 @@ class _Faults:
         n_files = days * len(ENTITIES)
         n_each = max(1, int(round(rate * n_files / 20)))
         kinds = [k for k in FILE_FAULT_KINDS if not (fmt == "parquet" and k == "wrong_encoding")]
+        self.last_day = days - 1
         for kind in kinds:
             for _ in range(n_each):
-                d = int(rng.integers(0, max(1, days)))
+                d = int(rng.integers(0, days // 2 + 1))  # first half: room to defer
                 if kind == "wrong_encoding":  # needs Chinese text: names or comments
                     ent = ("customers", "responses")[int(rng.integers(0, 2))]
                 else:
@@ -702,7 +703,9 @@ class _Faults:
     def take_file_fault(self, ent: str, day: int, table: pa.Table) -> str | None:
         """The file fault due for this file (planned day reached, file qualifies), if any."""
         for i, (d, e, kind) in enumerate(self.pending_file):
-            if e != ent or d > day:
+            # deferred to the next file of the entity that qualifies; any entity on the
+            # last day, so that each kind is placed at least once whenever possible
+            if (e != ent and day < self.last_day) or d > day:
                 continue
             if kind == "truncated" and table.num_rows < 2:
                 continue

@@ -33,6 +33,14 @@ from flows.validate import GxRunner  # noqa: E402
 from flows.warehouse import Warehouse, open_warehouse, run_lock  # noqa: E402
 
 Progress = Callable[[str, str], None]
+# Terminal front ends register here to hear "stage started/done" (flow parameters
+# must be serialisable, so a callback cannot travel as one).
+PROGRESS_LISTENERS: list[Progress] = []
+
+
+def _notify(stage: str, event: str) -> None:
+    for listener in PROGRESS_LISTENERS:
+        listener(stage, event)
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -106,13 +114,11 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
 
 def _timed(summary: report.RunSummary, name: str, progress: Progress | None,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
-    if progress:
-        progress(name, "start")
+    (progress or _notify)(name, "start")
     t0 = time.monotonic()
     result = fn()
     summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result)}
-    if progress:
-        progress(name, "done")
+    (progress or _notify)(name, "done")
     return result
 
 

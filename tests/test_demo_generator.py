@@ -416,8 +416,8 @@ def test_goes_silent_customers_stop_answering(large: Path) -> None:
     resp = resp.drop_duplicates("response_id").join(
         truth[["goes_silent", "silence_onset_date"]], on="customer_id")
     silent = resp[resp.goes_silent == 1]
-    day = pd.to_datetime(silent.responded_at).dt.date
-    assert len(silent) > 0 and (day < silent.silence_onset_date).all()
+    invited = pd.to_datetime(silent.invited_at).dt.date  # onset date = floor(onset time)
+    assert len(silent) > 0 and (invited <= silent.silence_onset_date).all()
     inv = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False)
                      for f in (large / "survey" / "invitations").rglob("*.csv")])
     inv = inv.drop_duplicates("invitation_id").join(

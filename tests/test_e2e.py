@@ -1,0 +1,102 @@
+"""End to end: `cxloop demo` at small scale, then what the warehouse holds, then a re-run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from flows.entities import ENTITIES
+
+pytestmark = pytest.mark.e2e
+
+CXLOOP = [sys.executable, "-m", "flows.cli"]
+
+
+def _cxloop(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CXLOOP_HOME": str(home), "COLUMNS": "160"}
+    env.pop("CXLOOP_WAREHOUSE_URL", None)
+    res = subprocess.run([*CXLOOP, *args], env=env, capture_output=True, text=True, timeout=900,
+                         cwd=home)
+    if check and res.returncode != 0:
+        raise AssertionError(f"cxloop {' '.join(args)} exited {res.returncode}\n"
+                             f"{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def _counts(url: str) -> dict[str, int]:
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("select table_schema || '.' || table_name from information_schema.tables "
+                    "where table_schema in ('raw', 'marts') and table_name not like '\\_stage%' "
+                    "order by 1")
+        tables = [r[0] for r in cur.fetchall()] + ["ops.improvement_tasks"]
+        out = {}
+        for t in tables:
+            cur.execute(f"select count(*) from {t}")
+            out[t] = cur.fetchone()[0]
+    conn.close()
+    return out
+
+
+def _extract_rows(landing: Path) -> dict[str, int]:
+    rows = {}
+    for name, e in ENTITIES.items():
+        n = 0
+        for f in (landing / e.source / name).glob("*/*.csv"):
+            with open(f, newline="", encoding="utf-8") as fh:
+                n += sum(1 for _ in csv.reader(fh)) - 1
+        rows[name] = n
+    return rows
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory):
+    home = Path(tmp_path_factory.mktemp("e2e"))
+    first = _cxloop(home, "demo", "--customers", "600", "--days", "60")
+    yield home, first
+    _cxloop(home, "warehouse", "stop", check=False)
+
+
+def test_demo_prints_a_manager_summary(demo_home):
+    _, first = demo_home
+    out = first.stdout
+    assert "Worst touchpoints" in out and "Customers most at risk" in out
+    assert "Improvement tasks by owner" in out
+    assert "completed" in out
+
+
+def test_raw_holds_every_extract_row_and_every_mart_is_filled(demo_home):
+    home, _ = demo_home
+    url = _cxloop(home, "warehouse", "url").stdout.strip()
+    counts = _counts(url)
+    expected = _extract_rows(home / ".cxloop" / "demo" / "landing")
+    for name, n in expected.items():
+        assert counts[f"raw.{name}"] == n, name
+    marts = {t: n for t, n in counts.items() if t.startswith("marts.")}
+    assert len(marts) >= 10
+    assert all(n > 0 for n in marts.values()), marts
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("select count(*), count(*) filter (where owner_person is null or "
+                    "owner_person = '') from ops.improvement_tasks")
+        n_tasks, ownerless = cur.fetchone()
+        cur.execute("select status from ops.pipeline_runs")
+        statuses = [r[0] for r in cur.fetchall()]
+    conn.close()
+    assert n_tasks > 0 and ownerless == 0
+    assert statuses == ["completed"]
+
+
+def test_second_demo_run_changes_no_counts(demo_home):
+    home, _ = demo_home
+    url = _cxloop(home, "warehouse", "url").stdout.strip()
+    before = _counts(url)
+    second = _cxloop(home, "demo", "--customers", "600", "--days", "60")
+    assert "skipped" in second.stdout
+    assert _counts(url) == before
