@@ -199,6 +199,18 @@ def test_parquet_format_same_columns(tmp_path: Path) -> None:
         ent = Path(f).parts[1]
         df = pd.read_parquet(tmp_path / f)
         assert list(df.columns) == ENTITIES[ent].column_names
+    out = tmp_path / "faulty"
+    s = generate(out, customers=300, days=8, start=START, seed=1, fmt="parquet", faults=0.05)
+    man = pd.read_csv(out / "_faults" / "manifest.csv", dtype=str, keep_default_na=False)
+    kinds = dict(zip(man.file[man.row == ""], man.kind[man.row == ""], strict=True))
+    # no text encoding inside Parquet: the other three file faults are placed
+    assert set(kinds.values()) == {"truncated", "missing_column", "renamed_column"}
+    for f, kind in kinds.items():
+        if kind == "truncated":
+            with pytest.raises(Exception):  # noqa: B017 - any reader error will do
+                pd.read_parquet(out / f)
+        else:
+            assert list(pd.read_parquet(out / f).columns) != ENTITIES[Path(f).parts[1]].column_names
 
 
 def test_layout_every_day_every_entity_header(small: Path) -> None:

@@ -75,7 +75,10 @@ def test_raw_holds_every_extract_row_and_every_mart_is_filled(demo_home):
     home, _ = demo_home
     url = _cxloop(home, "warehouse", "url").stdout.strip()
     counts = _counts(url)
-    expected = _extract_rows(home / ".cxloop" / "demo" / "landing")
+    landing = home / "demo" / "landing"
+    assert landing.is_dir()
+    expected = _extract_rows(landing)
+    assert all(n > 0 for n in expected.values()), expected
     for name, n in expected.items():
         assert counts[f"raw.{name}"] == n, name
     marts = {t: n for t, n in counts.items() if t.startswith("marts.")}
