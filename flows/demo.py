@@ -71,6 +71,7 @@ BETAS: dict[str, float] = {
 }
 COVARIATES = tuple(BETAS)
 BASE_HISTORY_DAYS = 3 * 365  # the existing base signed up up to ~3 years before start
+BASE_DRAW_CHUNK = 250_000
 NEW_SIGNUPS_PER_CUSTOMER_DAY = 0.30 / 365  # keeps the base roughly stable
 
 PLAN_P = np.array([0.5, 0.3, 0.2])  # basic, plus, premium
@@ -269,7 +270,7 @@ class GenerationSummary:
     customers_base: int  # active at window start
     customers_total: int  # base + new signups in the window
     files: list[str] = field(default_factory=list)  # relative to ``out``, posix
-    rows: dict[str, int] = field(default_factory=dict)  # data rows written per entity
+    rows: dict[str, int] = field(default_factory=dict)  # data rows per entity (before faults)
     n_faults: int = 0  # manifest entries (row faults + file faults)
     truth_path: Path | None = None
     truth_customers_path: Path | None = None
@@ -348,17 +349,19 @@ class _Population:
         # Rejection keeps the left truncation honest: entry_days = tenure at start.
         parts: list[dict[str, np.ndarray]] = []
         have = 0
-        while have < n_base:
-            m = max(1000, int((n_base - have) * 1.8))
+        while have < n_base:  # chunks keep the peak memory near the final arrays
+            m = min(BASE_DRAW_CHUNK, max(1000, int((n_base - have) * 1.8)))
             tr = _draw_traits(rng, m)
             tr["signup_abs"] = -rng.uniform(1.0, BASE_HISTORY_DAYS, m)
             keep = tr["t_churn"] > -tr["signup_abs"]
             tr = {k: v[keep][: n_base - have] for k, v in tr.items()}
             parts.append(tr)
             have += len(tr["plan"])
-        base = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        base = {k: np.concatenate([p.pop(k) for p in parts]) for k in list(parts[0])}
+        del parts
         order = np.argsort(base["signup_abs"], kind="stable")
-        base = {k: v[order] for k, v in base.items()}
+        for k in list(base):
+            base[k] = base[k][order]
 
         rng = _rng(seed, "signup")
         per_day = rng.poisson(n_base * NEW_SIGNUPS_PER_CUSTOMER_DAY, days)
@@ -368,7 +371,7 @@ class _Population:
         new["signup_abs"] = day_of + np.sort(rng.uniform(0.3, 0.9, n_new))  # sorted per day
         new["signup_abs"] = np.sort(new["signup_abs"], kind="stable")
 
-        a = {k: np.concatenate([base[k], new[k]]) for k in base}
+        a = {k: np.concatenate([base.pop(k), new.pop(k)]) for k in list(base)}
         self.n_base, self.n = n_base, n_base + n_new
         self.signups_per_day = per_day
         for k, v in a.items():
@@ -444,18 +447,22 @@ class _Population:
 
     def _cancel_reasons(self, rng: np.random.Generator) -> np.ndarray:
         """Reason follows the cause: mercenaries leave on price; bad billing -> billing."""
-        n = self.n
-        w = np.empty((n, len(CANCEL_REASONS)))
-        w[:, 0] = 0.15  # price
-        w[:, 1] = 0.15  # competitor
-        w[:, 2] = 0.15 * (1 + np.maximum(self.unresolved_propensity, 0) * 1.5)  # service
-        w[:, 3] = 0.10 * (1 + np.maximum(-self.billing_experience, 0) * 1.5)  # billing
-        w[:, 4] = 0.15  # moved
-        w[:, 5] = 0.08  # other
-        merc = self.price_sensitive.astype(bool)
-        w[merc] = (0.55, 0.35, 0.02, 0.02, 0.03, 0.03)
-        cum = np.cumsum(w / w.sum(1, keepdims=True), axis=1)
-        return (rng.random(n)[:, None] > cum).sum(1).clip(0, len(CANCEL_REASONS) - 1)
+        u = rng.random(self.n)
+        out = np.empty(self.n, dtype=np.int8)
+        for lo in range(0, self.n, BASE_DRAW_CHUNK):  # chunks: (n, 6) floats add up
+            sl = slice(lo, lo + BASE_DRAW_CHUNK)
+            m = len(u[sl])
+            w = np.empty((m, len(CANCEL_REASONS)))
+            w[:, 0] = 0.15  # price
+            w[:, 1] = 0.15  # competitor
+            w[:, 2] = 0.15 * (1 + np.maximum(self.unresolved_propensity[sl], 0) * 1.5)  # service
+            w[:, 3] = 0.10 * (1 + np.maximum(-self.billing_experience[sl], 0) * 1.5)  # billing
+            w[:, 4] = 0.15  # moved
+            w[:, 5] = 0.08  # other
+            w[self.price_sensitive[sl].astype(bool)] = (0.55, 0.35, 0.02, 0.02, 0.03, 0.03)
+            cum = np.cumsum(w / w.sum(1, keepdims=True), axis=1)
+            out[sl] = (u[sl][:, None] > cum).sum(1).clip(0, len(CANCEL_REASONS) - 1)
+        return out
 
 
 # --------------------------------------------------------------------------------------
@@ -557,6 +564,20 @@ UNKNOWN_CHANNELS = ("fax", "carrier_pigeon", "telex")
 MANIFEST_FIELDS = ("file", "row", "entity", "column", "kind", "detail")
 
 
+class _LazyColumns(dict[str, np.ndarray]):
+    """Columns of a table as editable object arrays, converted only when first touched
+    (a 1M-row day-1 file must not become 11M Python strings to break a few rows)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, name: str) -> np.ndarray:
+        v = self.table.column(name).to_numpy(zero_copy_only=False).astype(object)
+        self[name] = v
+        return v
+
+
 def _renamed(col: str) -> str:
     """A plausible upstream rename (snake_case -> CamelCase), always different."""
     return "".join(p.capitalize() for p in col.split("_"))
@@ -624,11 +645,10 @@ class _Faults:
         rows = np.sort(rng.choice(n, k, replace=False))
         faulted = np.zeros(n, dtype=bool)
         faulted[rows] = True
-        cols = {name: table.column(name).to_numpy(zero_copy_only=False).astype(object)
-                for name in table.column_names}
+        cols = _LazyColumns(table)
         options = self._kinds_for(ent)
         key = ENTITIES[ent].key
-        tp_col = cols.get("touchpoint_code")
+        tp_col = cols["touchpoint_code"] if "touchpoint_code" in table.column_names else None
         clean_rows = np.flatnonzero(~faulted)
         for r in rows:
             for _attempt in range(20):
@@ -655,11 +675,12 @@ class _Faults:
                 break
             else:  # pragma: no cover - every entity has always-applicable kinds
                 raise RuntimeError(f"no applicable fault for {ent} row {r}")
-        arrays = [pa.array(list(cols[c]), type=pa.string()) for c in table.column_names]
+        arrays = [pa.array(list(cols[c]), type=pa.string()) if c in cols else table.column(c)
+                  for c in table.column_names]
         return pa.Table.from_arrays(arrays, names=table.column_names)
 
     @staticmethod
-    def _corrupt(kind: str, col: str, cols: dict[str, np.ndarray], r: int,
+    def _corrupt(kind: str, col: str, cols: _LazyColumns, r: int,
                  rng: np.random.Generator, extract: date) -> str | None:
         """Break one value in place; return a human-readable detail, or None if n/a."""
         if kind == "bad_type":
@@ -1304,7 +1325,15 @@ class _Generator:
         suffix = "csv" if self.fmt == "csv" else "parquet"
         path = d / f"{ent}_{extract.strftime('%Y%m%d')}.{suffix}"
         rel = path.relative_to(self.out).as_posix()
-        if b is None or len(next(iter(b.values()))) == 0:
+        n = 0 if b is None else len(next(iter(b.values())))
+        if b is not None and n > CSV_CHUNK_ROWS and self.faults.rate <= 0:
+            # Big clean file (day 1 = the whole base): format and write it in slices so
+            # memory stays at one slice of strings, not the whole file.
+            self._write_in_slices(ent, b, n, path)
+            self.summary.rows[ent] += n
+            self.summary.files.append(rel)
+            return
+        if b is None or n == 0:
             table = pa.Table.from_arrays(
                 [pa.array([], type=pa.string()) for _ in ENTITIES[ent].column_names],
                 names=ENTITIES[ent].column_names)
@@ -1318,6 +1347,20 @@ class _Generator:
             return
         table = self.faults.apply_rows(ent, day, extract, table, rel)
         _write_table(table, path, self.fmt)
+
+    def _write_in_slices(self, ent: str, b: Batch, n: int, path: Path) -> None:
+        slices = (_take_rows(b, np.arange(lo, min(n, lo + CSV_CHUNK_ROWS)))
+                  for lo in range(0, n, CSV_CHUNK_ROWS))
+        if self.fmt == "csv":
+            with open(path, "wb") as f:
+                f.write(_csv_header(ENTITIES[ent].column_names))
+                for part in slices:
+                    f.write(_csv_rows(self.table(ent, part)))
+        else:
+            schema = pa.schema([(c, pa.string()) for c in ENTITIES[ent].column_names])
+            with pq.ParquetWriter(path, schema, compression="snappy") as w:
+                for part in slices:
+                    w.write_table(self.table(ent, part))
 
     def run(self, progress: Callable[[int, int], None] | None) -> GenerationSummary:
         sort_keys = {"customers": ("ts", "cust"), "subscriptions": ("ts", "cust"),
@@ -1485,6 +1528,8 @@ def _write_truth(g: _Generator) -> tuple[Path, Path]:
             "fix_first": ["billing"],
             "possible_overkill": ["store_visit"],
             "worse_segment": {"segment": "smb", "rating_offset": float(SEGMENT_RATING_OFFSET[1])},
+            "segment_rating_offsets": dict(zip(SEGMENTS, SEGMENT_RATING_OFFSET.tolist(),
+                                               strict=True)),
             "mercenaries": {"covariate": "price_sensitive", "rating_bump":
                             PRICE_SENSITIVE_RATING_BUMP,
                             "likelihood_to_renew_drop": PRICE_SENSITIVE_LTR_DROP},
@@ -1536,6 +1581,8 @@ def generate(
     subscription base. ``_truth/`` holds the planted model; with ``faults > 0`` a share
     ``faults`` of the rows of each file is broken on purpose plus a few whole files, all
     listed in ``_faults/manifest.csv`` (and ``.json``). Same arguments -> same bytes.
+    Files of the window are overwritten; nothing else in ``out`` is deleted, so write a
+    shorter window into a fresh folder.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', not {fmt!r}")
@@ -1551,4 +1598,7 @@ def generate(
     if faults > 0:
         summary.manifest_path = g.faults.write_manifest(out)
         summary.n_faults = len(g.faults.manifest)
+    else:  # a manifest left by an earlier faulty run into ``out`` would now be a lie
+        for name in ("manifest.csv", "manifest.json"):
+            (out / "_faults" / name).unlink(missing_ok=True)
     return summary

@@ -1,0 +1,180 @@
+"""``make bench``: run the demo pipeline at a scale and record where the time goes.
+
+Writes one JSON file to ``benchmarks/results/`` with, measured in the same run so
+ratios are meaningful on a noisy machine:
+
+- ``pipeline``: per-stage wall seconds and row counts of a full backfill;
+- ``ingest``: cxloop's validate+load of one large interactions batch against a
+  bare ``COPY`` of the same file into a scratch table (the target: load at least
+  half as fast as bare COPY);
+- ``churn``: cxloop's fit + score against a plain ``CoxPHFitter().fit`` on the
+  same feature frame.
+
+    python -m benchmarks.run --customers 20000 --days 120 [--ingest-rows 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import tempfile
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "ERROR")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+START = date(2026, 7, 1)
+
+
+def bench_pipeline(home: Path, landing: Path, days: int) -> dict:
+    from flows import pipeline
+
+    os.environ["CXLOOP_HOME"] = str(home)
+    t0 = time.perf_counter()
+    summary = pipeline.backfill(start=START, end=START + timedelta(days=days - 1),
+                                landing=str(landing))
+    return {"wall_seconds": round(time.perf_counter() - t0, 2), "status": summary["status"],
+            "rows_loaded": summary["rows_loaded"], "batches": summary["batches"],
+            "stages": summary["stages"]}
+
+
+def _interactions_file(path: Path, rows: int) -> Path:
+    """A large, valid interactions batch (what one big CRM export looks like)."""
+    import numpy as np
+
+    from flows.entities import ENTITIES
+
+    rng = np.random.default_rng(1)
+    tps = ["billing", "support_call", "app_usage", "store_visit", "installation"]
+    chans = ["web", "phone", "app", "store", "field"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(ENTITIES["interactions"].column_names)
+        chunk = 200_000
+        for lo in range(0, rows, chunk):
+            n = min(chunk, rows - lo)
+            k = rng.integers(0, 5, n)
+            secs = rng.integers(0, 86_000, n)
+            for i in range(n):
+                w.writerow([f"I{lo + i:09d}", f"C{rng.integers(0, 10**6):08d}", tps[k[i]],
+                            chans[k[i]], f"2026-08-03 {secs[i] // 3600:02d}:"
+                            f"{secs[i] % 3600 // 60:02d}:00", int(secs[i] % 900),
+                            int(secs[i] % 1200), "true", "false"])
+    return path
+
+
+def bench_ingest(home: Path, rows: int) -> dict:
+    """cxloop validate+load vs a bare COPY of the same file, same server, same run."""
+    from flows import load
+    from flows.config import load_settings
+    from flows.entities import ENTITIES
+    from flows.extract import find_batches
+    from flows.validate import GxRunner
+    from flows.warehouse import open_warehouse
+
+    landing = home / "ingest-landing"
+    day_dir = landing / "crm" / "interactions" / "2026-08-03"
+    day_dir.mkdir(parents=True, exist_ok=True)
+    path = _interactions_file(day_dir / "interactions_20260803.csv", rows)
+    settings = load_settings(None, landing=str(landing), home=str(home))
+    wh = open_warehouse(home, database="cxloop_bench_ingest")
+    conn = wh.connect()
+    with conn, conn.cursor() as cur:
+        cur.execute("truncate raw.interactions, quarantine.interactions; "
+                    "delete from ops.load_batches where entity = 'interactions'")
+        # Same typed columns as raw.interactions, none of cxloop's lineage or checks.
+        cols = ", ".join(ENTITIES["interactions"].column_names)
+        cur.execute(f"drop table if exists public.bare_copy; create unlogged table "
+                    f"public.bare_copy as select {cols} from raw.interactions with no data")
+    t0 = time.perf_counter()
+    with conn, conn.cursor() as cur, open(path, "rb") as f:
+        cols = ", ".join(next(csv.reader([f.readline().decode()])))
+        f.seek(0)
+        cur.copy_expert(f"copy public.bare_copy ({cols}) from stdin with (format csv, header true)", f)
+    bare = time.perf_counter() - t0
+    conn.close()
+    load.refresh_reference(wh, settings)
+    gx = GxRunner(home, wh.sqlalchemy_url())
+    batches = list(find_batches(settings, [date(2026, 8, 3)]))
+    t0 = time.perf_counter()
+    [r] = load.ingest_entity(wh, gx, "interactions", batches, "bench")
+    ours = time.perf_counter() - t0
+    return {"rows": rows, "bare_copy_seconds": round(bare, 2),
+            "validate_load_seconds": round(ours, 2),
+            "bare_copy_rows_per_s": round(rows / bare), "cxloop_rows_per_s": round(rows / ours),
+            "throughput_ratio": round(bare / ours, 3), "rows_loaded": r.rows_loaded}
+
+
+def bench_churn(home: Path) -> dict:
+    """Our fit+score on the demo's features against a plain Cox fit of the same frame."""
+    import warnings
+
+    from lifelines import CoxPHFitter
+
+    from flows import churn
+    from flows.warehouse import open_warehouse
+
+    wh = open_warehouse(home)
+    features = churn.read_features(wh)
+    t0 = time.perf_counter()
+    model = churn.fit(features, START)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scores = churn.score(model, features)
+    score_s = time.perf_counter() - t0
+    x, _, _ = churn.design_matrix(features)
+    frame = x.assign(duration=features["tenure_days"].astype(float).clip(lower=0.5),
+                     event=features["churned"].astype(int))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        CoxPHFitter(penalizer=0.01).fit(frame, "duration", "event")
+    plain_s = time.perf_counter() - t0
+    return {"rows": len(features), "fit_seconds": round(fit_s, 2),
+            "score_seconds": round(score_s, 2), "scored": len(scores),
+            "plain_cox_fit_seconds": round(plain_s, 2), "model": model.version,
+            "heldout_concordance": round(model.metrics["heldout_concordance"], 4)}
+
+
+def main(argv: list[str] | None = None) -> Path:
+    ap = argparse.ArgumentParser(description="cxloop benchmarks")
+    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--days", type=int, default=120)
+    ap.add_argument("--ingest-rows", type=int, default=1_000_000)
+    ap.add_argument("--home", type=Path, default=None)
+    args = ap.parse_args(argv)
+    from flows.demo import generate
+
+    home = (args.home or Path(tempfile.mkdtemp(prefix="cxb-", dir="/tmp"))).resolve()
+    result: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                    "customers": args.customers, "days": args.days}
+    landing = home / "landing"
+    t0 = time.perf_counter()
+    gen = generate(landing, customers=args.customers, days=args.days, start=START, seed=7)
+    result["generate"] = {"seconds": round(time.perf_counter() - t0, 2), "rows": gen.rows}
+    result["pipeline"] = bench_pipeline(home, landing, args.days)
+    result["churn"] = bench_churn(home)
+    if args.ingest_rows:
+        result["ingest"] = bench_ingest(home, args.ingest_rows)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"bench-{args.customers}x{args.days}-{datetime.now():%Y%m%dT%H%M%S}.json"
+    out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+    print(f"wrote {out}")
+    from flows.warehouse import stop_embedded
+
+    stop_embedded(home)
+    return out
+
+
+if __name__ == "__main__":
+    main()
