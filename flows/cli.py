@@ -39,6 +39,10 @@ quarantine_app = typer.Typer(help="Rows that failed validation.", no_args_is_hel
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(demo_app, name="demo")
 app.add_typer(quarantine_app, name="quarantine")
+model_app = typer.Typer(help="The survival churn model.", no_args_is_help=True)
+tasks_app = typer.Typer(help="Improvement tasks.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(tasks_app, name="tasks")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -320,13 +324,13 @@ def batches(
     s = _settings(config)
     wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
     with wh.transaction() as cur:
-        cur.execute("select extract_date, entity, status, rows_in, rows_loaded, rows_quarantined, "
-                    "source_file, coalesce(error, '') from ops.load_batches "
+        cur.execute("select batch_id, extract_date, entity, status, rows_in, rows_loaded, "
+                    "rows_quarantined, source_file, coalesce(error, '') from ops.load_batches "
                     "where %(st)s::text is null or status = %(st)s "
                     "order by started_at desc, extract_date desc limit %(n)s",
                     {"st": status, "n": limit})
         rows = cur.fetchall()
-    t = Table("date", "entity", "status", "in", "loaded", "quarantined", "file", "error")
+    t = Table("batch", "date", "entity", "status", "in", "loaded", "quarantined", "file", "error")
     for r in rows:
         t.add_row(*["" if v is None else str(v) for v in r])
     console.print(t)
@@ -361,6 +365,30 @@ def quarantine_show(
         t.add_row(*[str(v) for v in r])
     console.print(t)
 
+
+@quarantine_app.command("replay")
+@handle_errors
+def quarantine_replay(
+    batch_id: Annotated[str, typer.Argument(help="Batch id (see `cxloop batches`).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Re-validate a batch's quarantined rows after a fix to the suite or reference data."""
+    from flows import load
+    from flows.validate import GxRunner
+    from flows.warehouse import open_warehouse, run_lock
+
+    s = _settings(config)
+    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id}"):
+        load.refresh_reference(wh, s)
+        moved, kept = load.replay_quarantine(wh, GxRunner(Path(s.home), wh.sqlalchemy_url()),
+                                             batch_id)
+    console.print(f"batch {batch_id}: {moved} row(s) now pass and moved to raw, "
+                  f"{kept} still quarantined")
+
+
+# Stage-specific commands live beside their stage and register on the apps above.
+from flows import cli_model, cli_tasks  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -200,8 +200,8 @@ def _collect_failures(cur: psycopg2.extensions.cursor, e: Entity, rules: dict[st
     cur.execute("analyze _failures")
 
 
-def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, rows_in: int,
-                  run_id: str, started: float) -> BatchResult:
+def _split_batch(cur: psycopg2.extensions.cursor, e: Entity, batch_id: str) -> tuple[int, int]:
+    """Staged rows of a batch: passing ones cast into raw, failing ones into quarantine."""
     stage = sql.SQL("raw.{}").format(sql.Identifier(stage_table(e.name)))
     casts = sql.SQL(", ").join(
         sql.SQL("s.{c}::{t}").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
@@ -213,7 +213,7 @@ def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, rows
         "s._row_number, s._extract_date from {stage} s where s._batch_id = %(b)s "
         "and not exists (select 1 from _failures f where f.batch_id = s._batch_id "
         "and f.row_number = s._row_number)"
-    ).format(t=sql.Identifier(e.name), cols=cols, casts=casts, stage=stage), {"b": batch.batch_id})
+    ).format(t=sql.Identifier(e.name), cols=cols, casts=casts, stage=stage), {"b": batch_id})
     loaded = cur.rowcount
     cur.execute(sql.SQL(
         "insert into quarantine.{t} (_batch_id, _source_file, _row_number, _extract_date, "
@@ -225,8 +225,13 @@ def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, rows
         "         string_agg(reason, '; ' order by rule) as reasons "
         "  from _failures where batch_id = %(b)s group by 1, 2) f "
         "on f.batch_id = s._batch_id and f.row_number = s._row_number"
-    ).format(t=sql.Identifier(e.name), stage=stage), {"b": batch.batch_id})
-    quarantined = cur.rowcount
+    ).format(t=sql.Identifier(e.name), stage=stage), {"b": batch_id})
+    return loaded, cur.rowcount
+
+
+def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, rows_in: int,
+                  run_id: str, started: float) -> BatchResult:
+    loaded, quarantined = _split_batch(cur, e, batch.batch_id)
     if loaded + quarantined != rows_in:
         raise RuntimeError(f"{batch.path}: {rows_in} rows in but {loaded} loaded + "
                            f"{quarantined} quarantined")
@@ -253,6 +258,67 @@ def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: 
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, str(batch.path),
          batch.content_hash, rows_in, loaded, quarantined, status, error, run_id, seconds, seconds),
     )
+
+
+def _validate_stage(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e: Entity,
+                    suite: dict) -> None:
+    """Run the suite on the committed stage and materialise the failing rows."""
+    outcome = gx_runner.validate(e.name, "raw", stage_table(e.name), suite)
+    if outcome.batch_failures:
+        raise RuntimeError(f"{e.name}: stage failed table checks: {outcome.batch_failures}")
+    with conn.cursor() as cur:
+        _collect_failures(cur, e, outcome.failed_rules, outcome.failed_queries, outcome.observed)
+    conn.commit()
+
+
+def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str,
+                      suites_dir: Path | None = None) -> tuple[int, int]:
+    """Re-validate a batch's quarantined rows with today's suite and reference data.
+
+    Rows that pass now move to ``raw`` (keeping their original lineage); the rest
+    stay quarantined with refreshed reasons. Returns (moved to raw, still quarantined).
+    """
+    with wh.transaction() as cur:
+        cur.execute("select entity, status from ops.load_batches where batch_id = %s",
+                    (batch_id,))
+        row = cur.fetchone()
+    if row is None:
+        from flows.errors import CxloopError
+
+        raise CxloopError(f"no batch {batch_id!r} in ops.load_batches (see `cxloop batches`)")
+    entity, status = row
+    if status != "loaded":
+        from flows.errors import CxloopError
+
+        raise CxloopError(f"batch {batch_id} is {status}: only loaded batches have quarantined "
+                          "rows to replay; a rejected file must be re-delivered")
+    e = ENTITIES[entity]
+    suite = load_suite(entity, suites_dir) if suites_dir else load_suite(entity)
+    conn = wh.connect()
+    try:
+        with conn.cursor() as cur:
+            _create_stage(cur, e)
+            cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + list(STAGE_LINEAGE)))
+            values = sql.SQL(", ").join(
+                sql.SQL("raw_values ->> {}").format(sql.Literal(c)) for c in e.column_names)
+            cur.execute(sql.SQL(
+                "insert into raw.{st} ({cols}) select {values}, _batch_id, _source_file, "
+                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s"
+            ).format(st=sql.Identifier(stage_table(entity)), cols=cols, values=values,
+                     t=sql.Identifier(entity)), (batch_id,))
+        conn.commit()
+        _validate_stage(conn, gx_runner, e, suite)
+        with conn.cursor() as cur:  # one transaction: move, re-quarantine, recount
+            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s").format(
+                sql.Identifier(entity)), (batch_id,))
+            moved, kept = _split_batch(cur, e, batch_id)
+            cur.execute("update ops.load_batches set rows_loaded = rows_loaded + %s, "
+                        "rows_quarantined = %s where batch_id = %s", (moved, kept, batch_id))
+            cur.execute(sql.SQL("truncate raw.{}").format(sql.Identifier(stage_table(entity))))
+        conn.commit()
+    finally:
+        conn.close()
+    return moved, kept
 
 
 def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],
@@ -297,13 +363,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
         conn.commit()  # GX reads the stage through its own connection
         if not staged:
             return results
-        outcome = gx_runner.validate(entity, "raw", stage_table(entity), suite)
-        if outcome.batch_failures:
-            raise RuntimeError(f"{entity}: stage failed table checks: {outcome.batch_failures}")
-        with conn.cursor() as cur:
-            _collect_failures(cur, e, outcome.failed_rules, outcome.failed_queries,
-                              outcome.observed)
-        conn.commit()
+        _validate_stage(conn, gx_runner, e, suite)
         for b, rows, started in staged:
             with conn.cursor() as cur:
                 r = _commit_batch(cur, e, b, rows, run_id, started)

@@ -155,3 +155,28 @@ def test_gb18030_source_and_gzip_load(warehouse, tmp_path):
     with warehouse.transaction() as cur:
         cur.execute("select comment from raw.responses")
         assert cur.fetchone()[0] == "账单清楚，谢谢"
+
+
+def test_quarantine_replay_after_a_reference_fix(warehouse, tmp_path):
+    landing = tmp_path / "landing"
+    _write(landing, "interactions", D, [HEADER, *GOOD, BAD[0]])  # unknown touchpoint
+    [r] = _ingest(warehouse, landing, tmp_path)
+    assert (r.rows_loaded, r.rows_quarantined) == (3, 1)
+    # The catalogue learns the new touchpoint; the quarantined row now passes.
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_text("touchpoint_code\nbilling\nsupport_call\napp_usage\nno_such_touchpoint\n")
+    cfg = tmp_path / "cxloop.yml"
+    cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
+    settings = load_settings(cfg, landing=str(landing), home=str(tmp_path))
+    load.refresh_reference(warehouse, settings)
+    moved, kept = load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+                                         r.batch_id)
+    assert (moved, kept) == (1, 0)
+    assert _count(warehouse, "raw.interactions") == 4
+    assert _count(warehouse, "quarantine.interactions") == 0
+    with warehouse.transaction() as cur:
+        cur.execute("select rows_in, rows_loaded, rows_quarantined from ops.load_batches")
+        assert cur.fetchone() == (4, 4, 0)
+        cur.execute("select _row_number from raw.interactions "
+                    "where touchpoint_code = 'no_such_touchpoint'")
+        assert cur.fetchone() == (4,)
