@@ -26,7 +26,7 @@ from psycopg2 import sql
 from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
-from flows.validate import GxRunner, load_suite
+from flows.validate import GxRunner, load_suite, stage_query
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def _collect_failures(cur: psycopg2.extensions.cursor, e: Entity, rules: dict[st
         cur.execute(
             sql.SQL("insert into _failures select _batch_id, _row_number, {r}, {d} from ({q}) bad")
             .format(r=sql.Literal(rule), d=sql.Literal(rules[rule]),
-                    q=sql.SQL(query.replace("{batch}", stage)))
+                    q=sql.SQL(stage_query(query, stage)))
         )
         if cur.rowcount != observed.get(rule, cur.rowcount):
             raise RuntimeError(f"{e.name}.{rule}: GX counted {observed[rule]} bad rows, "
@@ -215,6 +215,9 @@ def _split_batch(cur: psycopg2.extensions.cursor, e: Entity, batch_id: str) -> t
         "and f.row_number = s._row_number)"
     ).format(t=sql.Identifier(e.name), cols=cols, casts=casts, stage=stage), {"b": batch_id})
     loaded = cur.rowcount
+    cur.execute("select exists (select 1 from _failures where batch_id = %s)", (batch_id,))
+    if not cur.fetchone()[0]:
+        return loaded, 0
     cur.execute(sql.SQL(
         "insert into quarantine.{t} (_batch_id, _source_file, _row_number, _extract_date, "
         "raw_values, failed_expectations, reasons) "
@@ -359,6 +362,9 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
                     results.append(r)
                     if on_batch:
                         on_batch(r)
+            # Each batch is moved by its own statement: find its rows without a full scan.
+            cur.execute(sql.SQL("create index on raw.{} (_batch_id)").format(
+                sql.Identifier(stage_table(entity))))
             cur.execute(sql.SQL("analyze raw.{}").format(sql.Identifier(stage_table(entity))))
         conn.commit()  # GX reads the stage through its own connection
         if not staged:

@@ -36,13 +36,15 @@ from flows.errors import StageError
 log = logging.getLogger(__name__)
 
 SUITES_DIR = REPO_ROOT / "expectations"
-EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+# Braces doubled: GX fills ``{batch}`` with str.format, so literal braces must be escaped.
+EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{{2,}}$"
 ALLOWED_SETS: dict[str, dict[str, tuple[str, ...]]] = {
     "interactions": {"channel": CHANNELS},
     "invitations": {"survey_type": SURVEY_TYPES},
     "responses": {"survey_type": SURVEY_TYPES, "comment_language": ("en", "zh")},
     "item_ratings": {"dimension": EXPERIENCE_DIMENSIONS},
     "subscriptions": {"status": ("active", "cancelled")},
+    "customers": {"acquisition_channel": CHANNELS},
 }
 # Codes checked against reference tables the pipeline refreshes from the config.
 REFERENCE_SETS = {
@@ -196,6 +198,22 @@ class ValidationOutcome:
     docs_path: str | None = None
 
 
+def _exception_message(info: dict[str, Any]) -> str | None:
+    """GX reports errors flat for some expectations and per metric for others: find either."""
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, dict) and (value.get("raised_exception")
+                                        or value.get("exception_message")):
+            return str(value.get("exception_message") or value.get("exception_traceback"))
+    return None
+
+
+def stage_query(rule_query: str, table: str) -> str:
+    """A rule's SQL with ``{batch}`` filled the way GX fills it (str.format)."""
+    return rule_query.format(batch=table)
+
+
 class GxRunner:
     """A file-backed GX context under ``<home>/gx`` with one Postgres data source.
 
@@ -250,11 +268,10 @@ class GxRunner:
             for r in vr.results:
                 meta = r.expectation_config.meta or {}
                 rule = meta.get("rule", r.expectation_config.type)
-                exc = r.exception_info or {}
-                if exc.get("raised_exception"):
+                problem = _exception_message(r.exception_info or {})
+                if problem:
                     raise StageError(
-                        f"expectation {rule} of suite {suite_json['name']} could not run: "
-                        f"{exc.get('exception_message')}"
+                        f"expectation {rule} of suite {suite_json['name']} could not run: {problem}"
                     )
                 if r.success:
                     continue
