@@ -23,7 +23,7 @@ import platform
 import resource
 import tempfile
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> Path:
     from flows.demo import generate
 
     home = (args.home or Path(tempfile.mkdtemp(prefix="cxb-", dir="/tmp"))).resolve()
-    result: dict = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    result: dict = {"started": datetime.now(UTC).isoformat(timespec="seconds"),
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "customers": args.customers, "days": args.days}
     landing = home / "landing"
