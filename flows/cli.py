@@ -286,6 +286,25 @@ def _print_manager_summary(settings) -> None:
         console.print(t)
 
 
+@app.command("report")
+@handle_errors
+def report_cmd(
+    config: ConfigOpt = None,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open",
+                            help="Open the report in a browser.")] = True,
+) -> None:
+    """Show the HTML report of the latest run (path, and open it in a browser)."""
+    import webbrowser
+
+    s = _settings(config)
+    latest = Path(s.home).resolve() / "reports" / "latest.html"
+    if not latest.exists():
+        raise CxloopError(f"no report yet in {latest.parent}; run `cxloop run` or `cxloop demo`")
+    print(latest)
+    if open_browser:
+        webbrowser.open(latest.as_uri())
+
+
 # --- warehouse ----------------------------------------------------------------------
 
 @warehouse_app.command("url")

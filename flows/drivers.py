@@ -97,11 +97,6 @@ def run_drivers(wh: Warehouse) -> int:
                          "from intermediate.int_driver_inputs")
     table = importance_table(long)
     with wh.transaction() as cur:
-        cur.execute(
-            "create table if not exists intermediate.py_driver_importance (goal text, "
-            "segment text, item_code text, touchpoint_code text, n int, importance float8, "
-            "importance_low float8, importance_high float8, std_beta float8, mean_rating float8, "
-            "r_squared float8, method text, primary key (goal, segment, item_code))")
         cur.execute("delete from intermediate.py_driver_importance")
         if len(table):
             cols = list(table.columns)

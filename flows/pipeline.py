@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
-from flows import actions, churn, drivers, extract, load, report, transform  # noqa: E402
+from flows import actions, churn, drivers, extract, html_report, load, report, transform  # noqa: E402
 from flows.config import Settings, load_settings  # noqa: E402
 from flows.entities import ENTITIES  # noqa: E402
 from flows.errors import CxloopError, NoExtractsError  # noqa: E402
@@ -186,7 +186,12 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             s.error = str(e)
             report.finish_run(wh, s, "")
             raise
-        md = report.markdown(s, report.highlights(wh))
+        hl = report.highlights(wh)
+        try:
+            s.docs["html_report"] = str(html_report.write_report(wh, s, hl, Path(settings.home)))
+        except Exception as e:  # the report is a view of the run, not part of its result
+            logger.warning("could not write the HTML report: %s", e)
+        md = report.markdown(s, hl)
         report.finish_run(wh, s, md)
     try:
         create_markdown_artifact(markdown=md, key=f"{flow_name}-summary",

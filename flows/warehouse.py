@@ -312,6 +312,7 @@ OPS_DDL = [
     "alter table ops.improvement_tasks add column if not exists seen_status text",
     "alter table ops.improvement_tasks add column if not exists seen_assignee text",
     "alter table ops.improvement_tasks add column if not exists closed_at timestamptz",
+    "alter table ops.improvement_tasks add column if not exists condition_checked_on date",
     "create index if not exists improvement_tasks_rule_subject on ops.improvement_tasks (rule, subject_id)",
     """create table if not exists ops.improvement_task_events (
         event_id bigserial primary key,
@@ -323,6 +324,34 @@ OPS_DDL = [
     )""",
     # The as-of time of the run that wrote the event (the pipeline's timeline, not the clock).
     "alter table ops.improvement_task_events add column if not exists as_of timestamptz",
+]
+
+
+# Tables the Python stages write and dbt reads as sources. Created here so that dbt's
+# source tests and BI find them from the first run on, even before a model is fitted.
+PYTHON_OUTPUT_DDL = [
+    """create table if not exists marts.churn_scores (
+        customer_id text primary key,
+        model_version text not null,
+        scored_at timestamptz not null,
+        run_date date not null,
+        tenure_days int,
+        survival_30 float8, survival_90 float8, survival_180 float8,
+        churn_prob_30 float8, churn_prob_90 float8, churn_prob_180 float8,
+        expected_remaining_days float8,
+        top_drivers jsonb
+    )""",
+    """create table if not exists marts.churn_hazard_ratios (
+        model_version text, feature text, coef float8, hazard_ratio float8,
+        ci_lower float8, ci_upper float8, p_value float8,
+        primary key (model_version, feature)
+    )""",
+    """create table if not exists intermediate.py_driver_importance (
+        goal text, segment text, item_code text, touchpoint_code text, n int,
+        importance float8, importance_low float8, importance_high float8, std_beta float8,
+        mean_rating float8, r_squared float8, method text,
+        primary key (goal, segment, item_code)
+    )""",
 ]
 
 
@@ -347,7 +376,7 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
             cur.execute(sql.SQL("drop index if exists raw.{}").format(
                 sql.Identifier(f"{e.name}_batch")))
             cur.execute(quarantine_table_ddl(e))
-        for stmt in OPS_DDL:
+        for stmt in OPS_DDL + PYTHON_OUTPUT_DDL:
             cur.execute(stmt)
         cur.execute(
             """do $$ begin

@@ -103,3 +103,25 @@ def test_second_demo_run_changes_no_counts(demo_home):
     second = _cxloop(home, "demo", "--customers", "600", "--days", "60")
     assert "skipped" in second.stdout
     assert _counts(url) == before
+
+
+def test_html_report_renders_its_plots_in_headless_chromium(demo_home, tmp_path):
+    import shutil
+
+    home, _ = demo_home
+    report = home / "reports" / "latest.html"
+    assert report.exists()
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (.ci/run installs it)")
+    res = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path}", "--virtual-time-budget=5000",
+         "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120)
+    dom = res.stdout
+    for plot in ("survival", "quadrant", "trends", "tasks"):
+        assert f'id="plot-{plot}"' in dom, plot
+    # The page's own check: every plot image decoded in the browser.
+    assert 'data-plots-rendered="4"' in dom

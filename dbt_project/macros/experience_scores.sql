@@ -41,3 +41,23 @@
         else 'defector'
     end
 {%- endmacro %}
+
+{#
+    The most recent non-null value of `column` in a group, by `order_by`
+    (latest first), e.g. the last NPS a customer gave.
+#}
+{% macro latest_value(column, order_by) -%}
+    (array_agg({{ column }} order by {{ order_by }} desc) filter (where {{ column }} is not null))[1]
+{%- endmacro %}
+
+{#
+    Free text (survey comments) with e-mail addresses and phone numbers masked,
+    for marts: customers sometimes type their contact details into comments, and
+    personal data must not reach BI in clear.
+#}
+{% macro redact_contact_details(text_expression) -%}
+    regexp_replace(
+        regexp_replace({{ text_expression }}, '[^[:space:]@]+@[^[:space:]@]+', '[email]', 'g'),
+        '\+?[0-9][0-9 ().-]{6,}[0-9]', '[phone]', 'g'
+    )
+{%- endmacro %}

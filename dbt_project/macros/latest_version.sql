@@ -1,21 +1,21 @@
 {#
-    Rank of a raw row among the versions of the same record (1 = the one to keep).
-    The same key can arrive in several batches (re-exports, attribute updates,
-    re-delivered files): the latest extract wins, then the latest load, then the
-    last row of the file.
+    Order of the raw copies of one record, latest first. The same key can
+    arrive in several batches (re-exports, attribute updates, re-delivered
+    files): the latest extract wins, then the latest load, then the last row of
+    the file. Staging keeps the first row per key:
+        select distinct on (<key>) * from source order by <key>, {{ latest_first() }}
+    (distinct on lets the planner estimate the row count from the key's
+    statistics, which keeps joins between staging views on hash joins.)
 #}
-{% macro latest_version_rank(partition_by) -%}
-    row_number() over (
-        partition by {{ partition_by }}
-        order by _extract_date desc, _loaded_at desc, _row_number desc
-    )
+{% macro latest_first() -%}
+    _extract_date desc, _loaded_at desc, _row_number desc
 {%- endmacro %}
 
 {#
     The raw rows visible on run_date: batches extracted up to run_date whose
-    event happened up to run_date.
+    event happened up to run_date (written as a range so statistics apply).
 #}
 {% macro as_of_run_date(event_column) -%}
     _extract_date <= {{ run_date() }}
-    and cast({{ event_column }} as date) <= {{ run_date() }}
+    and {{ event_column }} < {{ run_date() }} + 1
 {%- endmacro %}

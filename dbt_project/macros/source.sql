@@ -7,7 +7,7 @@
 {% macro source(source_name, table_name) %}
     {%- set relation = builtins.source(source_name, table_name) -%}
     {%- if execute -%}
-        {%- for node in graph.sources.values() -%}
+        {%- for node in graph.get('sources', {}).values() -%}
             {%- if node.source_name == source_name and node.name == table_name
                 and node.meta.get('schema') -%}
                 {%- set relation = relation.incorporate(path={'schema': node.meta['schema']}) -%}

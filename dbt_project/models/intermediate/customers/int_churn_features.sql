@@ -88,7 +88,7 @@ interaction_features as (
     inner join interactions
         on
             base.customer_id = interactions.customer_id
-            and interactions.occurred_on <= base.cutoff_date
+            and base.cutoff_date >= interactions.occurred_on
             and interactions.occurred_on > base.cutoff_date - 90
     group by base.customer_id
 
@@ -133,7 +133,7 @@ rating_features as (
     inner join touchpoint_ratings
         on
             base.customer_id = touchpoint_ratings.customer_id
-            and touchpoint_ratings.rated_on <= base.cutoff_date
+            and base.cutoff_date >= touchpoint_ratings.rated_on
     left join catalogue
         on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
     group by base.customer_id
@@ -155,7 +155,7 @@ responses_so_far as (
     inner join responses
         on
             base.customer_id = responses.customer_id
-            and responses.response_date <= base.cutoff_date
+            and base.cutoff_date >= responses.response_date
 
 ),
 
@@ -165,9 +165,7 @@ response_features as (
         customer_id,
         count(*) as n_responses,
         avg(csat) as avg_csat,
-        (array_agg(nps order by responded_at desc, response_id desc) filter (
-            where nps is not null
-        ))[1] as last_nps,
+        {{ latest_value('nps', 'responded_at') }} as last_nps,
         regr_slope(
             overall_satisfaction,
             extract(epoch from responded_at) / (86400.0 * 30)

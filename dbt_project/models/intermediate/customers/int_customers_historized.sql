@@ -39,21 +39,21 @@ fingerprinted as (
 
 ),
 
-flagged as (
+lagged as (
 
     select
         *,
-        attributes_hash is distinct from lag(attributes_hash) over (
+        lag(attributes_hash) over (
             partition by customer_id order by changed_at
-        ) as is_change
+        ) as previous_attributes_hash
     from fingerprinted
 
 ),
 
 changes as (
 
-    select * from flagged
-    where is_change
+    select * from lagged
+    where previous_attributes_hash is null or attributes_hash <> previous_attributes_hash
 
 ),
 

@@ -110,7 +110,9 @@ final as (
         coalesce(
             previous_same_touchpoint_at >= occurred_at - interval '7 days',
             false
-        ) as is_repeat_contact
+        ) as is_repeat_contact,
+        extract_date,
+        loaded_at
     from sequenced
 
 )

@@ -37,7 +37,9 @@ first_answers as (
     select
         invitation_id,
         min(responded_at) as answered_at,
-        count(*) as n_responses
+        count(*) as n_responses,
+        max(extract_date) as extract_date,
+        max(loaded_at) as loaded_at
     from responses
     group by invitation_id
 
@@ -61,7 +63,9 @@ final as (
         invitations.sent_at,
         cast(invitations.sent_at as date) as sent_on,
         first_answers.answered_at,
-        first_answers.answered_at is not null as is_answered
+        first_answers.answered_at is not null as is_answered,
+        greatest(invitations.extract_date, first_answers.extract_date) as extract_date,
+        greatest(invitations.loaded_at, first_answers.loaded_at) as loaded_at
     from invitations
     left join interactions
         on invitations.interaction_id = interactions.interaction_id

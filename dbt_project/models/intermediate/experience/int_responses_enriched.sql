@@ -45,7 +45,9 @@ joined as (
         responses.comment,
         responses.comment_language,
         coalesce(invitations.sent_at, responses.invited_at) as invited_at,
-        responses.responded_at
+        responses.responded_at,
+        responses.extract_date,
+        responses.loaded_at
     from responses
     left join invitations
         on responses.invitation_id = invitations.invitation_id
@@ -83,7 +85,9 @@ final as (
         joined.comment_language,
         joined.invited_at,
         joined.responded_at,
-        cast(joined.responded_at as date) as response_date
+        cast(joined.responded_at as date) as response_date,
+        joined.extract_date,
+        joined.loaded_at
     from joined
     left join catalogue
         on joined.touchpoint_code = catalogue.touchpoint_code

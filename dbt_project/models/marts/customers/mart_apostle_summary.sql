@@ -35,10 +35,10 @@ months as (
             {{ run_date() }}
         ) as as_of_date
     from generate_series(
-        (select date_trunc('month', min(response_date)) from relationship_responses),
-        date_trunc('month', {{ run_date() }}),
-        interval '1 month'
-    ) as month_start
+            (select date_trunc('month', min(response_date)) from relationship_responses),
+            date_trunc('month', {{ run_date() }}),
+            interval '1 month'
+        ) as month_start
 
 ),
 
@@ -61,10 +61,10 @@ latest_by_month as (
         relationship_responses.likelihood_to_renew
     from months
     inner join relationship_responses
-        on relationship_responses.response_date <= months.as_of_date
+        on months.as_of_date >= relationship_responses.response_date
     order by
-        months.month_start,
-        relationship_responses.customer_id,
+        months.month_start asc,
+        relationship_responses.customer_id asc,
         relationship_responses.responded_at desc,
         relationship_responses.response_id desc
 
@@ -101,7 +101,7 @@ counted as (
         on
             months.month_start = placed.month_start
             and groups.apostle_group = placed.apostle_group
-    group by 1, 2, 3
+    group by months.month_start, months.as_of_date, groups.apostle_group
 
 ),
 

@@ -28,7 +28,7 @@ latest as (
 
     select distinct on (customer_id) *
     from scores
-    order by customer_id, run_date desc, scored_at desc
+    order by customer_id asc, run_date desc, scored_at desc
 
 ),
 

@@ -69,13 +69,11 @@ latest_scores as (
         customer_id,
         count(*) as n_responses,
         max(response_date) as last_response_date,
-        (array_agg(nps order by responded_at desc) filter (where nps is not null))[1] as last_nps,
-        (array_agg(csat order by responded_at desc) filter (where csat is not null))[1] as last_csat,
-        (array_agg(ces order by responded_at desc) filter (where ces is not null))[1] as last_ces,
-        (array_agg(overall_satisfaction order by responded_at desc)
-            filter (where overall_satisfaction is not null))[1] as last_overall_satisfaction,
-        (array_agg(likelihood_to_renew order by responded_at desc)
-            filter (where likelihood_to_renew is not null))[1] as last_likelihood_to_renew
+        {{ latest_value('nps', 'responded_at') }} as last_nps,
+        {{ latest_value('csat', 'responded_at') }} as last_csat,
+        {{ latest_value('ces', 'responded_at') }} as last_ces,
+        {{ latest_value('overall_satisfaction', 'responded_at') }} as last_overall_satisfaction,
+        {{ latest_value('likelihood_to_renew', 'responded_at') }} as last_likelihood_to_renew
     from responses
     group by customer_id
 
@@ -89,7 +87,7 @@ journey_summary as (
         count(distinct touchpoint_code) as n_touchpoints,
         min(occurred_at) as first_interaction_at,
         max(occurred_at) as last_interaction_at,
-        (array_agg(touchpoint_code order by step_number desc))[1] as last_touchpoint_code,
+        {{ latest_value('touchpoint_code', 'step_number') }} as last_touchpoint_code,
         count(*) filter (where is_repeat_contact) as n_repeat_contacts,
         count(*) filter (where not is_resolved) as n_unresolved,
         string_agg(distinct journey_stage, ', ') as journey_stages_seen

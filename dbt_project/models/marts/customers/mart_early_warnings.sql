@@ -2,7 +2,8 @@
 -- raised flag, each with the evidence that explains it (text for people,
 -- json for machines). Flags (thresholds are vars):
 --   satisfaction_falling          overall satisfaction trending down over the last
---                                 180 days, or a sudden drop between the last two answers
+--                                 180 days (>= 3 answers, the last one lower), or a
+--                                 sudden drop between the last two answers
 --   middling_scores_and_comments  the last two answers in 180 days are middling
 --                                 (NPS 7-8, CSAT 3, or satisfaction 5-7) and came with comments
 --   people_high_process_low       item ratings in 180 days: people (respect, knowledge,
@@ -65,12 +66,13 @@ satisfaction_falling as (
     from features
     inner join relationship_history as last_answer
         on features.customer_id = last_answer.customer_id and last_answer.recency_rank = 1
-    left join relationship_history as previous_answer
+    inner join relationship_history as previous_answer
         on features.customer_id = previous_answer.customer_id and previous_answer.recency_rank = 2
     where
         (
             features.satisfaction_slope <= {{ var('warning_slope_per_30d') }}
-            and last_answer.n_responses_180d >= 2
+            and last_answer.n_responses_180d >= 3
+            and last_answer.overall_satisfaction < previous_answer.overall_satisfaction
         )
         or previous_answer.overall_satisfaction - last_answer.overall_satisfaction
         >= {{ var('warning_sudden_drop') }}
@@ -83,6 +85,7 @@ scored_responses as (
         customer_id,
         response_id,
         response_date,
+        responded_at,
         nps,
         csat,
         overall_satisfaction,
@@ -104,10 +107,12 @@ middling as (
         'middling_scores_and_comments' as flag,
         count(*) filter (where scored_responses.comment is not null) as n_comments,
         max(scored_responses.response_date) as last_response_date,
-        (array_agg(scored_responses.nps order by scored_responses.recency_rank))[1] as last_nps,
-        (array_agg(scored_responses.csat order by scored_responses.recency_rank))[1] as last_csat,
-        (array_agg(left(scored_responses.comment, 200) order by scored_responses.recency_rank)
-            filter (where scored_responses.comment is not null))[1] as last_comment
+        {{ latest_value('scored_responses.nps', 'scored_responses.responded_at') }} as last_nps,
+        {{ latest_value('scored_responses.csat', 'scored_responses.responded_at') }} as last_csat,
+        {{ latest_value(
+            redact_contact_details('left(scored_responses.comment, 200)'),
+            'scored_responses.responded_at'
+        ) }} as last_comment
     from features
     inner join scored_responses
         on features.customer_id = scored_responses.customer_id and scored_responses.recency_rank <= 2
@@ -168,8 +173,7 @@ warnings as (
         customer_id,
         flag,
         last_response_date as evidence_date,
-        'overall satisfaction '
-        || coalesce('fell from ' || previous_score || ' to ' || last_score, 'is ' || last_score)
+        'overall satisfaction fell from ' || previous_score || ' to ' || last_score
         || coalesce(
             ' (trend ' || round(cast(satisfaction_slope as numeric), 2) || ' points per 30 days over '
             || n_responses_180d || ' answers in 180 days)',

@@ -7,43 +7,163 @@
     )
 }}
 -- Day x touchpoint x channel x segment: volumes, survey scores and the
--- touchpoint's operational KPI. Incremental: each run rebuilds the last
--- `lookback_days` days before the newer of run_date and the latest day built,
--- so late-arriving interactions and answers are picked up.
--- Additive parts (sums and counts) are kept so periods can be re-aggregated.
+-- touchpoint's operational KPI. Additive parts (sums and counts) are kept so
+-- periods can be re-aggregated.
 -- Dates: interactions by occurred_at, invitations by sent_at (answered =
--- answered by run_date), scores by responded_at.
-{% set window_start -%}
-    {%- if is_incremental() -%}
-        (
-            select least(coalesce(max(date_day), {{ run_date() }}), {{ run_date() }})
-            from {{ this }}
-        ) - {{ var('lookback_days') }}
-    {%- else -%}
-        date '1900-01-01'
-    {%- endif -%}
-{%- endset %}
-
+-- answered when the day was last rebuilt), scores by responded_at.
+-- Incremental: a run rebuilds every day from the earliest of
+--   * `lookback_days` before the older of run_date and the latest day built,
+--   * any day up to run_date whose events include rows extracted after the
+--     run_date the day was last built as of (as_of_date), or that was never
+--     built: late-arriving data, historical loads, and days a backfill for an
+--     earlier run_date rewound,
+--   * the earliest event among rows loaded into raw since the last build
+--     (re-delivered extracts of an already seen date),
+-- and re-emits the cells of those days (up to run_date) that no longer have
+-- any event as zeros, so delete+insert on the grain leaves nothing stale.
+-- Days after run_date (built by a later run, seen during a backfill) are left
+-- alone; readers filter date_day <= run_date.
 with
 
+{% if is_incremental() -%}
+{#- a table built before as_of_date existed counts as built as of nothing: rebuild all -#}
+{%- set built_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+{%- set built_as_of = 'min(as_of_date)' if 'as_of_date' in built_columns else "date '1900-01-01'" -%}
+last_build as (
+
+    select
+        max(date_day) as last_day,
+        max(built_at) as last_built_at
+    from {{ this }}
+
+),
+
+built_days as (
+
+    select
+        date_day,
+        {{ built_as_of }} as as_of_date
+    from {{ this }}
+    group by date_day
+
+),
+
+source_days as (
+
+    select
+        occurred_on as date_day,
+        max(extract_date) as max_extract_date
+    from {{ ref('int_interactions_enriched') }}
+    group by occurred_on
+
+    union all
+
+    select
+        sent_on as date_day,
+        max(extract_date) as max_extract_date
+    from {{ ref('int_invitations_enriched') }}
+    where touchpoint_code is not null
+    group by sent_on
+
+    union all
+
+    select
+        response_date as date_day,
+        max(extract_date) as max_extract_date
+    from {{ ref('int_responses_enriched') }}
+    where touchpoint_code is not null
+    group by response_date
+
+),
+
+stale_days as (
+
+    select min(source_days.date_day) as first_stale_day
+    from source_days
+    left join built_days
+        on source_days.date_day = built_days.date_day
+    where
+        source_days.date_day <= {{ run_date() }}
+        and (
+            built_days.date_day is null
+            or source_days.max_extract_date > built_days.as_of_date
+        )
+
+),
+
+rebuild_window as (
+
+    select
+        coalesce(
+            least(
+                least(last_build.last_day, {{ run_date() }}) - {{ var('lookback_days') }},
+                (select stale_days.first_stale_day from stale_days),
+                (
+                    select min(late.occurred_on)
+                    from {{ ref('int_interactions_enriched') }} as late
+                    where late.loaded_at > last_build.last_built_at
+                ),
+                (
+                    select min(late.sent_on)
+                    from {{ ref('int_invitations_enriched') }} as late
+                    where late.loaded_at > last_build.last_built_at
+                ),
+                (
+                    select min(least(late.response_date, cast(late.invited_at as date)))
+                    from {{ ref('int_responses_enriched') }} as late
+                    where late.loaded_at > last_build.last_built_at
+                )
+            ),
+            date '1900-01-01'
+        ) as first_day
+    from last_build
+
+),
+
+previous_cells as (
+
+    select
+        date_day,
+        touchpoint_code,
+        channel,
+        segment
+    from {{ this }}
+    where
+        date_day >= (select rebuild_window.first_day from rebuild_window)
+        and date_day <= {{ run_date() }}
+
+),
+
+{% else -%}
+rebuild_window as (
+
+    select date '1900-01-01' as first_day
+
+),
+
+{% endif -%}
 interactions as (
 
     select * from {{ ref('int_interactions_enriched') }}
-    where occurred_on >= {{ window_start }}
+    where occurred_on >= (select rebuild_window.first_day from rebuild_window)
 
 ),
 
 invitations as (
 
     select * from {{ ref('int_invitations_enriched') }}
-    where sent_on >= {{ window_start }} and touchpoint_code is not null
+    where
+        sent_on >= (select rebuild_window.first_day from rebuild_window)
+        and touchpoint_code is not null
 
 ),
 
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
-    where response_date >= {{ window_start }} and touchpoint_code is not null
+    where
+        response_date >= (select rebuild_window.first_day from rebuild_window)
+        and touchpoint_code is not null
 
 ),
 
@@ -69,7 +189,7 @@ interactions_daily as (
         avg(cast(is_first_contact_resolution as integer)) as fcr_rate,
         avg(cast(is_resolved as integer)) as resolution_rate
     from interactions
-    group by 1, 2, 3, 4
+    group by date_day, touchpoint_code, channel, segment
 
 ),
 
@@ -83,7 +203,7 @@ invitations_daily as (
         count(*) as n_invitations,
         count(*) filter (where is_answered) as n_invitations_answered
     from invitations
-    group by 1, 2, 3, 4
+    group by date_day, touchpoint_code, channel, segment
 
 ),
 
@@ -103,17 +223,41 @@ responses_daily as (
         count(ces) as ces_n,
         sum(ces) as ces_sum
     from responses
-    group by 1, 2, 3, 4
+    group by date_day, touchpoint_code, channel, segment
 
 ),
 
 grain as (
 
-    select date_day, touchpoint_code, channel, segment from interactions_daily
+    select
+        date_day,
+        touchpoint_code,
+        channel,
+        segment
+    from interactions_daily
     union
-    select date_day, touchpoint_code, channel, segment from invitations_daily
+    select
+        date_day,
+        touchpoint_code,
+        channel,
+        segment
+    from invitations_daily
     union
-    select date_day, touchpoint_code, channel, segment from responses_daily
+    select
+        date_day,
+        touchpoint_code,
+        channel,
+        segment
+    from responses_daily
+    {%- if is_incremental() %}
+    union
+    select
+        date_day,
+        touchpoint_code,
+        channel,
+        segment
+    from previous_cells
+    {%- endif %}
 
 ),
 
@@ -202,6 +346,7 @@ final as (
         cast(ces_sum as bigint) as ces_sum,
         cast(kpi_n as integer) as kpi_n,
         cast(kpi_sum as double precision) as kpi_sum,
+        cast({{ run_date() }} as date) as as_of_date,
         cast(now() as timestamptz) as built_at
     from joined
 

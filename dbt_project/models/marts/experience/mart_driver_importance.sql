@@ -26,7 +26,7 @@ final as (
 
     select
         cast(importance.goal || '|' || importance.segment || '|' || importance.item_code as text)
-        as driver_importance_key,
+            as driver_importance_key,
         cast(importance.goal as text) as goal,
         cast(importance.segment as text) as segment,
         cast(importance.item_code as text) as item_code,

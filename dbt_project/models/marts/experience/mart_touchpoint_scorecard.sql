@@ -25,7 +25,7 @@ periodized as (
 
     select
         'month' as period_type,
-        cast(date_trunc('month', date_day) as date) as period_start,
+        cast(date_trunc('month', daily.date_day) as date) as period_start,
         daily.*
     from daily
 
@@ -36,7 +36,7 @@ periodized as (
         {{ run_date() }} - 29 as period_start,
         daily.*
     from daily
-    where date_day > {{ run_date() }} - 30
+    where daily.date_day > {{ run_date() }} - 30
 
     union all
 
@@ -45,7 +45,7 @@ periodized as (
         {{ run_date() }} - 59 as period_start,
         daily.*
     from daily
-    where date_day > {{ run_date() }} - 60 and date_day <= {{ run_date() }} - 30
+    where daily.date_day > {{ run_date() }} - 60 and daily.date_day <= {{ run_date() }} - 30
 
 ),
 
@@ -77,7 +77,8 @@ scored as (
     select
         aggregated.*,
         case aggregated.period_type
-            when 'month' then cast(aggregated.period_start + interval '1 month' - interval '1 day' as date)
+            when 'month'
+                then cast(aggregated.period_start + interval '1 month' - interval '1 day' as date)
             else aggregated.period_start + 29
         end as period_end_nominal,
         case aggregated.period_type
@@ -102,10 +103,18 @@ scored as (
         catalogue.ces_benchmark,
         catalogue.kpi_expectation,
         catalogue.kpi_benchmark,
-        {{ benchmark_scaled('aggregated.csat', 'catalogue.csat_expectation', 'catalogue.csat_benchmark') }} as csat_score,
-        {{ benchmark_scaled('aggregated.nps', 'catalogue.nps_expectation', 'catalogue.nps_benchmark') }} as nps_score,
-        {{ benchmark_scaled('aggregated.ces', 'catalogue.ces_expectation', 'catalogue.ces_benchmark') }} as ces_score,
-        {{ benchmark_scaled('aggregated.kpi_value', 'catalogue.kpi_expectation', 'catalogue.kpi_benchmark') }} as kpi_score,
+        {{ benchmark_scaled(
+            'aggregated.csat', 'catalogue.csat_expectation', 'catalogue.csat_benchmark'
+        ) }} as csat_score,
+        {{ benchmark_scaled(
+            'aggregated.nps', 'catalogue.nps_expectation', 'catalogue.nps_benchmark'
+        ) }} as nps_score,
+        {{ benchmark_scaled(
+            'aggregated.ces', 'catalogue.ces_expectation', 'catalogue.ces_benchmark'
+        ) }} as ces_score,
+        {{ benchmark_scaled(
+            'aggregated.kpi_value', 'catalogue.kpi_expectation', 'catalogue.kpi_benchmark'
+        ) }} as kpi_score,
         -- gaps in the measure's units, signed so that positive = better than expected
         (aggregated.csat - catalogue.csat_expectation)
         * sign(catalogue.csat_benchmark - catalogue.csat_expectation) as csat_gap,

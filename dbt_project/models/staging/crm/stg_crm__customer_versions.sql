@@ -10,13 +10,12 @@ source as (
 
 ),
 
-visible as (
+latest as (
 
-    select
-        *,
-        {{ latest_version_rank('customer_id, updated_at') }} as version_rank
+    select distinct on (customer_id, updated_at) *
     from source
     where {{ as_of_run_date('updated_at') }}
+    order by customer_id, updated_at, {{ latest_first() }}
 
 ),
 
@@ -42,8 +41,7 @@ renamed as (
         _extract_date as extract_date,
         _loaded_at as loaded_at
 
-    from visible
-    where version_rank = 1
+    from latest
 
 )
 

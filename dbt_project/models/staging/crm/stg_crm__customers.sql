@@ -8,13 +8,12 @@ source as (
 
 ),
 
-visible as (
+latest as (
 
-    select
-        *,
-        {{ latest_version_rank('customer_id') }} as version_rank
+    select distinct on (customer_id) *
     from source
     where {{ as_of_run_date('updated_at') }}
+    order by customer_id, {{ latest_first() }}
 
 ),
 
@@ -45,8 +44,7 @@ renamed as (
         _extract_date as extract_date,
         _loaded_at as loaded_at
 
-    from visible
-    where version_rank = 1
+    from latest
 
 )
 

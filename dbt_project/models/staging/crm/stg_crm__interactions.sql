@@ -7,13 +7,12 @@ source as (
 
 ),
 
-visible as (
+latest as (
 
-    select
-        *,
-        {{ latest_version_rank('interaction_id') }} as version_rank
+    select distinct on (interaction_id) *
     from source
     where {{ as_of_run_date('occurred_at') }}
+    order by interaction_id, {{ latest_first() }}
 
 ),
 
@@ -44,8 +43,7 @@ renamed as (
         _extract_date as extract_date,
         _loaded_at as loaded_at
 
-    from visible
-    where version_rank = 1
+    from latest
 
 )
 

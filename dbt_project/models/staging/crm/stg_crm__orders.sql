@@ -7,13 +7,12 @@ source as (
 
 ),
 
-visible as (
+latest as (
 
-    select
-        *,
-        {{ latest_version_rank('order_id') }} as version_rank
+    select distinct on (order_id) *
     from source
     where {{ as_of_run_date('order_date') }}
+    order by order_id, {{ latest_first() }}
 
 ),
 
@@ -37,8 +36,7 @@ renamed as (
         _extract_date as extract_date,
         _loaded_at as loaded_at
 
-    from visible
-    where version_rank = 1
+    from latest
 
 )
 

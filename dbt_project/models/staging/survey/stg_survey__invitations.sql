@@ -7,13 +7,12 @@ source as (
 
 ),
 
-visible as (
+latest as (
 
-    select
-        *,
-        {{ latest_version_rank('invitation_id') }} as version_rank
+    select distinct on (invitation_id) *
     from source
     where {{ as_of_run_date('sent_at') }}
+    order by invitation_id, {{ latest_first() }}
 
 ),
 
@@ -39,8 +38,7 @@ renamed as (
         _extract_date as extract_date,
         _loaded_at as loaded_at
 
-    from visible
-    where version_rank = 1
+    from latest
 
 )
 

@@ -7,13 +7,12 @@ source as (
 
 ),
 
-visible as (
+latest as (
 
-    select
-        *,
-        {{ latest_version_rank('response_id') }} as version_rank
+    select distinct on (response_id) *
     from source
     where {{ as_of_run_date('responded_at') }}
+    order by response_id, {{ latest_first() }}
 
 ),
 
@@ -49,8 +48,7 @@ renamed as (
         _extract_date as extract_date,
         _loaded_at as loaded_at
 
-    from visible
-    where version_rank = 1
+    from latest
 
 )
 

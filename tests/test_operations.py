@@ -1,0 +1,60 @@
+"""Operations: two runs never interleave; the second names the run holding the lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import date
+
+import pytest
+
+from flows import report
+from flows.errors import LockTimeoutError
+from flows.warehouse import run_lock
+
+pytestmark = pytest.mark.integration
+
+
+def test_second_run_waits_then_names_the_holder(warehouse):
+    holder = report.RunSummary("nightly-20260801-aaaa", "nightly", date(2026, 8, 1),
+                               date(2026, 8, 1))
+    report.start_run(warehouse, holder)
+    inside = threading.Event()
+    release = threading.Event()
+
+    def first() -> None:
+        with run_lock(warehouse, 5, holder.run_id):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert inside.wait(10)
+    t0 = time.monotonic()
+    with pytest.raises(LockTimeoutError) as e:
+        with run_lock(warehouse, 1.0, "second"):
+            pass
+    waited = time.monotonic() - t0
+    release.set()
+    t.join()
+    assert 0.9 <= waited < 5
+    assert "nightly-20260801-aaaa" in str(e.value)
+
+
+def test_lock_is_free_again_after_the_holder_exits(warehouse):
+    order: list[str] = []
+
+    def run(name: str, hold: float) -> None:
+        with run_lock(warehouse, 10, name):
+            order.append(f"{name} in")
+            time.sleep(hold)
+            order.append(f"{name} out")
+
+    a = threading.Thread(target=run, args=("a", 0.5))
+    a.start()
+    time.sleep(0.1)
+    b = threading.Thread(target=run, args=("b", 0))
+    b.start()
+    a.join()
+    b.join()
+    assert order == ["a in", "a out", "b in", "b out"]
