@@ -166,6 +166,14 @@ def write_report(wh: Warehouse, s: RunSummary, highlights: dict[str, list[tuple]
         parts.append(f"<img id='plot-{key}' class='plot' alt='{html.escape(title)}' "
                      f"src='data:image/png;base64,{png}'>" if png
                      else f"<p id='plot-{key}' class='missing'>no data yet</p>")
+    out = Path(home).resolve() / "reports" / s.run_id / "index.html"
+    # Kaplan–Meier plots the churn stage drew for this run (by value tier, Apostle group…).
+    for km in sorted(out.parent.glob("km_*.png")):
+        group = km.stem.removeprefix("km_")
+        parts.append(f"<h2>Survival by {html.escape(group.replace('_', ' '))}</h2>")
+        parts.append(f"<img id='plot-km-{html.escape(group)}' class='plot' alt='survival by "
+                     f"{html.escape(group)}' src='data:image/png;base64,"
+                     f"{base64.b64encode(km.read_bytes()).decode()}'>")
     parts += [
         "<h2>Worst touchpoints</h2>",
         _table(highlights.get("worst_touchpoints", []),
@@ -185,7 +193,6 @@ def write_report(wh: Warehouse, s: RunSummary, highlights: dict[str, list[tuple]
            "margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;"
            "padding:3px 8px}}img.plot{{max-width:100%}}.failed{{color:#c0392b}}</style></head>"
            "<body>" + "\n".join(parts) + _SELF_CHECK + "</body></html>\n")
-    out = Path(home).resolve() / "reports" / s.run_id / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(doc, encoding="utf-8")
     shutil.copyfile(out, out.parent.parent / "latest.html")

@@ -26,6 +26,7 @@ from psycopg2 import sql
 from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
+from flows.failpoints import failpoint
 from flows.validate import GxRunner, load_suite, stage_query
 from flows.warehouse import Warehouse
 
@@ -374,6 +375,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
             with conn.cursor() as cur:
                 r = _commit_batch(cur, e, b, rows, run_id, started)
             conn.commit()  # one transaction per batch
+            failpoint("load:after-batch-commit")
             results.append(r)
             if on_batch:
                 on_batch(r)

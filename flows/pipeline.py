@@ -29,6 +29,7 @@ from flows import actions, churn, drivers, extract, html_report, load, report, t
 from flows.config import Settings, load_settings  # noqa: E402
 from flows.entities import ENTITIES  # noqa: E402
 from flows.errors import CxloopError, NoExtractsError  # noqa: E402
+from flows.failpoints import failpoint  # noqa: E402
 from flows.validate import GxRunner  # noqa: E402
 from flows.warehouse import Warehouse, open_warehouse, run_lock  # noqa: E402
 
@@ -93,10 +94,16 @@ def drivers_task(wh: Warehouse) -> int:
 
 @task(name="churn-model", cache_policy=NONE, **RETRY)
 def churn_task(wh: Warehouse, settings: Settings, run_date: date,
-               force_refit: bool) -> churn.ChurnResult:
+               force_refit: bool, run_id: str) -> churn.ChurnResult:
     c = settings.churn
     return churn.run_churn(wh, run_date, every_days=c.refit_every_days, force=force_refit,
-                           min_events=c.min_events, min_concordance=c.min_concordance)
+                           min_events=c.min_events, min_concordance=c.min_concordance,
+                           reports_dir=report_dir(settings, run_id))
+
+
+def report_dir(settings: Settings, run_id: str) -> Path:
+    """Where a run's report and plots go: ``<home>/reports/<run_id>``."""
+    return Path(settings.home).resolve() / "reports" / run_id
 
 
 @task(name="improvement-tasks", cache_policy=NONE, **RETRY)
@@ -115,6 +122,7 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
 def _timed(summary: report.RunSummary, name: str, progress: Progress | None,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
     (progress or _notify)(name, "start")
+    failpoint(f"stage:{name}")
     t0 = time.monotonic()
     result = fn()
     summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result)}
@@ -163,7 +171,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             _timed(s, "drivers", progress, lambda: drivers_task(wh), lambda r: f"{r} rows")
             res = _timed(s, "churn", progress,
-                         lambda: churn_task(wh, settings, end, force_refit),
+                         lambda: churn_task(wh, settings, end, force_refit, run_id),
                          lambda r: f"{r.scored} scored; {r.note}")
             s.model_version, s.model_note = res.model_version, res.note
             _timed(s, "dbt build after scores", progress,

@@ -48,3 +48,39 @@ def test_bad_rule_file_names_the_key(tmp_path):
     p.write_text("rules:\n  - name: x\n    subject: planet\n    trigger: select 1\n    title: t\n")
     with pytest.raises(ConfigError, match="rules.0.subject"):
         load_rules(p)
+
+
+def test_duplicate_rule_names_are_refused(tmp_path):
+    rule = "  - name: x\n    subject: touchpoint\n    trigger: select 1\n    title: t\n"
+    p = tmp_path / "tasks.yml"
+    p.write_text("rules:\n" + rule + rule)
+    with pytest.raises(ConfigError, match="unique; repeated: x"):
+        load_rules(p)
+
+
+def test_title_survives_nulls_and_export_is_ticketing_ready():
+    import csv
+    import io
+    import json
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from flows.actions import EXPORT_COLUMNS, Rule, _title, as_of_for, export_rows
+
+    rule = Rule(name="r", subject="touchpoint", trigger="select 1", title="CSAT {csat:.2f} at {tp}")
+    assert _title(rule, {"subject_id": "x", "csat": 3.14159, "tp": "billing"}) == "CSAT 3.14 at billing"
+    assert _title(rule, {"subject_id": "x", "csat": None, "tp": "billing"}) == "CSAT nan at billing"
+    assert _title(rule, {"subject_id": "x"}) == "r: x"
+    assert as_of_for(date(2026, 8, 3)) == datetime(2026, 8, 4, tzinfo=UTC)
+    row = {c: None for c in EXPORT_COLUMNS}
+    row.update(task_id="T1", title='call "C1", today', value_at_risk=Decimal("12.50"),
+               due_at=datetime(2026, 8, 4, tzinfo=UTC), evidence={"nps": 3})
+    parsed = list(csv.DictReader(io.StringIO(export_rows([row], "csv"))))
+    assert parsed[0]["title"] == 'call "C1", today' and json.loads(parsed[0]["evidence"]) == {"nps": 3}
+    assert parsed[0]["due_at"] == "2026-08-04T00:00:00+00:00"
+    assert json.loads(export_rows([row], "json"))[0]["value_at_risk"] == 12.5
+
+
+def test_router_people_cover_owners_and_escalation_owners():
+    people = Router(ROUTING).people()
+    assert {"li.na", "cx.duty.manager", "head.of.finance"} <= people

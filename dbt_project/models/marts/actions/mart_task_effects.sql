@@ -1,0 +1,388 @@
+{{ config(materialized='view', tags=['after_python']) }}
+-- Did the fixes work? For every rule x owner team x measure: the tasks people
+-- resolved (status done or resolved), the subject's measure before and after,
+-- against comparable subjects without a task, with n and a 95 % interval
+-- (normal approximation). A view, so a task resolved today counts at once;
+-- rows exist for every rule and owner with tasks (n_resolved may be 0).
+--   csat_change (touchpoints)  mean CSAT of the touchpoint's answers in the
+--       `window` days after the task was closed minus the `window` days before
+--       it was opened; control: the same windows at touchpoints that never had
+--       a task of the rule (difference in differences).
+--   nps_change (customers)     the customer's first NPS after closure minus the
+--       last NPS before the task; control: customers whose task of the same rule
+--       was suppressed (same trigger, no contact), measured from the task date.
+--   retained (customers)       share still customers `window` days after closure
+--       (only tasks with that much follow-up); control as for nps_change.
+-- The control is not randomised: suppressed customers lack consent or were
+-- contacted often, so read the effect as a signal, not a proof.
+{% set window = var('task_effect_window_days', 30) %}
+with
+
+tasks as (
+
+    select * from {{ source('ops', 'improvement_tasks') }}
+
+),
+
+responses as (
+
+    select * from {{ ref('int_responses_enriched') }}
+    where response_date <= {{ run_date() }}
+
+),
+
+customers as (
+
+    select * from {{ ref('mart_customer_360') }}
+
+),
+
+task_groups as (
+
+    select distinct
+        rule,
+        subject_type,
+        owner_team
+    from tasks
+    where subject_type in ('touchpoint', 'customer')
+
+),
+
+group_counts as (
+
+    select
+        rule,
+        owner_team,
+        count(*) as n_tasks,
+        count(*) filter (where status in ('done', 'resolved')) as n_resolved
+    from tasks
+    group by rule, owner_team
+
+),
+
+measures as (
+
+    select
+        'touchpoint' as subject_type,
+        'csat_change' as measure
+    union all
+    select
+        'customer' as subject_type,
+        'nps_change' as measure
+    union all
+    select
+        'customer' as subject_type,
+        'retained' as measure
+
+),
+
+-- the subjects measured: resolved tasks (treated) and, for customers, suppressed
+-- tasks of the same rule (control); reference_on starts the "after" window
+measured_tasks as (
+
+    select
+        task_id,
+        rule,
+        subject_type,
+        subject_id,
+        owner_team,
+        status in ('done', 'resolved') as is_treated,
+        cast(created_at as date) as opened_on,
+        case
+            when status = 'suppressed' then cast(created_at as date)
+            else cast(coalesce(closed_at, updated_at) as date)
+        end as reference_on
+    from tasks
+    where
+        status in ('done', 'resolved')
+        or (status = 'suppressed' and subject_type = 'customer')
+
+),
+
+tasked_touchpoints as (
+
+    select distinct
+        rule,
+        subject_id as touchpoint_code
+    from tasks
+    where subject_type = 'touchpoint'
+
+),
+
+-- each resolved touchpoint task's answers before and after, at the touchpoint
+-- itself and at the touchpoints that never had a task of the rule
+touchpoint_answers as (
+
+    select
+        measured_tasks.task_id,
+        measured_tasks.rule,
+        measured_tasks.owner_team,
+        responses.touchpoint_code = measured_tasks.subject_id as is_subject,
+        responses.response_date > measured_tasks.reference_on as is_after,
+        responses.csat
+    from measured_tasks
+    inner join responses
+        on
+            (
+                measured_tasks.opened_on - {{ window }} <= responses.response_date
+                and measured_tasks.opened_on > responses.response_date
+            )
+            or (
+                measured_tasks.reference_on < responses.response_date
+                and measured_tasks.reference_on + {{ window }} >= responses.response_date
+            )
+    left join tasked_touchpoints
+        on
+            measured_tasks.rule = tasked_touchpoints.rule
+            and responses.touchpoint_code = tasked_touchpoints.touchpoint_code
+    where
+        measured_tasks.subject_type = 'touchpoint'
+        and responses.csat is not null
+        and (
+            responses.touchpoint_code = measured_tasks.subject_id
+            or tasked_touchpoints.touchpoint_code is null
+        )
+
+),
+
+touchpoint_windows as (
+
+    select
+        task_id,
+        rule,
+        owner_team,
+        is_subject,
+        avg(csat) filter (where not is_after) as mean_before,
+        avg(csat) filter (where is_after) as mean_after,
+        count(*) filter (where not is_after) as n_before,
+        count(*) filter (where is_after) as n_after,
+        coalesce(var_samp(csat) filter (where not is_after), 0) as var_before,
+        coalesce(var_samp(csat) filter (where is_after), 0) as var_after
+    from touchpoint_answers
+    group by task_id, rule, owner_team, is_subject
+
+),
+
+touchpoint_task_effects as (
+
+    select
+        subject.task_id,
+        subject.rule,
+        subject.owner_team,
+        subject.mean_before,
+        subject.mean_after,
+        subject.n_after,
+        control.mean_before as control_before,
+        control.mean_after as control_after,
+        control.n_after as control_n,
+        (subject.mean_after - subject.mean_before)
+        - (control.mean_after - control.mean_before) as effect,
+        subject.var_before / subject.n_before + subject.var_after / subject.n_after
+        + control.var_before / control.n_before + control.var_after / control.n_after as effect_variance
+    from touchpoint_windows as subject
+    inner join touchpoint_windows as control
+        on subject.task_id = control.task_id and not control.is_subject
+    where
+        subject.is_subject
+        and subject.n_before > 0 and subject.n_after > 0
+        and control.n_before > 0 and control.n_after > 0
+
+),
+
+touchpoint_effects as (
+
+    select
+        rule,
+        owner_team,
+        'csat_change' as measure,
+        count(*) as n_measured,
+        sum(n_after) as n_observations,
+        avg(mean_before) as treated_before,
+        avg(mean_after) as treated_after,
+        avg(control_before) as control_before,
+        avg(control_after) as control_after,
+        sum(control_n) as n_control,
+        avg(effect) as effect,
+        sqrt(sum(effect_variance)) / count(*) as effect_se
+    from touchpoint_task_effects
+    group by rule, owner_team
+
+),
+
+-- customers: the last NPS before the task, the first after the reference date,
+-- and whether they were still customers `window` days after it
+customer_outcomes as (
+
+    select
+        measured_tasks.task_id,
+        measured_tasks.rule,
+        measured_tasks.owner_team,
+        measured_tasks.is_treated,
+        (
+            select before_answer.nps from responses as before_answer
+            where
+                before_answer.customer_id = measured_tasks.subject_id
+                and before_answer.nps is not null
+                and before_answer.response_date < measured_tasks.opened_on
+            order by before_answer.responded_at desc, before_answer.response_id desc
+            limit 1
+        ) as nps_before,
+        (
+            select after_answer.nps from responses as after_answer
+            where
+                after_answer.customer_id = measured_tasks.subject_id
+                and after_answer.nps is not null
+                and after_answer.response_date > measured_tasks.reference_on
+            order by after_answer.responded_at, after_answer.response_id
+            limit 1
+        ) as nps_after,
+        case
+            when measured_tasks.reference_on + {{ window }} > {{ run_date() }} then null
+            when customers.churned_on <= measured_tasks.reference_on + {{ window }} then 0.0
+            else 1.0
+        end as retained
+    from measured_tasks
+    left join customers
+        on measured_tasks.subject_id = customers.customer_id
+    where measured_tasks.subject_type = 'customer'
+
+),
+
+customer_measures as (
+
+    select
+        task_id,
+        rule,
+        owner_team,
+        is_treated,
+        'nps_change' as measure,
+        cast(nps_before as double precision) as value_before,
+        cast(nps_after as double precision) as value_after,
+        cast(nps_after - nps_before as double precision) as value_change
+    from customer_outcomes
+    where nps_before is not null and nps_after is not null
+
+    union all
+
+    select
+        task_id,
+        rule,
+        owner_team,
+        is_treated,
+        'retained' as measure,
+        null as value_before,
+        retained as value_after,
+        retained as value_change
+    from customer_outcomes
+    where retained is not null
+
+),
+
+customer_treated as (
+
+    select
+        rule,
+        owner_team,
+        measure,
+        count(*) as n_measured,
+        count(*) as n_observations,
+        avg(value_before) as treated_before,
+        avg(value_after) as treated_after,
+        avg(value_change) as mean_change,
+        coalesce(var_samp(value_change), 0) / count(*) as change_variance
+    from customer_measures
+    where is_treated
+    group by rule, owner_team, measure
+
+),
+
+customer_control as (
+
+    select
+        rule,
+        measure,
+        count(*) as n_control,
+        avg(value_before) as control_before,
+        avg(value_after) as control_after,
+        avg(value_change) as mean_change,
+        coalesce(var_samp(value_change), 0) / count(*) as change_variance
+    from customer_measures
+    where not is_treated
+    group by rule, measure
+
+),
+
+customer_effects as (
+
+    select
+        customer_treated.rule,
+        customer_treated.owner_team,
+        customer_treated.measure,
+        customer_treated.n_measured,
+        customer_treated.n_observations,
+        customer_treated.treated_before,
+        customer_treated.treated_after,
+        customer_control.control_before,
+        customer_control.control_after,
+        customer_control.n_control,
+        customer_treated.mean_change - customer_control.mean_change as effect,
+        sqrt(customer_treated.change_variance + customer_control.change_variance) as effect_se
+    from customer_treated
+    left join customer_control
+        on
+            customer_treated.rule = customer_control.rule
+            and customer_treated.measure = customer_control.measure
+
+),
+
+effects as (
+
+    select * from touchpoint_effects
+    union all
+    select * from customer_effects
+
+),
+
+final as (
+
+    select
+        cast(task_groups.rule || '|' || task_groups.owner_team || '|' || measures.measure as text) as effect_key,
+        cast(task_groups.rule as text) as rule_name,
+        cast(task_groups.subject_type as text) as subject_type,
+        cast(task_groups.owner_team as text) as owner_team,
+        cast(measures.measure as text) as measure,
+        cast(group_counts.n_tasks as integer) as n_tasks,
+        cast(group_counts.n_resolved as integer) as n_resolved,
+        cast(coalesce(effects.n_measured, 0) as integer) as n_measured,
+        cast(coalesce(effects.n_observations, 0) as integer) as n_observations,
+        cast(coalesce(effects.n_control, 0) as integer) as n_control,
+        cast(effects.treated_before as double precision) as treated_before,
+        cast(effects.treated_after as double precision) as treated_after,
+        cast(effects.control_before as double precision) as control_before,
+        cast(effects.control_after as double precision) as control_after,
+        cast(effects.effect as double precision) as effect,
+        cast(effects.effect - 1.96 * effects.effect_se as double precision) as effect_low,
+        cast(effects.effect + 1.96 * effects.effect_se as double precision) as effect_high,
+        cast(
+            coalesce(
+                effects.effect - 1.96 * effects.effect_se > 0
+                or effects.effect + 1.96 * effects.effect_se < 0,
+                false
+            ) as boolean
+        ) as effect_is_clear,
+        cast({{ window }} as integer) as window_days,
+        cast({{ run_date() }} as date) as measured_as_of
+    from task_groups
+    inner join measures
+        on task_groups.subject_type = measures.subject_type
+    inner join group_counts
+        on task_groups.rule = group_counts.rule and task_groups.owner_team = group_counts.owner_team
+    left join effects
+        on
+            task_groups.rule = effects.rule
+            and task_groups.owner_team = effects.owner_team
+            and measures.measure = effects.measure
+
+)
+
+select * from final
