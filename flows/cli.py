@@ -48,6 +48,11 @@ console = Console()
 err_console = Console(stderr=True)
 DEBUG = {"on": False}
 
+TaskRunnerOpt = Annotated[str, typer.Option(
+    "--task-runner", help="default (this process) or dask (entities in parallel on a Dask "
+    "cluster; needs the [dask] extra).")]
+DaskAddressOpt = Annotated[str | None, typer.Option(
+    "--dask-address", help="Scheduler of an existing Dask cluster (default: a LocalCluster).")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c",
                       help="Path of cxloop.yml (default ./cxloop.yml if present).")]
 LandingOpt = Annotated[Path | None, typer.Option("--landing",
@@ -120,15 +125,37 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
             status.update(f"{flow_name} {start}..{end}: {stage}…")
 
     pipeline.PROGRESS_LISTENERS.append(show)
+    runner = _task_runner(kw.get("task_runner", "default"), kw.get("dask_address"))
     try:
         with status:
             if flow_name == "nightly":
-                return pipeline.nightly(run_date=start, force_refit=kw.get("force_refit", False),
-                                        **params)
-            return pipeline.backfill(start=start, end=end, entities=kw.get("entities"),
-                                     full_refresh=kw.get("full_refresh", False), **params)
+                nightly = pipeline.nightly.with_options(task_runner=runner) if runner \
+                    else pipeline.nightly
+                return nightly(run_date=start, force_refit=kw.get("force_refit", False), **params)
+            backfill_flow = pipeline.backfill.with_options(task_runner=runner) if runner \
+                else pipeline.backfill
+            return backfill_flow(start=start, end=end, entities=kw.get("entities"),
+                                 full_refresh=kw.get("full_refresh", False), **params)
     finally:
         pipeline.PROGRESS_LISTENERS.remove(show)
+
+
+def _task_runner(kind: str, address: str | None):
+    """None for Prefect's default runner, or a DaskTaskRunner (LocalCluster unless an address)."""
+    if kind == "default":
+        if address:
+            raise CxloopError("--dask-address needs --task-runner dask")
+        return None
+    if kind != "dask":
+        raise CxloopError(f"--task-runner must be default or dask, not {kind!r}")
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError:
+        raise CxloopError("--task-runner dask needs prefect-dask: pip install -e '.[dask]'") from None
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": 2, "processes": True,
+                                          "threads_per_worker": 1})
 
 
 def _print_run(summary: dict[str, Any]) -> None:
@@ -164,11 +191,14 @@ def run(
     landing: LandingOpt = None,
     force_refit: Annotated[bool, typer.Option(help="Refit the churn model now.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    task_runner: TaskRunnerOpt = "default",
+    dask_address: DaskAddressOpt = None,
 ) -> None:
     """Run the nightly pipeline for one date: extract, validate, load, dbt, churn, tasks."""
     settings = _settings(config, landing)
     d = _parse_date(run_date, "--date") if run_date else _today(settings.timezone)
-    summary = _run(settings, d, d, "nightly", force_refit=force_refit)
+    summary = _run(settings, d, d, "nightly", force_refit=force_refit, task_runner=task_runner,
+                   dask_address=dask_address)
     console.print_json(json.dumps(summary)) if as_json else _print_run(summary)
     _exit_for(summary)
 
@@ -184,6 +214,8 @@ def backfill(
         help="Comma-separated entities to load (default all).")] = None,
     full_refresh: Annotated[bool, typer.Option(help="Rebuild incremental marts.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    task_runner: TaskRunnerOpt = "default",
+    dask_address: DaskAddressOpt = None,
 ) -> None:
     """Load every date of a range in order (skipping loaded batches), then analyse once."""
     settings = _settings(config, landing)
@@ -198,7 +230,8 @@ def backfill(
         if unknown:
             raise CxloopError(f"unknown entities {', '.join(unknown)}; known: "
                               f"{', '.join(ENTITIES)}")
-    summary = _run(settings, s, e, "backfill", entities=ents, full_refresh=full_refresh)
+    summary = _run(settings, s, e, "backfill", entities=ents, full_refresh=full_refresh,
+                   task_runner=task_runner, dask_address=dask_address)
     console.print_json(json.dumps(summary)) if as_json else _print_run(summary)
     _exit_for(summary)
 

@@ -30,7 +30,7 @@ from flows.config import Settings, load_settings  # noqa: E402
 from flows.entities import ENTITIES  # noqa: E402
 from flows.errors import CxloopError, NoExtractsError  # noqa: E402
 from flows.failpoints import failpoint  # noqa: E402
-from flows.validate import GxRunner  # noqa: E402
+from flows.validate import gx_runner_for  # noqa: E402
 from flows.warehouse import Warehouse, open_warehouse, run_lock  # noqa: E402
 
 Progress = Callable[[str, str], None]
@@ -74,9 +74,19 @@ def extract_task(settings: Settings, days: list[date],
 
 
 @task(name="ingest", task_run_name="ingest {entity}", cache_policy=NONE, **RETRY)
-def ingest_task(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[extract.Batch],
+def ingest_task(wh: Warehouse, home: str, entity: str, batches: list[extract.Batch],
                 run_id: str) -> list[load.BatchResult]:
-    return load.ingest_entity(wh, gx_runner, entity, batches, run_id)
+    # The GX context is built per process (it cannot travel to a Dask worker).
+    return load.ingest_entity(wh, gx_runner_for(home, wh.sqlalchemy_url()), entity, batches,
+                              run_id)
+
+
+def _parallel() -> bool:
+    """True under a distributed task runner (Dask): entities then load side by side."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    return ctx is not None and type(ctx.task_runner).__name__ == "DaskTaskRunner"
 
 
 @task(name="dbt-build", task_run_name="dbt build {label}", cache_policy=NONE, **RETRY)
@@ -150,19 +160,20 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             batches = _timed(s, "extract", progress,
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
-            gx_runner = GxRunner(Path(settings.home), wh.sqlalchemy_url())
+            home = str(Path(settings.home).resolve())
 
             def ingest_all() -> list[load.BatchResult]:
-                out: list[load.BatchResult] = []
-                for name in ENTITIES:
-                    mine = [b for b in batches if b.entity == name]
-                    if mine:
-                        out += ingest_task(wh, gx_runner, name, mine, run_id)
-                return out
+                groups = [(name, [b for b in batches if b.entity == name]) for name in ENTITIES]
+                groups = [(name, mine) for name, mine in groups if mine]
+                if _parallel():
+                    futures = [ingest_task.submit(wh, home, name, mine, run_id)
+                               for name, mine in groups]
+                    return [r for f in futures for r in f.result()]
+                return [r for name, mine in groups for r in ingest_task(wh, home, name, mine, run_id)]
 
             s.batches = _timed(s, "validate+load", progress, ingest_all,
                                lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
-            s.docs["gx_data_docs"] = gx_runner.docs_path() or ""
+            s.docs["gx_data_docs"] = gx_runner_for(home, wh.sqlalchemy_url()).docs_path() or ""
             for b in s.rejected:
                 logger.error("rejected batch: %s", b.error)
             _timed(s, "dbt build", progress,

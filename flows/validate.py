@@ -14,6 +14,9 @@ are generated from the extract contract (``flows/entities.py``) by
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import logging
 import os
@@ -222,6 +225,23 @@ class GxRunner:
     """
 
     def __init__(self, home: Path, sqlalchemy_url: str):
+        self.lock_path = Path(home) / "gx.lock"
+        with self._exclusive():
+            self._init(home, sqlalchemy_url)
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """One GX writer at a time across processes (Dask workers share the context folder,
+        and GX rewrites its YAML and JSON stores on every add_or_update)."""
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _init(self, home: Path, sqlalchemy_url: str) -> None:
         os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
         warnings.filterwarnings("ignore", module="great_expectations")
         import great_expectations as gx
@@ -238,6 +258,11 @@ class GxRunner:
 
     def validate(self, entity: str, schema: str, table: str,
                  suite_json: dict[str, Any]) -> ValidationOutcome:
+        with self._exclusive():
+            return self._validate(entity, schema, table, suite_json)
+
+    def _validate(self, entity: str, schema: str, table: str,
+                  suite_json: dict[str, Any]) -> ValidationOutcome:
         gx = self.gx
         asset_names = [a.name for a in self.datasource.assets]
         if entity in asset_names:
@@ -294,6 +319,12 @@ class GxRunner:
             if url:
                 return url.removeprefix("file://")
         return None
+
+
+@functools.lru_cache(maxsize=4)
+def gx_runner_for(home: str, sqlalchemy_url: str) -> GxRunner:
+    """One GX context per process and warehouse: creating one costs about a second."""
+    return GxRunner(Path(home), sqlalchemy_url)
 
 
 def main() -> None:  # pragma: no cover - maintenance entry point

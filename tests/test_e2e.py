@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from snapshot import warehouse_snapshot
 
 from flows.entities import ENTITIES
 
@@ -99,10 +100,12 @@ def test_raw_holds_every_extract_row_and_every_mart_is_filled(demo_home):
 def test_second_demo_run_changes_no_counts(demo_home):
     home, _ = demo_home
     url = _cxloop(home, "warehouse", "url").stdout.strip()
-    before = _counts(url)
+    before, before_content = _counts(url), warehouse_snapshot(url)
     second = _cxloop(home, "demo", "--customers", "1000", "--days", "90")
     assert "skipped" in second.stdout
     assert _counts(url) == before
+    after = warehouse_snapshot(url)
+    assert {k: v for k, v in after.items() if v != before_content.get(k)} == {}
 
 
 def test_html_report_renders_its_plots_in_headless_chromium(demo_home, tmp_path):
