@@ -106,6 +106,10 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.setLevel(level)  # libraries set their own logger levels; the handler decides
+        if not debug:
+            # Prefect logs a failing task's traceback; the CLI prints one clear message instead
+            # (the Prefect API still receives the full log).
+            handler.addFilter(lambda record: not record.name.startswith("prefect"))
     _quiet_libraries()
 
 
