@@ -86,6 +86,14 @@ def _settings(config: Path | None, landing: Path | None = None):
     return settings
 
 
+def _open(config: Path | None):
+    """Settings and the (started, migrated) warehouse they name."""
+    from flows.warehouse import open_warehouse
+
+    s = _settings(config)
+    return s, open_warehouse(Path(s.home), s.warehouse_url, s.database)
+
+
 def _today(tz: str) -> date:
     return datetime.now(ZoneInfo(tz)).date()
 
@@ -348,10 +356,7 @@ def report_cmd(
 @handle_errors
 def warehouse_url(config: ConfigOpt = None) -> None:
     """Print a libpq URI of the warehouse (starts the embedded server if needed)."""
-    from flows.warehouse import open_warehouse
-
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     print(wh.url)
 
 
@@ -421,10 +426,7 @@ def batches(
     status: Annotated[str | None, typer.Option(help="loaded, rejected or superseded.")] = None,
 ) -> None:
     """List recent batches and what happened to them."""
-    from flows.warehouse import open_warehouse
-
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     with wh.transaction() as cur:
         cur.execute("select batch_id, extract_date, entity, status, rows_in, rows_loaded, "
                     "rows_quarantined, source_file, coalesce(error, '') from ops.load_batches "
@@ -449,14 +451,12 @@ def quarantine_show(
     from psycopg2 import sql
 
     from flows.entities import entity as get_entity
-    from flows.warehouse import open_warehouse
 
     try:
         e = get_entity(entity)
     except KeyError as err:
         raise CxloopError(str(err.args[0])) from None
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     with wh.transaction() as cur:
         cur.execute(sql.SQL("select _source_file, _row_number, reasons, raw_values::text from "
                             "quarantine.{} order by _quarantined_at desc, _row_number limit %s")
@@ -477,10 +477,9 @@ def quarantine_replay(
     """Re-validate a batch's quarantined rows after a fix to the suite or reference data."""
     from flows import load
     from flows.validate import GxRunner
-    from flows.warehouse import open_warehouse, run_lock
+    from flows.warehouse import run_lock
 
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id}"):
         load.refresh_reference(wh, s)
         moved, kept = load.replay_quarantine(wh, GxRunner(Path(s.home), wh.sqlalchemy_url()),

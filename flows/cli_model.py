@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import ConfigOpt, _settings, console, handle_errors, model_app
+from flows.cli import ConfigOpt, _open, console, handle_errors, model_app
 from flows.errors import CxloopError
 
 
@@ -120,10 +120,9 @@ def model_fit(
     from zoneinfo import ZoneInfo
 
     from flows import churn
-    from flows.warehouse import open_warehouse, run_lock
+    from flows.warehouse import run_lock
 
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     run_date = datetime.now(ZoneInfo(s.timezone)).date()
     cfg = churn.FitConfig(model=model, penalizer=_penalizer(penalizer), ph_action=ph)
     reports = Path(s.home) / "reports" / run_date.isoformat()
@@ -143,10 +142,7 @@ def model_show(
     limit: Annotated[int, typer.Option(help="Models to list.")] = 10,
 ) -> None:
     """List registered models and the latest fit attempts."""
-    from flows.warehouse import open_warehouse
-
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     with wh.transaction() as cur:
         cur.execute("select model_version, status, trained_at, n_rows, n_events, "
                     "heldout_concordance, integrated_brier, calibration_90d, "

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli import ConfigOpt, _settings, console, handle_errors, tasks_app
+from flows.cli import ConfigOpt, _open, console, handle_errors, tasks_app
 from flows.errors import CxloopError
 
 OwnerOpt = Annotated[str | None, typer.Option(
@@ -25,10 +25,8 @@ RuleOpt = Annotated[str | None, typer.Option("--rule", help="Rule name from task
 
 def _rows(config: Path | None, owner: str | None, status: str | None, rule: str | None):
     from flows import actions
-    from flows.warehouse import open_warehouse
 
-    s = _settings(config)
-    wh = open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    s, wh = _open(config)
     return actions.list_tasks(wh, owner=owner, status=status, rule=rule)
 
 
