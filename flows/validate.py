@@ -259,7 +259,12 @@ class GxRunner:
     def validate(self, entity: str, schema: str, table: str,
                  suite_json: dict[str, Any]) -> ValidationOutcome:
         with self._exclusive():
-            return self._validate(entity, schema, table, suite_json)
+            try:
+                return self._validate(entity, schema, table, suite_json)
+            finally:
+                # Hold no idle sessions between validations: a runner cached for the
+                # process would otherwise keep connections that block DROP/TEMPLATE.
+                self.datasource.get_engine().dispose()
 
     def _validate(self, entity: str, schema: str, table: str,
                   suite_json: dict[str, Any]) -> ValidationOutcome:

@@ -27,7 +27,7 @@ from flows.warehouse import Warehouse
 pytestmark = pytest.mark.e2e
 
 START = date(2026, 7, 1)
-END = date(2026, 8, 29)
+END = date(2026, 9, 28)  # 90 days: enough churn events for the model to fit
 BACKFILL_FROM = END - timedelta(days=29)  # 30 run dates
 ROUTING = REPO_ROOT / "dbt_project/seeds/owner_routing.csv"
 
@@ -43,7 +43,7 @@ def demo_warehouse(prefect_harness) -> tuple[Warehouse, Path]:
     # the embedded server must be able to enter the folder.
     home = Path(tempfile.mkdtemp(prefix="cxa-", dir="/tmp"))
     landing = home / "landing"
-    generate(landing, customers=600, days=60, start=START, seed=7)
+    generate(landing, customers=1000, days=90, start=START, seed=7)
     saved = {k: os.environ.get(k) for k in ("CXLOOP_HOME", "CXLOOP_WAREHOUSE_URL")}
     os.environ["CXLOOP_HOME"] = str(home)
     os.environ.pop("CXLOOP_WAREHOUSE_URL", None)
@@ -70,6 +70,9 @@ def wh(demo_warehouse) -> Warehouse:
     admin = psycopg2.connect(base.url.replace("/cxloop?", "/postgres?"))
     admin.autocommit = True
     with admin.cursor() as cur:
+        # A template must have no other sessions (the pipeline's cached GX engine may hold one).
+        cur.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where datname = 'cxloop' and pid <> pg_backend_pid()")
         cur.execute(sql.SQL("create database {} template cxloop").format(sql.Identifier(name)))
     wh = Warehouse(url=base.url.replace("/cxloop?", f"/{name}?"), pgdata=base.pgdata)
     with wh.transaction() as c:
@@ -262,7 +265,7 @@ def test_escalation_fires_once_per_breach_and_rerunning_changes_nothing(wh, rule
     actions.derive_tasks(wh, rules, router, day0, "d0")
     tid, due, base, esc_owner = _q(
         wh, "select task_id, due_at, priority, escalation_owner from ops.improvement_tasks "
-            "where rule = 'fix_first_touchpoint' and subject_id = 'support_call'")[0]
+            "where rule = 'fix_first_touchpoint' order by subject_id limit 1")[0]
     overdue_day = (due + timedelta(days=1)).date()
     for d in range(1, (overdue_day - day0).days + 1):
         actions.derive_tasks(wh, rules, router, day0 + timedelta(days=d), f"d{d}")
