@@ -19,6 +19,9 @@ from zoneinfo import ZoneInfo
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Prefect's temporary server can take longer than its 20 s default to start on a busy
+# 2-core machine; a run should wait rather than fail.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402

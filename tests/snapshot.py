@@ -7,7 +7,8 @@ import json
 
 import psycopg2
 
-VOLATILE = {"scored_at", "built_at", "as_of_at"}  # wall-clock stamps, not content
+# Wall-clock stamps and build bookkeeping (which run date last rebuilt a row), not content.
+VOLATILE = {"scored_at", "built_at", "as_of_at", "as_of_date"}
 
 
 def _norm(v):
