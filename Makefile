@@ -37,10 +37,16 @@ test: install-dev lint
 unit: install-dev
 	$(BIN)/pytest -q -m "not integration and not e2e"
 
-SCALE ?= 20000
-DAYS  ?= 120
+SCALE     ?= 20000
+DAYS      ?= 120
+GEN_SCALE ?= 1000000
+GEN_DAYS  ?= 365
+# Pipeline stages, ingest vs bare COPY and churn fit at scale, then the generator at 1M x 365;
+# each writes JSON to benchmarks/results/.
 bench: install-dev
 	$(BIN)/python -m benchmarks.run --customers $(SCALE) --days $(DAYS)
+	$(BIN)/python benchmarks/bench_generator.py --customers $(GEN_SCALE) --days $(GEN_DAYS) \
+	  > benchmarks/results/generator-$(GEN_SCALE)x$(GEN_DAYS).json
 
 clean:
 	rm -rf .cxloop dbt_project/target dbt_project/logs

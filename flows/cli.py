@@ -51,6 +51,8 @@ console = Console()
 err_console = Console(stderr=True)
 DEBUG = {"on": False}
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q",
+                     help="Print nothing on success (errors still go to stderr).")]
 TaskRunnerOpt = Annotated[str, typer.Option(
     "--task-runner", help="default (this process) or dask (entities in parallel on a Dask "
     "cluster; needs the [dask] extra).")]
@@ -133,10 +135,13 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
     if settings.warehouse_url:
         os.environ["CXLOOP_WAREHOUSE_URL"] = settings.warehouse_url
     os.environ["CXLOOP_HOME"] = str(Path(settings.home).resolve())
-    status = console.status(f"{flow_name}: starting Prefect…")
+    import contextlib
+
+    status = contextlib.nullcontext() if kw.get("quiet") else \
+        console.status(f"{flow_name}: starting Prefect…")
 
     def show(stage: str, event: str) -> None:
-        if event == "start":
+        if event == "start" and not kw.get("quiet"):
             status.update(f"{flow_name} {start}..{end}: {stage}…")
 
     pipeline.PROGRESS_LISTENERS.append(show)
@@ -190,6 +195,13 @@ def _print_run(summary: dict[str, Any]) -> None:
             console.print(f"{k}: {v}")
 
 
+def _output(summary: dict[str, Any], as_json: bool, quiet: bool) -> None:
+    if as_json:
+        print(json.dumps(summary))
+    elif not quiet:
+        _print_run(summary)
+
+
 def _exit_for(summary: dict[str, Any]) -> None:
     if summary["status"] == "completed_with_rejections":
         err_console.print("[yellow]completed with rejections[/]: the rejected files were not "
@@ -208,13 +220,14 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     task_runner: TaskRunnerOpt = "default",
     dask_address: DaskAddressOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run the nightly pipeline for one date: extract, validate, load, dbt, churn, tasks."""
     settings = _settings(config, landing)
     d = _parse_date(run_date, "--date") if run_date else _today(settings.timezone)
     summary = _run(settings, d, d, "nightly", force_refit=force_refit, task_runner=task_runner,
-                   dask_address=dask_address)
-    console.print_json(json.dumps(summary)) if as_json else _print_run(summary)
+                   dask_address=dask_address, quiet=quiet or as_json)
+    _output(summary, as_json, quiet)
     _exit_for(summary)
 
 
@@ -231,6 +244,7 @@ def backfill(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     task_runner: TaskRunnerOpt = "default",
     dask_address: DaskAddressOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Load every date of a range in order (skipping loaded batches), then analyse once."""
     settings = _settings(config, landing)
@@ -246,8 +260,8 @@ def backfill(
             raise CxloopError(f"unknown entities {', '.join(unknown)}; known: "
                               f"{', '.join(ENTITIES)}")
     summary = _run(settings, s, e, "backfill", entities=ents, full_refresh=full_refresh,
-                   task_runner=task_runner, dask_address=dask_address)
-    console.print_json(json.dumps(summary)) if as_json else _print_run(summary)
+                   task_runner=task_runner, dask_address=dask_address, quiet=quiet or as_json)
+    _output(summary, as_json, quiet)
     _exit_for(summary)
 
 

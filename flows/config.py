@@ -90,6 +90,9 @@ class Settings(_Strict):
     warehouse_url: str | None = None
     database: str = "cxloop"
     lock_timeout_seconds: int = Field(600, ge=0)
+    # A stage running longer than this is stopped and the run fails (a hung query, a stuck
+    # connection): better a clear failure at 05:00 than a run still going at noon.
+    stage_timeout_seconds: int = Field(3600, ge=10)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
 
     @field_validator("timezone")
@@ -112,6 +115,7 @@ ENV_OVERRIDES = {
     "CXLOOP_TIMEZONE": "timezone",
     "CXLOOP_DATABASE": "database",
     "CXLOOP_LOCK_TIMEOUT": "lock_timeout_seconds",
+    "CXLOOP_STAGE_TIMEOUT": "stage_timeout_seconds",
 }
 
 

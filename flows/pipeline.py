@@ -150,6 +150,11 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
     run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
     s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end)
     logger = get_run_logger()
+    limit = settings.stage_timeout_seconds
+
+    def timed_out(t: Any) -> Any:
+        return t.with_options(timeout_seconds=limit)
+
     with run_lock(wh, settings.lock_timeout_seconds, run_id):
         stale = report.mark_stale_runs(wh)
         if stale:
@@ -166,10 +171,11 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                 groups = [(name, [b for b in batches if b.entity == name]) for name in ENTITIES]
                 groups = [(name, mine) for name, mine in groups if mine]
                 if _parallel():
-                    futures = [ingest_task.submit(wh, home, name, mine, run_id)
+                    futures = [timed_out(ingest_task).submit(wh, home, name, mine, run_id)
                                for name, mine in groups]
                     return [r for f in futures for r in f.result()]
-                return [r for name, mine in groups for r in ingest_task(wh, home, name, mine, run_id)]
+                return [r for name, mine in groups
+                        for r in timed_out(ingest_task)(wh, home, name, mine, run_id)]
 
             s.batches = _timed(s, "validate+load", progress, ingest_all,
                                lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
@@ -177,20 +183,21 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             for b in s.rejected:
                 logger.error("rejected batch: %s", b.error)
             _timed(s, "dbt build", progress,
-                   lambda: dbt_task(wh, settings, end, "models", exclude=transform.AFTER_PYTHON,
-                                    full_refresh=full_refresh),
+                   lambda: timed_out(dbt_task)(wh, settings, end, "models",
+                                               exclude=transform.AFTER_PYTHON,
+                                               full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
-            _timed(s, "drivers", progress, lambda: drivers_task(wh), lambda r: f"{r} rows")
+            _timed(s, "drivers", progress, lambda: timed_out(drivers_task)(wh), lambda r: f"{r} rows")
             res = _timed(s, "churn", progress,
-                         lambda: churn_task(wh, settings, end, force_refit, run_id),
+                         lambda: timed_out(churn_task)(wh, settings, end, force_refit, run_id),
                          lambda r: f"{r.scored} scored; {r.note}")
             s.model_version, s.model_note = res.model_version, res.note
             _timed(s, "dbt build after scores", progress,
-                   lambda: dbt_task(wh, settings, end, "after python",
+                   lambda: timed_out(dbt_task)(wh, settings, end, "after python",
                                     select=transform.AFTER_PYTHON, full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             stats = _timed(s, "tasks", progress,
-                           lambda: actions_task(wh, settings, end, run_id),
+                           lambda: timed_out(actions_task)(wh, settings, end, run_id),
                            lambda r: f"{r.created} created, {r.updated} updated, "
                                      f"{r.cleared} cleared, {r.escalated} escalated")
             s.tasks = {"created": stats.created, "updated": stats.updated,
@@ -198,7 +205,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                        "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed}
             if docs:
                 s.docs["dbt_docs"] = _timed(s, "docs", progress,
-                                            lambda: docs_task(wh, settings, end))
+                                            lambda: timed_out(docs_task)(wh, settings, end))
             s.status = s.final_status()
         except Exception as e:
             s.status = "failed"

@@ -130,3 +130,23 @@ def test_html_report_renders_its_plots_in_headless_chromium(demo_home, tmp_path)
     n_plots = dom.count('class="plot"')
     assert n_plots >= 4
     assert f'data-plots-rendered="{n_plots}"' in dom
+
+
+def test_planted_touchpoints_land_in_the_right_quadrants(demo_home):
+    """The generator's ground truth: billing hurts most (fix first), store_visit is overkill."""
+    import json
+
+    home, _ = demo_home
+    truth = json.loads((home / "demo" / "landing" / "_truth" / "truth.json").read_text())
+    planted_fix, planted_overkill = truth["planted"]["fix_first"], truth["planted"]["possible_overkill"]
+    url = _cxloop(home, "warehouse", "url").stdout.strip()
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("select touchpoint_code, quadrant from marts.mart_priority_quadrant")
+        quadrant = dict(cur.fetchall())
+    conn.close()
+    for tp in planted_fix:
+        assert quadrant[tp] == "fix_first", quadrant
+    for tp in planted_overkill:
+        assert quadrant[tp] != "fix_first", quadrant
+        assert quadrant[tp] in ("possible_overkill", "low_priority"), quadrant

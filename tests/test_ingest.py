@@ -180,3 +180,33 @@ def test_quarantine_replay_after_a_reference_fix(warehouse, tmp_path):
         cur.execute("select _row_number from raw.interactions "
                     "where touchpoint_code = 'no_such_touchpoint'")
         assert cur.fetchone() == (4,)
+
+
+def test_sql_source_reads_the_day_window_as_bound_parameters(warehouse, tmp_path, monkeypatch):
+    """A PostgreSQL source: one query per entity, the run date's window bound, a batch by hash."""
+    from flows.extract import find_batches as find
+
+    with warehouse.transaction() as cur:
+        cur.execute("create schema src; create table src.orders (order_id text, customer_id "
+                    "text, order_date date, amount numeric)")
+        cur.execute("insert into src.orders values ('o1', 'c1', '2026-08-02', 10), "
+                    "('o2', 'c2', '2026-08-03', 20.5), ('o3', 'c3', '2026-08-04', 30)")
+    monkeypatch.setenv("CRM_DB_URL", warehouse.url)
+    cfg = tmp_path / "cxloop.yml"
+    cfg.write_text(
+        "sources:\n  crm_db:\n    kind: sql\n    url_env: CRM_DB_URL\n    queries:\n"
+        "      orders: select order_id, customer_id, order_date, amount from src.orders "
+        "where order_date >= %(start)s and order_date < %(end)s\n")
+    settings = load_settings(cfg, landing=str(tmp_path / "none"), home=str(tmp_path))
+    load.refresh_reference(warehouse, settings)
+    [b] = list(find(settings, [D]))
+    assert b.source == "crm_db" and b.entity == "orders"
+    gx = GxRunner(tmp_path, warehouse.sqlalchemy_url())
+    [r] = load.ingest_entity(warehouse, gx, "orders", [b], "t")
+    assert (r.status, r.rows_in, r.rows_loaded) == ("loaded", 1, 1)
+    with warehouse.transaction() as cur:
+        cur.execute("select order_id, amount from raw.orders")
+        assert cur.fetchall() == [("o2", 20.5)]
+    # The same result again is the same batch: a no-op.
+    [again] = load.ingest_entity(warehouse, gx, "orders", list(find(settings, [D])), "t")
+    assert again.status == "skipped"
