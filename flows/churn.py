@@ -1339,9 +1339,6 @@ def register(wh: Warehouse, model: ChurnModel, run_date: date, features: pd.Data
 
 
 def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:
-    cur.execute("create table if not exists marts.churn_hazard_ratios (model_version text, "
-                "feature text, coef float8, hazard_ratio float8, ci_lower float8, "
-                "ci_upper float8, p_value float8, primary key (model_version, feature))")
     cur.execute("truncate marts.churn_hazard_ratios")
     co = model.hazard_coefficients()
     execute_values(cur, "insert into marts.churn_hazard_ratios values %s", [
@@ -1355,12 +1352,6 @@ def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_dat
     """Replace the scores with this run's, in one transaction (a re-run gives the same table)."""
     now = datetime.now(UTC)
     with wh.transaction() as cur:
-        cur.execute(
-            "create table if not exists marts.churn_scores (customer_id text primary key, "
-            "model_version text not null, scored_at timestamptz not null, run_date date not null, "
-            "tenure_days int, survival_30 float8, survival_90 float8, survival_180 float8, "
-            "churn_prob_30 float8, churn_prob_90 float8, churn_prob_180 float8, "
-            "expected_remaining_days float8, top_drivers jsonb)")
         cur.execute("delete from marts.churn_scores")
         rows = [
             (r.customer_id, model.version, now, run_date, int(r.tenure_days),
@@ -1373,11 +1364,6 @@ def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_dat
                        template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
     return len(rows)
 
-
-KM_DDL = ("create table if not exists marts.churn_km_curves (run_date date not null, "
-          "group_type text not null, group_value text not null, timeline_days float8 not null, "
-          "survival float8 not null, ci_lower float8, ci_upper float8, at_risk int not null, "
-          "primary key (group_type, group_value, timeline_days))")
 
 
 def _value_top_share() -> float:
@@ -1417,7 +1403,6 @@ def km_groups(wh: Warehouse | None, data: SurvivalData) -> dict[str, np.ndarray]
 
 def write_km(wh: Warehouse, curves: pd.DataFrame, run_date: date) -> int:
     with wh.transaction() as cur:
-        cur.execute(KM_DDL)
         cur.execute("truncate marts.churn_km_curves")
         execute_values(cur, "insert into marts.churn_km_curves (run_date, group_type, group_value, "
                        "timeline_days, survival, ci_lower, ci_upper, at_risk) values %s",

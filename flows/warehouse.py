@@ -355,6 +355,12 @@ PYTHON_OUTPUT_DDL = [
         ci_lower float8, ci_upper float8, p_value float8,
         primary key (model_version, feature)
     )""",
+    """create table if not exists marts.churn_km_curves (
+        run_date date not null, group_type text not null, group_value text not null,
+        timeline_days float8 not null, survival float8 not null, ci_lower float8,
+        ci_upper float8, at_risk int not null,
+        primary key (group_type, group_value, timeline_days)
+    )""",
     """create table if not exists intermediate.py_driver_importance (
         goal text, segment text, item_code text, touchpoint_code text, n int,
         importance float8, importance_low float8, importance_high float8, std_beta float8,
