@@ -87,7 +87,14 @@ def uninterrupted(landing, tmp_path_factory) -> dict[str, str]:
     return snap
 
 
-@pytest.mark.parametrize("failpoint", ["load:after-batch-commit", "stage:churn", "stage:tasks"])
+@pytest.mark.parametrize("failpoint", [
+    "stage:validate+load",           # before anything is loaded
+    "load:after-batch-commit",       # in the middle of loading: one batch committed
+    "stage:dbt build",               # loaded, marts not built
+    "stage:churn",                   # marts built, no scores
+    "stage:dbt build after scores",  # scores written, downstream marts not rebuilt
+    "stage:tasks",                   # marts final, no tasks
+])
 def test_killed_run_then_rerun_equals_uninterrupted_run(failpoint, landing, uninterrupted,
                                                         tmp_path):
     from flows.warehouse import stop_embedded
