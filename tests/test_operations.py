@@ -88,3 +88,8 @@ def test_bi_reader_over_tcp_reads_marts_only_with_its_password(tmp_path):
             assert cur.fetchone() == (1,)
     finally:
         stop_embedded(home)
+
+
+def test_highlights_on_a_warehouse_without_marts_are_empty_not_errors(warehouse):
+    hl = report.highlights(warehouse)
+    assert hl == {"worst_touchpoints": [], "at_risk": [], "tasks_by_owner": []}
