@@ -137,12 +137,35 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
     os.environ["CXLOOP_HOME"] = str(Path(settings.home).resolve())
     import contextlib
 
-    status = contextlib.nullcontext() if kw.get("quiet") else \
-        console.status(f"{flow_name}: starting Prefect…")
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    quiet = kw.get("quiet")
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), console=console,
+                        transient=True)
+    status = contextlib.nullcontext() if quiet else progress
+    stage_bar = progress.add_task(f"{flow_name}: starting Prefect", total=None)
+    batch_bar = None
 
     def show(stage: str, event: str) -> None:
-        if event == "start" and not kw.get("quiet"):
-            status.update(f"{flow_name} {start}..{end}: {stage}…")
+        # Stages drive one line; the batches of a backfill (entity by entity, date by
+        # date) drive a bar, so a long load shows where it is.
+        nonlocal batch_bar
+        if quiet:
+            return
+        if stage == "batches":
+            batch_bar = progress.add_task("batches", total=int(event))
+        elif stage == "batch" and batch_bar is not None:
+            progress.update(batch_bar, advance=1, description=f"batch {event}")
+        elif event == "start":
+            progress.update(stage_bar, description=f"{flow_name} {start}..{end}: {stage}")
 
     pipeline.PROGRESS_LISTENERS.append(show)
     runner = _task_runner(kw.get("task_runner", "default"), kw.get("dask_address"))

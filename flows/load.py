@@ -338,6 +338,8 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
         if b.batch_id in known or b.batch_id in seen:
             results.append(BatchResult(b.batch_id, b.source, b.entity, b.extract_date,
                                        str(b.path), "skipped"))
+            if on_batch:
+                on_batch(results[-1])
         else:
             seen.add(b.batch_id)
             todo.append(b)

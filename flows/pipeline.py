@@ -77,8 +77,9 @@ def extract_task(settings: Settings, days: list[date],
 def ingest_task(wh: Warehouse, home: str, entity: str, batches: list[extract.Batch],
                 run_id: str) -> list[load.BatchResult]:
     # The GX context is built per process (it cannot travel to a Dask worker).
-    return load.ingest_entity(wh, gx_runner_for(home, wh.sqlalchemy_url()), entity, batches,
-                              run_id)
+    return load.ingest_entity(
+        wh, gx_runner_for(home, wh.sqlalchemy_url()), entity, batches, run_id,
+        on_batch=lambda r: _notify("batch", f"{r.entity} {r.extract_date}: {r.status}"))
 
 
 def _parallel() -> bool:
@@ -166,6 +167,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
             home = str(Path(settings.home).resolve())
+            _notify("batches", str(len(batches)))
 
             def ingest_all() -> list[load.BatchResult]:
                 groups = [(name, [b for b in batches if b.entity == name]) for name in ENTITIES]
