@@ -357,14 +357,7 @@ def _print_manager_summary(settings) -> None:
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database,
                         migrate_schema=False)
     hl = report.highlights(wh)
-    for title, headers, key in [
-        ("Worst touchpoints (action-priority quadrant)",
-         ["touchpoint", "quadrant", "importance", "mean rating"], "worst_touchpoints"),
-        ("Customers most at risk", ["customer", "segment", "P(churn 90d)", "value at risk",
-                                    "tier"], "at_risk"),
-        ("Improvement tasks by owner", ["team", "owner", "open", "suppressed", "top priority"],
-         "tasks_by_owner"),
-    ]:
+    for key, title, headers in report.HIGHLIGHTS:
         t = Table(*headers, title=title)
         for r in hl[key]:
             t.add_row(*["" if v is None else str(v) for v in r])

@@ -22,7 +22,7 @@ matplotlib.use("Agg")  # headless: no display on servers
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from flows.report import RunSummary  # noqa: E402
+from flows.report import HIGHLIGHTS, RunSummary  # noqa: E402
 from flows.warehouse import Warehouse  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -174,16 +174,9 @@ def write_report(wh: Warehouse, s: RunSummary, highlights: dict[str, list[tuple]
         parts.append(f"<img id='plot-km-{html.escape(group)}' class='plot' alt='survival by "
                      f"{html.escape(group)}' src='data:image/png;base64,"
                      f"{base64.b64encode(km.read_bytes()).decode()}'>")
+    for key, title, headers in HIGHLIGHTS:
+        parts += [f"<h2>{html.escape(title)}</h2>", _table(highlights.get(key, []), headers)]
     parts += [
-        "<h2>Worst touchpoints</h2>",
-        _table(highlights.get("worst_touchpoints", []),
-               ["touchpoint", "quadrant", "importance", "performance"]),
-        "<h2>Customers most at risk</h2>",
-        _table(highlights.get("at_risk", []),
-               ["customer", "segment", "P(churn 90d)", "value at risk", "tier"]),
-        "<h2>Tasks by owner</h2>",
-        _table(highlights.get("tasks_by_owner", []),
-               ["team", "owner", "open", "suppressed", "top priority"]),
         "<h2>Stages</h2>",
         _table([(k, v.get("seconds"), v.get("detail", "")) for k, v in s.stages.items()],
                ["stage", "seconds", "detail"]),

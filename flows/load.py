@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
@@ -275,8 +274,7 @@ def _validate_stage(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e
     conn.commit()
 
 
-def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str,
-                      suites_dir: Path | None = None) -> tuple[int, int]:
+def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tuple[int, int]:
     """Re-validate a batch's quarantined rows with today's suite and reference data.
 
     Rows that pass now move to ``raw`` (keeping their original lineage); the rest
@@ -297,7 +295,7 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str,
         raise CxloopError(f"batch {batch_id} is {status}: only loaded batches have quarantined "
                           "rows to replay; a rejected file must be re-delivered")
     e = ENTITIES[entity]
-    suite = load_suite(entity, suites_dir) if suites_dir else load_suite(entity)
+    suite = load_suite(entity)
     conn = wh.connect()
     try:
         with conn.cursor() as cur:
@@ -326,8 +324,8 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str,
 
 
 def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],
-                  run_id: str, on_batch: Callable[[BatchResult], None] | None = None,
-                  suites_dir: Path | None = None) -> list[BatchResult]:
+                  run_id: str, on_batch: Callable[[BatchResult], None] | None = None
+                  ) -> list[BatchResult]:
     """Stage, validate and load every new batch of one entity; returns one result per batch."""
     e = ENTITIES[entity]
     results: list[BatchResult] = []
@@ -345,7 +343,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
             todo.append(b)
     if not todo:
         return results
-    suite = load_suite(entity, suites_dir) if suites_dir else load_suite(entity)
+    suite = load_suite(entity)
     conn = wh.connect()
     try:
         staged: list[tuple[Batch, int, float]] = []

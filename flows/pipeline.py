@@ -130,21 +130,20 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
     return str(transform.docs_generate(wh, settings, run_date) / "index.html")
 
 
-def _timed(summary: report.RunSummary, name: str, progress: Progress | None,
+def _timed(summary: report.RunSummary, name: str,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
-    (progress or _notify)(name, "start")
+    _notify(name, "start")
     failpoint(f"stage:{name}")
     t0 = time.monotonic()
     result = fn()
     summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result)}
-    (progress or _notify)(name, "done")
+    _notify(name, "done")
     return result
 
 
 def run_range(settings: Settings, start: date, end: date, flow_name: str,
               entities: list[str] | None = None, full_refresh: bool = False,
-              force_refit: bool = False, progress: Progress | None = None,
-              docs: bool = True) -> report.RunSummary:
+              force_refit: bool = False) -> report.RunSummary:
     """The body shared by both flows: load every date in order, then analyse once."""
     days = extract.dates_between(start, end)
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
@@ -163,7 +162,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
         report.start_run(wh, s)
         try:
             load.refresh_reference(wh, settings)
-            batches = _timed(s, "extract", progress,
+            batches = _timed(s, "extract",
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
             home = str(Path(settings.home).resolve())
@@ -179,35 +178,33 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                 return [r for name, mine in groups
                         for r in timed_out(ingest_task)(wh, home, name, mine, run_id)]
 
-            s.batches = _timed(s, "validate+load", progress, ingest_all,
+            s.batches = _timed(s, "validate+load", ingest_all,
                                lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
             s.docs["gx_data_docs"] = gx_runner_for(home, wh.sqlalchemy_url()).docs_path() or ""
             for b in s.rejected:
                 logger.error("rejected batch: %s", b.error)
-            _timed(s, "dbt build", progress,
+            _timed(s, "dbt build",
                    lambda: timed_out(dbt_task)(wh, settings, end, "models",
                                                exclude=transform.AFTER_PYTHON,
                                                full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
-            _timed(s, "drivers", progress, lambda: timed_out(drivers_task)(wh), lambda r: f"{r} rows")
-            res = _timed(s, "churn", progress,
+            _timed(s, "drivers", lambda: timed_out(drivers_task)(wh), lambda r: f"{r} rows")
+            res = _timed(s, "churn",
                          lambda: timed_out(churn_task)(wh, settings, end, force_refit, run_id),
                          lambda r: f"{r.scored} scored; {r.note}")
             s.model_version, s.model_note = res.model_version, res.note
-            _timed(s, "dbt build after scores", progress,
+            _timed(s, "dbt build after scores",
                    lambda: timed_out(dbt_task)(wh, settings, end, "after python",
                                     select=transform.AFTER_PYTHON, full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
-            stats = _timed(s, "tasks", progress,
+            stats = _timed(s, "tasks",
                            lambda: timed_out(actions_task)(wh, settings, end, run_id),
                            lambda r: f"{r.created} created, {r.updated} updated, "
                                      f"{r.cleared} cleared, {r.escalated} escalated")
             s.tasks = {"created": stats.created, "updated": stats.updated,
                        "escalated": stats.escalated, "cleared": stats.cleared,
                        "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed}
-            if docs:
-                s.docs["dbt_docs"] = _timed(s, "docs", progress,
-                                            lambda: timed_out(docs_task)(wh, settings, end))
+            s.docs["dbt_docs"] = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end))
             s.status = s.final_status()
         except Exception as e:
             s.status = "failed"

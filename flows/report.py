@@ -100,6 +100,18 @@ def _query(wh: Warehouse, sql: str, params: tuple = ()) -> list[tuple]:
         return []
 
 
+# The manager's highlights, in reading order: key, title and column headers. The run
+# summary, the HTML report and `cxloop demo` all render from this one list.
+HIGHLIGHTS: list[tuple[str, str, list[str]]] = [
+    ("worst_touchpoints", "Worst touchpoints (action-priority quadrant)",
+     ["touchpoint", "quadrant", "importance", "mean rating"]),
+    ("at_risk", "Customers most at risk (value at risk)",
+     ["customer", "segment", "P(churn 90d)", "value at risk", "tier"]),
+    ("tasks_by_owner", "Improvement tasks by owner",
+     ["team", "owner", "open", "suppressed", "top priority"]),
+]
+
+
 def highlights(wh: Warehouse) -> dict[str, list[tuple]]:
     """What a manager reads first: worst touchpoints, customers most at risk, tasks by owner."""
     return {
@@ -148,12 +160,8 @@ def markdown(s: RunSummary, hl: dict[str, list[tuple]]) -> str:
         ["stage", "seconds", "detail"],
         [(k, f"{v.get('seconds', 0):.1f}", v.get("detail", "")) for k, v in s.stages.items()])]
     lines += ["## Churn model", f"{s.model_version or 'none'}: {s.model_note}", ""]
-    lines += ["## Worst touchpoints", _table(["touchpoint", "quadrant", "importance",
-                                              "performance"], hl["worst_touchpoints"])]
-    lines += ["## Customers most at risk (value at risk)", _table(
-        ["customer", "segment", "P(churn 90d)", "value at risk", "tier"], hl["at_risk"])]
-    lines += ["## Improvement tasks by owner", _table(
-        ["team", "owner", "open", "suppressed", "top priority"], hl["tasks_by_owner"])]
+    for key, title, headers in HIGHLIGHTS:
+        lines += [f"## {title}", _table(headers, hl.get(key, []))]
     if s.docs:
         lines += ["## Docs"] + [f"- {k}: {v}" for k, v in s.docs.items()]
     return "\n".join(lines) + "\n"
