@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMAS = ("raw", "quarantine", "ops", "staging", "intermediate", "marts")
+# raw_batches holds raw's partitions, one table per loaded batch, out of sight of
+# raw's readers (dbt's catalogue lists the raw schema).
+SCHEMAS = ("raw", "raw_batches", "quarantine", "ops", "staging", "intermediate", "marts")
 LINEAGE_COLUMNS = (
     ("_batch_id", "text not null"),
     ("_source_file", "text not null"),
@@ -201,11 +203,46 @@ def stop_embedded(home: Path) -> bool:
 
 
 def raw_table_ddl(e: Entity) -> sql.Composed:
+    """``raw.<entity>``: list-partitioned by batch, so loading a batch is attaching the
+    table it was COPYed into, not writing its rows a second time."""
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in e.columns]
     cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in LINEAGE_COLUMNS]
-    return sql.SQL("create table if not exists raw.{} ({})").format(
+    return sql.SQL("create table if not exists raw.{} ({}) partition by list (_batch_id)").format(
         sql.Identifier(e.name), sql.SQL(", ").join(cols)
     )
+
+
+def _partition_legacy_raw(cur: psycopg2.extensions.cursor, e: Entity) -> None:
+    """Bring a raw table from before partitioning (one plain table) under a partitioned
+    one: the old table becomes a single partition holding all its batches."""
+    cur.execute("select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                "where n.nspname = 'raw' and c.relname = %s", (e.name,))
+    row = cur.fetchone()
+    if row is None or row[0] == "p":
+        return
+    legacy = f"{e.name}__before_partitioning"
+    log.info("migrating raw.%s to a table partitioned by batch", e.name)
+    cur.execute(sql.SQL("alter table raw.{} rename to {}").format(
+        sql.Identifier(e.name), sql.Identifier(legacy)))
+    cur.execute(sql.SQL("alter table raw.{} set schema raw_batches").format(
+        sql.Identifier(legacy)))
+    cur.execute(raw_table_ddl(e))
+    # Also batches whose rows were all quarantined: a replay may move rows into them.
+    cur.execute(sql.SQL("select distinct _batch_id from raw_batches.{}").format(
+        sql.Identifier(legacy)))
+    batch_ids = {r[0] for r in cur.fetchall()}
+    cur.execute("select to_regclass('ops.load_batches') is not null")
+    if cur.fetchone()[0] and batch_ids:
+        cur.execute("select batch_id from ops.load_batches where entity = %s "
+                    "and status <> 'rejected'", (e.name,))
+        batch_ids |= {r[0] for r in cur.fetchall()}
+    batch_ids = sorted(batch_ids)
+    if not batch_ids:
+        cur.execute(sql.SQL("drop table raw_batches.{}").format(sql.Identifier(legacy)))
+        return
+    cur.execute(sql.SQL("alter table raw.{} attach partition raw_batches.{} for values in ({})")
+                .format(sql.Identifier(e.name), sql.Identifier(legacy),
+                        sql.SQL(", ").join(map(sql.Literal, batch_ids))))
 
 
 def quarantine_table_ddl(e: Entity) -> sql.Composed:
@@ -382,6 +419,7 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
         for schema in SCHEMAS:
             cur.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
         for e in ENTITIES.values():
+            _partition_legacy_raw(cur, e)
             cur.execute(raw_table_ddl(e))
             # Columns added to the contract later arrive on old warehouses too.
             for c in e.columns:
@@ -405,7 +443,8 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
                end $$"""
         )
         # bi_reader sees marts only; everything else is refused.
-        cur.execute("revoke all on schema raw, quarantine, ops, staging, intermediate from bi_reader")
+        cur.execute("revoke all on schema raw, raw_batches, quarantine, ops, staging, "
+                    "intermediate from bi_reader")
         cur.execute("grant usage on schema marts to bi_reader")
         cur.execute("grant select on all tables in schema marts to bi_reader")
         cur.execute("alter default privileges in schema marts grant select on tables to bi_reader")
