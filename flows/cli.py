@@ -515,10 +515,13 @@ def quarantine_replay(
     s, wh = _open(config)
     with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id}"):
         load.refresh_reference(wh, s)
-        moved, kept = load.replay_quarantine(wh, GxRunner(Path(s.home), wh.sqlalchemy_url()),
-                                             batch_id)
+        gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
+        moved, kept = load.replay_quarantine(wh, gx, batch_id)
+        docs = gx.build_docs()
     console.print(f"batch {batch_id}: {moved} row(s) now pass and moved to raw, "
                   f"{kept} still quarantined")
+    if docs:
+        console.print(f"GX Data Docs: {docs}")
 
 
 # Stage-specific commands live beside their stage and register on the apps above.

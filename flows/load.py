@@ -83,6 +83,10 @@ def batch_table(entity: str, batch_id: str) -> str:
     return f"{entity}__{batch_id}"
 
 
+def _batch_ref(e: Entity, name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
+
+
 def _seq(entity: str) -> sql.Composed:
     return sql.SQL("raw.{}").format(sql.Identifier(f"_stage_{entity}_rows"))
 
@@ -178,26 +182,42 @@ def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
 
 
 def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
-                        name: str) -> sql.Composed:
-    """A typed table for one batch, lineage filled by column defaults so COPY stays the
-    only pass over the data; its CHECK lets ATTACH PARTITION skip a scan."""
-    table = sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
+                        name: str, for_copy: bool = False) -> sql.Composed:
+    """A typed table for one batch, to become its partition of ``raw``.
+
+    For COPY it starts with the contract's columns and a row counter only; the
+    per-batch lineage columns come after the COPY (``add_lineage``), which costs
+    nothing per row because Postgres stores a constant default once.
+    """
+    table = _batch_ref(e, name)
     # Left by a load whose record was removed (or by an earlier attempt): replaced.
     cur.execute(sql.SQL("drop table if exists {}").format(table))
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
             for c in e.columns]
-    b = sql.Literal(batch.batch_id)
-    defaults = {
-        "_batch_id": sql.SQL("default {b} check (_batch_id = {b})").format(b=b),
-        "_source_file": sql.SQL("default {}").format(sql.Literal(str(batch.path))),
-        "_row_number": sql.SQL("default nextval({})").format(
-            sql.Literal(_seq(e.name).as_string(cur.connection))),
-        "_extract_date": sql.SQL("default {}").format(sql.Literal(batch.extract_date)),
-    }
-    cols += [sql.SQL("{} {} {}").format(sql.Identifier(n), sql.SQL(t), defaults.get(n, sql.SQL("")))
-             for n, t in LINEAGE_COLUMNS]
+    if for_copy:
+        cols.append(sql.SQL("_row_number bigint not null default nextval({})").format(
+            sql.Literal(_seq(e.name).as_string(cur.connection))))
+    else:
+        cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+                 for n, t in LINEAGE_COLUMNS]
     cur.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(cols)))
+    if not for_copy:
+        cur.execute(sql.SQL("alter table {} add check (_batch_id = {})").format(
+            table, sql.Literal(batch.batch_id)))
     return table
+
+
+def add_lineage(cur: psycopg2.extensions.cursor, table: sql.Composed, batch: Batch) -> None:
+    """The batch's constant lineage as columns with a default, stored once, not per row.
+    The CHECK lets each ATTACH PARTITION skip its scan; this is the one scan."""
+    b = sql.Literal(batch.batch_id)
+    cur.execute(sql.SQL(
+        "alter table {t} add column _batch_id text not null default {b}, "
+        "add column _source_file text not null default {f}, "
+        "add column _extract_date date not null default {d}, "
+        "add column _loaded_at timestamptz not null default now(), "
+        "add check (_batch_id = {b})"
+    ).format(t=table, b=b, f=sql.Literal(str(batch.path)), d=sql.Literal(batch.extract_date)))
 
 
 def _attach(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Composed,
@@ -232,8 +252,10 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
     cur.execute("savepoint batch")
     try:
         cur.execute(restart)
-        table = _create_batch_table(cur, e, batch, batch_table(e.name, batch.batch_id))
+        table = _create_batch_table(cur, e, batch, batch_table(e.name, batch.batch_id),
+                                    for_copy=True)
         rows = _copy(cur, batch, table, header)
+        add_lineage(cur, table, batch)
         _attach(cur, sql.SQL("raw.{}").format(sql.Identifier(stage_table(e.name))), table,
                 batch.batch_id)
         cur.execute("release savepoint batch")
@@ -392,16 +414,13 @@ def _quarantine(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
 
 def _detach(cur: psycopg2.extensions.cursor, e: Entity, table: sql.Composed) -> None:
     """Off the stage, without the stage's defaults: what stays is a plain batch table."""
+    # Rows keep their stored values; only the defaults for future inserts go.
     cur.execute(sql.SQL("alter table {} alter column _batch_id drop default, "
                         "alter column _source_file drop default, "
                         "alter column _row_number drop default, "
                         "alter column _extract_date drop default").format(table))
     cur.execute(sql.SQL("alter table raw.{} detach partition {}").format(
         sql.Identifier(stage_table(e.name)), table))
-
-
-def _batch_ref(e: Entity, name: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
 
 
 def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
@@ -488,8 +507,10 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tupl
             moved = s.typed_rows
             _detach(cur, e, table)
             # Into the batch's own partition of raw.
-            cur.execute(sql.SQL("insert into raw.{} select * from {}").format(
-                sql.Identifier(entity), table))
+            cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + [
+                n for n, _ in LINEAGE_COLUMNS]))
+            cur.execute(sql.SQL("insert into raw.{} ({cols}) select {cols} from {}").format(
+                sql.Identifier(entity), table, cols=cols))
             cur.execute(sql.SQL("drop table {}").format(table))
             cur.execute("update ops.load_batches set rows_loaded = rows_loaded + %s, "
                         "rows_quarantined = %s where batch_id = %s", (moved, kept, batch_id))

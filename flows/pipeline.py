@@ -180,7 +180,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
 
             s.batches = _timed(s, "validate+load", ingest_all,
                                lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
-            s.docs["gx_data_docs"] = gx_runner_for(home, wh.sqlalchemy_url()).docs_path() or ""
+            s.docs["gx_data_docs"] = gx_runner_for(home, wh.sqlalchemy_url()).build_docs() or ""
             for b in s.rejected:
                 logger.error("rejected batch: %s", b.error)
             _timed(s, "dbt build",

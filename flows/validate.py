@@ -226,7 +226,6 @@ class ValidationOutcome:
     failed_queries: dict[str, str] = field(default_factory=dict)  # rule -> SQL of bad rows
     observed: dict[str, int] = field(default_factory=dict)  # rule -> GX's bad-row count
     batch_failures: list[str] = field(default_factory=list)  # table-level problems
-    docs_path: str | None = None
 
 
 def _exception_message(info: dict[str, Any]) -> str | None:
@@ -326,26 +325,27 @@ class GxRunner:
             self.datasource.delete_asset(name)
         asset = self.datasource.add_table_asset(name, table_name=table, schema_name=schema)
         batch_def = asset.add_batch_definition_whole_table("staged")
-        suite = gx.ExpectationSuite(name=f"{suite_json['name']}" + ("" if on == TYPED else
-                                                                    f"_{on}"),
-                                    meta=suite_json.get("meta", {}))
-        for exp in suite_json["expectations"]:
-            if (exp.get("meta") or {}).get("on", TYPED) != on:
-                continue
-            cfg = gx.expectations.expectation_configuration.ExpectationConfiguration(
+        expectations = [
+            # Domain objects: add_expectation_configuration merges row-SQL rules into one.
+            gx.expectations.expectation_configuration.ExpectationConfiguration(
                 type=exp["type"], kwargs=exp["kwargs"], meta=exp.get("meta"),
                 description=exp.get("description"),
-            )
-            # add_expectation_configuration merges row-SQL rules into one; objects don't.
-            suite.add_expectation(cfg.to_domain_obj())
-        suite = self.context.suites.add_or_update(suite)
+            ).to_domain_obj()
+            for exp in suite_json["expectations"]
+            if (exp.get("meta") or {}).get("on", TYPED) == on
+        ]
+        # Built whole and stored once: adding to a stored suite rewrites it per expectation.
+        suite = self.context.suites.add_or_update(gx.ExpectationSuite(
+            name=suite_json["name"] + ("" if on == TYPED else f"_{on}"),
+            expectations=expectations, meta=suite_json.get("meta", {})))
         vd = self.context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=f"{name}_staged", data=batch_def, suite=suite)
         )
         checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
             name=f"cxloop_{name}",
             validation_definitions=[vd],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            # Data Docs are built once per run (build_docs), not per validation.
+            actions=[],
             # Counts only: GX bundles the column rules' counts into one scan, and
             # quarantine selects the bad rows itself.
             result_format={"result_format": "BASIC", "partial_unexpected_count": 0},
@@ -373,8 +373,13 @@ class GxRunner:
                     outcome.batch_failures.append(
                         f"{rule}: observed {r.result.get('observed_value')}"
                     )
-        outcome.docs_path = self.docs_path()
         return outcome
+
+    def build_docs(self) -> str | None:
+        """Rebuild the Data Docs site from the stored validation results; returns its path."""
+        with self._exclusive():
+            self.context.build_data_docs()
+        return self.docs_path()
 
     def docs_path(self) -> str | None:
         for site in self.context.get_docs_sites_urls():
