@@ -89,6 +89,12 @@ def _lit(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
+def _literal_in_template(value: str) -> str:
+    """A SQL string literal inside a bad-row template, which is filled with str.format
+    (as GX fills ``{batch}``): quotes doubled for SQL, braces doubled for format."""
+    return "'" + value.replace("'", "''").replace("{", "{{").replace("}", "}}") + "'"
+
+
 def entity_rules(e: Entity) -> list[Rule]:
     """The row-level rules of an entity, derived from the extract contract."""
     rules: list[Rule] = []
@@ -149,7 +155,7 @@ def entity_rules(e: Entity) -> list[Rule]:
                           "expect_column_values_to_match_regex",
                           {"column": "email", "regex": EMAIL_REGEX},
                           "select * from {batch} where email !~ "
-                          + "'" + EMAIL_REGEX.replace("'", "''") + "'"))
+                          + _literal_in_template(EMAIL_REGEX)))
     return rules
 
 

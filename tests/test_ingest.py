@@ -210,3 +210,72 @@ def test_sql_source_reads_the_day_window_as_bound_parameters(warehouse, tmp_path
     # The same result again is the same batch: a no-op.
     [again] = load.ingest_entity(warehouse, gx, "orders", list(find(settings, [D])), "t")
     assert again.status == "skipped"
+
+
+def test_a_clean_file_is_copied_once_into_its_own_partition_of_raw(warehouse, tmp_path):
+    """Values that all parse: the file is COPYed typed and that table becomes the batch's
+    partition; rule failures still quarantine with the rows' values as text."""
+    landing = tmp_path / "landing"
+    _write(landing, "interactions", D, [HEADER, *GOOD, BAD[2], BAD[5]])  # no parse errors
+    [r] = _ingest(warehouse, landing, tmp_path)
+    assert (r.rows_in, r.rows_loaded, r.rows_quarantined) == (5, 3, 2)
+    with warehouse.transaction() as cur:
+        cur.execute("select c.relnamespace::regnamespace::text, c.relname, "
+                    "pg_get_expr(c.relpartbound, c.oid) from pg_inherits i "
+                    "join pg_class c on c.oid = i.inhrelid "
+                    "where i.inhparent = 'raw.interactions'::regclass")
+        assert cur.fetchall() == [("raw_batches", f"interactions__{r.batch_id}",
+                                   f"FOR VALUES IN ('{r.batch_id}')")]
+        cur.execute("select _row_number, raw_values, failed_expectations "
+                    "from quarantine.interactions order by 1")
+        got = cur.fetchall()
+        assert [(n, f) for n, _, f in got] == [(4, ["channel_allowed"]),
+                                               (5, ["key_unique_in_batch"])]
+        assert got[0][1]["wait_seconds"] == "1" and got[0][1]["channel"] == "fax"
+        cur.execute("select interaction_id, _row_number, _batch_id = %s, _extract_date, "
+                    "_loaded_at is not null from raw.interactions order by 2", (r.batch_id,))
+        assert cur.fetchall() == [("i1", 1, True, D, True), ("i2", 2, True, D, True),
+                                  ("i3", 3, True, D, True)]
+        # The stage is gone; nothing is left outside raw.
+        cur.execute("select count(*) from pg_class where relnamespace = 'raw_batches'::regnamespace"
+                    " and relkind = 'r' and not relispartition")
+        assert cur.fetchone()[0] == 0
+
+
+def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(warehouse, tmp_path):
+    from psycopg2 import sql
+
+    from flows.warehouse import LINEAGE_COLUMNS, migrate
+
+    landing = tmp_path / "landing"
+    _write(landing, "interactions", D, [HEADER, *GOOD, BAD[0]])
+    [r] = _ingest(warehouse, landing, tmp_path)
+    # Rebuild raw.interactions the way earlier versions kept it: one plain table.
+    e = ENTITIES["interactions"]
+    cols = [f'"{c.name}" {c.pg_type}' for c in e.columns] + [f"{n} {t}" for n, t in LINEAGE_COLUMNS]
+    with warehouse.transaction() as cur:
+        cur.execute("create table public.keep as select * from raw.interactions")
+        cur.execute("drop table raw.interactions")
+        cur.execute(sql.SQL("create table raw.interactions ({})").format(sql.SQL(", ".join(cols))))
+        cur.execute("insert into raw.interactions select * from public.keep")
+    conn = warehouse.connect()
+    migrate(conn)
+    migrate(conn)  # idempotent
+    conn.close()
+    with warehouse.transaction() as cur:
+        cur.execute("select relkind from pg_class where oid = 'raw.interactions'::regclass")
+        assert cur.fetchone()[0] == "p"
+        cur.execute("select count(*) from raw.interactions")
+        assert cur.fetchone()[0] == 3
+    # New batches load beside the old rows, and a replay still reaches the old batch.
+    _write(landing, "interactions", date(2026, 8, 4), [HEADER, "i9,c9,billing,web,"
+                                                       "2026-08-04 10:00:00,1,1,true,true"])
+    assert [x.status for x in _ingest(warehouse, landing, tmp_path, date(2026, 8, 4))] == ["loaded"]
+    catalogue = tmp_path / "catalogue.csv"
+    catalogue.write_text("touchpoint_code\nbilling\nsupport_call\napp_usage\nno_such_touchpoint\n")
+    cfg = tmp_path / "cxloop.yml"
+    cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
+    load.refresh_reference(warehouse, load_settings(cfg, landing=str(landing), home=str(tmp_path)))
+    assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+                                  r.batch_id) == (1, 0)
+    assert _count(warehouse, "raw.interactions") == 5
