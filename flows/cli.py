@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -516,8 +516,9 @@ def quarantine_replay(
     with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id}"):
         load.refresh_reference(wh, s)
         gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
+        since = datetime.now(UTC)
         moved, kept = load.replay_quarantine(wh, gx, batch_id)
-        docs = gx.build_docs()
+        docs = gx.build_docs(since)
     console.print(f"batch {batch_id}: {moved} row(s) now pass and moved to raw, "
                   f"{kept} still quarantined")
     if docs:

@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +178,11 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                 return [r for name, mine in groups
                         for r in timed_out(ingest_task)(wh, home, name, mine, run_id)]
 
+            validated_since = datetime.now(UTC)
             s.batches = _timed(s, "validate+load", ingest_all,
                                lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
-            s.docs["gx_data_docs"] = gx_runner_for(home, wh.sqlalchemy_url()).build_docs() or ""
+            s.docs["gx_data_docs"] = gx_runner_for(home, wh.sqlalchemy_url()).build_docs(
+                validated_since) or ""
             for b in s.rejected:
                 logger.error("rejected batch: %s", b.error)
             _timed(s, "dbt build",
@@ -238,7 +240,6 @@ def nightly(run_date: date | None = None, config: str | None = None,
             landing: str | None = None, force_refit: bool = False) -> dict[str, Any]:
     """Load the extracts of ``run_date`` (default: today in the configured timezone),
     rebuild marts, score churn, derive tasks."""
-    from datetime import datetime
     from zoneinfo import ZoneInfo
 
     settings = load_settings(Path(config) if config else None, landing=landing)

@@ -28,6 +28,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -381,10 +382,17 @@ class GxRunner:
                     )
         return outcome
 
-    def build_docs(self) -> str | None:
-        """Rebuild the Data Docs site from the stored validation results; returns its path."""
+    def build_docs(self, since: datetime | None = None) -> str | None:
+        """Build the Data Docs pages of the validations run ``since`` (all if None), the
+        suites' pages and the index; returns the site's path. Only new pages: a full
+        rebuild would grow with every night of history."""
         with self._exclusive():
-            self.context.build_data_docs()
+            ids: list[Any] | None = None
+            if since is not None:
+                ids = [k for k in self.context.validation_results_store.list_keys()
+                       if k.run_id.run_time and k.run_id.run_time >= since]
+                ids += list(self.context.expectations_store.list_keys())
+            self.context.build_data_docs(resource_identifiers=ids)
         return self.docs_path()
 
     def docs_path(self) -> str | None:

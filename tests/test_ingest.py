@@ -279,3 +279,20 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
                                   r.batch_id) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 5
+
+
+def test_data_docs_show_this_runs_validations(warehouse, tmp_path):
+    from datetime import UTC, datetime
+
+    landing = tmp_path / "landing"
+    _write(landing, "interactions", D, [HEADER, *GOOD, BAD[0], BAD[4]])  # text-staged
+    since = datetime.now(UTC)
+    _ingest(warehouse, landing, tmp_path)
+    site = Path(GxRunner(tmp_path, warehouse.sqlalchemy_url()).build_docs(since))
+    assert site.name == "index.html" and site.exists()
+    pages = {p.relative_to(site.parent).parts[:2] for p in site.parent.rglob("*.html")}
+    # Both parts of the suite ran, and their suites and results have pages.
+    assert ("validations", "cxloop_interactions") in pages
+    assert ("validations", "cxloop_interactions_parse") in pages
+    assert ("expectations", "cxloop_interactions.html") in pages
+    assert "cxloop_interactions_parse" in site.read_text()
