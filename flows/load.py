@@ -83,7 +83,7 @@ def batch_table(entity: str, batch_id: str) -> str:
     return f"{entity}__{batch_id}"
 
 
-def _batch_ref(e: Entity, name: str) -> sql.Composed:
+def _batch_ref(name: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
 
 
@@ -189,7 +189,7 @@ def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch
     per-batch lineage columns come after the COPY (``add_lineage``), which costs
     nothing per row because Postgres stores a constant default once.
     """
-    table = _batch_ref(e, name)
+    table = _batch_ref(name)
     # Left by a load whose record was removed (or by an earlier attempt): replaced.
     cur.execute(sql.SQL("drop table if exists {}").format(table))
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
@@ -426,7 +426,7 @@ def _detach(cur: psycopg2.extensions.cursor, e: Entity, table: sql.Composed) -> 
 def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
                   run_id: str) -> BatchResult:
     batch = s.batch
-    table = _batch_ref(e, batch_table(e.name, batch.batch_id))
+    table = _batch_ref(batch_table(e.name, batch.batch_id))
     quarantined = _quarantine(cur, e, s, table)
     loaded = s.typed_rows
     if loaded + quarantined != s.rows_in:
@@ -502,7 +502,7 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tupl
         with conn.cursor() as cur:  # one transaction: move, re-quarantine, recount
             cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s").format(
                 sql.Identifier(entity)), (batch_id,))
-            table = _batch_ref(e, replay_name)
+            table = _batch_ref(replay_name)
             kept = _quarantine(cur, e, s, table)
             moved = s.typed_rows
             _detach(cur, e, table)
@@ -512,6 +512,7 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tupl
             cur.execute(sql.SQL("insert into raw.{} ({cols}) select {cols} from {}").format(
                 sql.Identifier(entity), table, cols=cols))
             cur.execute(sql.SQL("drop table {}").format(table))
+            cur.execute(sql.SQL("drop table raw.{}").format(sql.Identifier(stage_table(entity))))
             cur.execute("update ops.load_batches set rows_loaded = rows_loaded + %s, "
                         "rows_quarantined = %s where batch_id = %s", (moved, kept, batch_id))
             cur.execute(sql.SQL("truncate raw.{}").format(
@@ -585,7 +586,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
             else:
                 for s in staged:
                     cur.execute(sql.SQL("analyze {}").format(
-                        _batch_ref(e, batch_table(entity, s.batch.batch_id))))
+                        _batch_ref(batch_table(entity, s.batch.batch_id))))
         conn.commit()
     finally:
         conn.close()
