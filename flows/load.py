@@ -32,7 +32,15 @@ from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
-from flows.validate import PARSE, TYPED, GxRunner, ValidationOutcome, load_suite, stage_query
+from flows.validate import (
+    PARSE,
+    TYPED,
+    GxRunner,
+    ValidationOutcome,
+    load_suite,
+    reference_parameters,
+    stage_query,
+)
 from flows.warehouse import LINEAGE_COLUMNS, Warehouse
 
 log = logging.getLogger(__name__)
@@ -72,6 +80,10 @@ class Staged:
 def stage_table(entity: str) -> str:
     """The partitioned parent, in ``raw``, of the typed tables of this run's new batches."""
     return f"_stage_{entity}"
+
+
+def _stage_ref(entity: str) -> sql.Composed:
+    return sql.SQL("raw.{}").format(sql.Identifier(stage_table(entity)))
 
 
 def text_stage_table(entity: str) -> str:
@@ -166,9 +178,9 @@ def _copy_error_message(batch: Batch, e: psycopg2.Error) -> str:
 
 def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     """A fresh stage; dropping the old one also drops any batch table a crashed run left."""
-    t, tt = sql.Identifier(stage_table(e.name)), sql.Identifier(text_stage_table(e.name))
-    cur.execute(sql.SQL("drop table if exists raw.{} cascade").format(t))
-    cur.execute(sql.SQL("create table raw.{} (like raw.{}) partition by list (_batch_id)")
+    t, tt = _stage_ref(e.name), sql.Identifier(text_stage_table(e.name))
+    cur.execute(sql.SQL("drop table if exists {} cascade").format(t))
+    cur.execute(sql.SQL("create table {} (like raw.{}) partition by list (_batch_id)")
                 .format(t, sql.Identifier(e.name)))
     cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in e.column_names]
     cur.execute(sql.SQL("drop table if exists raw.{}").format(tt))
@@ -256,8 +268,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
                                     for_copy=True)
         rows = _copy(cur, batch, table, header)
         add_lineage(cur, table, batch)
-        _attach(cur, sql.SQL("raw.{}").format(sql.Identifier(stage_table(e.name))), table,
-                batch.batch_id)
+        _attach(cur, _stage_ref(e.name), table, batch.batch_id)
         cur.execute("release savepoint batch")
         return TYPED, rows
     except psycopg2.DataError:
@@ -278,8 +289,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
              s=sql.Literal(_seq(e.name).as_string(cur.connection))))
     try:
         rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header)
-    except (psycopg2.DataError, psycopg2.errors.BadCopyFileFormat,
-            psycopg2.errors.CharacterNotInRepertoire, psycopg2.errors.UntranslatableCharacter) as err:
+    except psycopg2.DataError as err:  # bad format, encoding or line: the file is broken
         cur.execute("rollback to savepoint batch")
         raise StructuralError(_copy_error_message(batch, err)) from None
     except (OSError, EOFError) as err:
@@ -315,14 +325,6 @@ def _collect_failures(cur: psycopg2.extensions.cursor, e: Entity, outcome: Valid
     if outcome.failed_queries:
         cur.execute("create index on _failures (batch_id, row_number)")
         cur.execute("analyze _failures")
-
-
-def reference_parameters(cur: psycopg2.extensions.cursor) -> dict[str, list[str]]:
-    """The suite parameters of the reference-set rules, from the refreshed ``ops`` tables."""
-    cur.execute("select touchpoint_code from ops.ref_touchpoints order by 1")
-    touchpoints = [r[0] for r in cur.fetchall()]
-    cur.execute("select item_code from ops.ref_survey_items order by 1")
-    return {"touchpoint_codes": touchpoints, "item_codes": [r[0] for r in cur.fetchall()]}
 
 
 def _cast_parsed_rows(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
@@ -362,8 +364,7 @@ def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e
                 table = _create_batch_table(
                     cur, e, s.batch, table_name or batch_table(e.name, s.batch.batch_id))
                 s.typed_rows = _cast_parsed_rows(cur, e, s, table)
-                _attach(cur, sql.SQL("raw.{}").format(sql.Identifier(stage_table(e.name))),
-                        table, s.batch.batch_id)
+                _attach(cur, _stage_ref(e.name), table, s.batch.batch_id)
         conn.commit()
     outcome = gx_runner.validate(e.name, "raw", stage_table(e.name), suite, TYPED, params)
     with conn.cursor() as cur:
@@ -419,8 +420,7 @@ def _detach(cur: psycopg2.extensions.cursor, e: Entity, table: sql.Composed) -> 
                         "alter column _source_file drop default, "
                         "alter column _row_number drop default, "
                         "alter column _extract_date drop default").format(table))
-    cur.execute(sql.SQL("alter table raw.{} detach partition {}").format(
-        sql.Identifier(stage_table(e.name)), table))
+    cur.execute(sql.SQL("alter table {} detach partition {}").format(_stage_ref(e.name), table))
 
 
 def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
@@ -512,7 +512,7 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tupl
             cur.execute(sql.SQL("insert into raw.{} ({cols}) select {cols} from {}").format(
                 sql.Identifier(entity), table, cols=cols))
             cur.execute(sql.SQL("drop table {}").format(table))
-            cur.execute(sql.SQL("drop table raw.{}").format(sql.Identifier(stage_table(entity))))
+            cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
             cur.execute("update ops.load_batches set rows_loaded = rows_loaded + %s, "
                         "rows_quarantined = %s where batch_id = %s", (moved, kept, batch_id))
             cur.execute(sql.SQL("truncate raw.{}").format(
@@ -576,7 +576,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
             if on_batch:
                 on_batch(r)
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("drop table raw.{}").format(sql.Identifier(stage_table(entity))))
+            cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
             cur.execute(sql.SQL("truncate raw.{}").format(
                 sql.Identifier(text_stage_table(entity))))
             # Fresh statistics keep dbt's joins over raw on good plans after a load. ONLY

@@ -86,6 +86,20 @@ class Rule:
     on: str = TYPED
 
 
+def _parameter(column: str) -> str:
+    """The suite parameter holding a reference set's codes: touchpoint_code -> touchpoint_codes."""
+    return column + "s"
+
+
+def reference_parameters(cur: Any) -> dict[str, list[str]]:
+    """The suite parameters of the reference-set rules, read from their ``ops`` tables."""
+    params = {}
+    for col, (table, ref_col, _) in REFERENCE_SETS.items():
+        cur.execute(f"select {ref_col} from {table} order by 1")  # constants above, not input
+        params[_parameter(col)] = [r[0] for r in cur.fetchall()]
+    return params
+
+
 def _lit(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
@@ -136,7 +150,7 @@ def entity_rules(e: Entity) -> list[Rule]:
         if col in e.column_names:
             rules.append(Rule(f"{col}_known", f"{col} is not in {what}",
                               "expect_column_values_to_be_in_set",
-                              {"column": col, "value_set": {"$PARAMETER": col + "s"}},
+                              {"column": col, "value_set": {"$PARAMETER": _parameter(col)}},
                               f"select * from {{batch}} where {q(col)} not in "
                               f"(select {ref_col} from {table})"))
     if e.event_time:
