@@ -130,8 +130,10 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
     """Run a flow in-process and return its summary dict."""
     from flows import pipeline
 
-    params = {"config": None, "landing": None}
-    os.environ["CXLOOP_LANDING"] = str(Path(settings.landing).resolve())
+    # The flow re-reads the same file with the same environment, so every stage gets the
+    # settings resolved here; the landing folder may be a command-line override.
+    params = {"config": str(settings.config_path) if settings.config_path else None,
+              "landing": str(Path(settings.landing).resolve())}
     if settings.warehouse_url:
         os.environ["CXLOOP_WAREHOUSE_URL"] = settings.warehouse_url
     os.environ["CXLOOP_HOME"] = str(Path(settings.home).resolve())

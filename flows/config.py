@@ -94,6 +94,18 @@ class Settings(_Strict):
     # connection): better a clear failure at 05:00 than a run still going at noon.
     stage_timeout_seconds: int = Field(3600, ge=10)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    # The file these settings were read from (None: defaults only). Flows and deployments
+    # receive this path, so every stage sees the same resolved settings, whatever the
+    # working directory of the process that runs them.
+    config_path: Path | None = None
+
+    def dbt_vars(self) -> dict[str, object]:
+        """The dbt ``--vars`` this configuration implies (merged under ``run_date``).
+
+        Business rules live in dbt models; the values they depend on (cut points,
+        allowed categories, goal scales) come from here, so one file configures both.
+        """
+        return {}
 
     @field_validator("timezone")
     @classmethod
@@ -165,6 +177,8 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
         if os.environ.get(env):
             raw[key] = os.environ[env]
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    if path.exists():
+        raw["config_path"] = str(path.resolve())
     try:
         return Settings.model_validate(raw)
     except ValidationError as e:

@@ -81,7 +81,7 @@ def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
     from dbt.cli.main import dbtRunner
 
     target = Path(settings.home).resolve() / "dbt"
-    variables = {"run_date": run_date.isoformat(), **(extra_vars or {})}
+    variables = {**settings.dbt_vars(), "run_date": run_date.isoformat(), **(extra_vars or {})}
     cmd = [
         *args,
         "--project-dir", str(DBT_DIR),
