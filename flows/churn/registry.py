@@ -1,0 +1,177 @@
+"""registry."""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from psycopg2.extras import Json, execute_values
+
+from flows.churn.design import SurvivalData
+from flows.churn.model import ChurnModel
+from flows.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+# --- warehouse IO -----------------------------------------------------------------
+
+def read_features(wh: Warehouse) -> pd.DataFrame:
+    return wh.read_frame("select * from intermediate.int_churn_features")
+
+
+def data_window_start(wh: Warehouse) -> date | None:
+    """The first extract date of subscriptions that was loaded: where observation begins."""
+    with wh.transaction() as cur:
+        cur.execute("select min(extract_date) from ops.load_batches where entity = 'subscriptions' "
+                    "and status = 'loaded'")
+        row = cur.fetchone()
+    return row[0] if row else None
+
+
+def latest_model(wh: Warehouse) -> tuple[ChurnModel, datetime] | None:
+    with wh.transaction() as cur:
+        cur.execute("select model_blob, trained_at from ops.model_registry where status = 'active' "
+                    "and model_blob is not null order by trained_at desc limit 1")
+        row = cur.fetchone()
+    if row is None:
+        return None
+    try:
+        model = pickle.loads(bytes(row[0]))
+    except Exception as err:  # a model pickled by an older cxloop: refit rather than crash
+        log.warning("stored churn model cannot be loaded (%s); a refit is due", err)
+        return None
+    if not isinstance(model, ChurnModel) or not hasattr(model, "spec"):
+        return None
+    return model, row[1]
+
+
+def _json_safe(obj: Any) -> Any:
+    """numpy scalars to Python, NaN/inf to null: jsonb accepts neither."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def register(wh: Warehouse, model: ChurnModel, run_date: date, features: pd.DataFrame | None = None,
+             window_start: date | None = None) -> None:
+    """Store the model as the active one and its hazard ratios, in one transaction."""
+    blob = pickle.dumps(model)
+    m = model.metrics
+    with wh.transaction() as cur:
+        cur.execute(
+            "insert into ops.model_registry (model_version, trained_at, run_date, model_kind, "
+            "data_window_start, data_window_end, n_rows, n_events, features, parameters, "
+            "heldout_concordance, integrated_brier, calibration_90d, ph_check, status, model_blob) "
+            "values (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'active', %s) "
+            "on conflict (model_version) do update set trained_at = excluded.trained_at, "
+            "model_blob = excluded.model_blob, status = 'active', parameters = excluded.parameters, "
+            "ph_check = excluded.ph_check",
+            (model.version, run_date, model.kind, window_start, run_date, m["n_rows"],
+             m["n_events"], Json(model.columns), Json(_json_safe(
+                 {**model.parameters, "metrics": m})),
+             m.get("heldout_concordance"), m.get("integrated_brier"), m.get("calibration_90d"),
+             Json(_json_safe(model.ph_check)), blob),
+        )
+        cur.execute("update ops.model_registry set status = 'retired' where status = 'active' "
+                    "and model_version <> %s", (model.version,))
+        cur.execute("insert into ops.model_fit_attempts (run_date, outcome, reason) "
+                    "values (%s, 'fitted', %s)", (run_date, model.version))
+        write_hazard_ratios(cur, model)
+
+
+def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:
+    cur.execute("truncate marts.churn_hazard_ratios")
+    co = model.hazard_coefficients()
+    execute_values(cur, "insert into marts.churn_hazard_ratios values %s", [
+        (model.version, r.feature, float(r.coef), float(np.exp(r.coef)),
+         float(np.exp(r.ci_lower)), float(np.exp(r.ci_upper)),
+         None if not np.isfinite(r.p_value) else float(r.p_value))
+        for r in co.itertuples()])
+
+
+def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_date: date) -> int:
+    """Replace the scores with this run's, in one transaction (a re-run gives the same table)."""
+    now = datetime.now(UTC)
+    with wh.transaction() as cur:
+        cur.execute("delete from marts.churn_scores")
+        rows = [
+            (r.customer_id, model.version, now, run_date, int(r.tenure_days),
+             float(r.survival_30), float(r.survival_90), float(r.survival_180),
+             float(r.churn_prob_30), float(r.churn_prob_90), float(r.churn_prob_180),
+             float(r.expected_remaining_days), _jsonb(r.top_drivers))
+            for r in scores.itertuples()
+        ]
+        execute_values(cur, "insert into marts.churn_scores values %s", rows, page_size=5000,
+                       template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
+    return len(rows)
+
+
+
+def _value_top_share() -> float:
+    try:
+        import yaml
+
+        p = Path(__file__).resolve().parent.parent / "dbt_project" / "dbt_project.yml"
+        return float(yaml.safe_load(p.read_text())["vars"]["value_top_share"])
+    except Exception:
+        return 0.25
+
+
+def km_groups(wh: Warehouse | None, data: SurvivalData) -> dict[str, np.ndarray]:
+    """Segment, value tier and Apostle group of every customer (churned ones included).
+
+    mart_customer_360's value tier is built after this step and is null for churned
+    customers, so the tier here is its value part only: the top ``value_top_share``
+    by monthly value ('retain_at_all_costs') against everyone else ('other').
+    """
+    f = data.frame
+    groups: dict[str, np.ndarray] = {"all": np.full(len(f), "all", dtype=object),
+                                     "segment": f["segment"].astype(str).to_numpy()}
+    if "monthly_value" in f:
+        v = pd.to_numeric(f["monthly_value"], errors="coerce")
+        cut = v.quantile(1 - _value_top_share())
+        groups["value_tier"] = np.where(v >= cut, "retain_at_all_costs", "other").astype(object)
+    if wh is not None:
+        try:
+            ap = wh.read_frame("select customer_id, apostle_group from marts.mart_apostle_segments")
+            m = dict(zip(ap["customer_id"].astype(str), ap["apostle_group"], strict=True))
+            groups["apostle_group"] = np.array(
+                [m.get(c) or "no relationship survey" for c in f["customer_id"]], dtype=object)
+        except Exception as err:  # the mart may not exist yet on a fresh warehouse
+            log.info("no Apostle groups for Kaplan–Meier curves: %s", err)
+    return groups
+
+
+def write_km(wh: Warehouse, curves: pd.DataFrame, run_date: date) -> int:
+    with wh.transaction() as cur:
+        cur.execute("truncate marts.churn_km_curves")
+        execute_values(cur, "insert into marts.churn_km_curves (run_date, group_type, group_value, "
+                       "timeline_days, survival, ci_lower, ci_upper, at_risk) values %s",
+                       [(run_date, r.group_type, r.group_value, float(r.timeline_days),
+                         float(r.survival), float(r.ci_lower), float(r.ci_upper), int(r.at_risk))
+                        for r in curves.itertuples()], page_size=5000)
+    return len(curves)
+
+
+def _jsonb(v: Any) -> Any:
+    return v if isinstance(v, str) else Json(v)
+
+
+def record_attempt(wh: Warehouse, run_date: date, outcome: str, reason: str) -> None:
+    with wh.transaction() as cur:
+        cur.execute("insert into ops.model_fit_attempts (run_date, outcome, reason) "
+                    "values (%s, %s, %s)", (run_date, outcome, reason))
