@@ -65,7 +65,7 @@ from flows.churn.snapshot import (
     snapshot_data,
     synthetic_snapshot,
 )
-from flows.churn.stage import ChurnResult, recent_concordance, refit_due, run_churn
+from flows.churn.stage import ChurnResult, refit_due, run_churn, score_observations
 
 __all__ = [
     "AFT_KINDS", "CATEGORICAL", "FLAGS", "HORIZONS", "NUMERIC", "PENALIZERS", "RMST_HORIZON",
@@ -75,7 +75,7 @@ __all__ = [
     "_km_at", "_risk_at", "_sample", "_strata_labels", "_tail_shape", "coefficients",
     "data_window_start", "evaluate", "fit", "fit_snapshot", "fit_survival", "km_median",
     "km_table", "latest_model", "parse_event", "pipeline_data", "plot_km", "read_features",
-    "recent_concordance", "record_attempt", "refit_due", "register", "run_churn", "score",
-    "score_frame", "snapshot_data", "split_data", "synthetic_snapshot", "top_drivers",
+    "record_attempt", "refit_due", "register", "run_churn", "score",
+    "score_frame", "score_observations", "snapshot_data", "split_data", "synthetic_snapshot", "top_drivers",
     "write_hazard_ratios", "write_km", "write_scores",
 ]

@@ -94,6 +94,8 @@ def _fit_cox(z: np.ndarray, t: np.ndarray, e: np.ndarray, entry: np.ndarray,
     def evaluate(beta: np.ndarray, need_info: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
         ll, g, h = 0.0, np.zeros(p), np.zeros((p, p))
         for idx in groups:
+            if np.abs(z[idx] @ beta).max(initial=0) > 600:  # exp overflows: reject the step
+                return -math.inf, g, h
             a, b, c, _, _ = _cox_pieces(z[idx], t[idx], e[idx], entry[idx], beta, need_info)
             ll, g = ll + a, g + b
             if need_info:

@@ -1,4 +1,4 @@
-"""model."""
+"""A fitted survival model (Cox or AFT) and its JSON form, as stored in the registry."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from flows.churn.design import DesignSpec, SurvivalData
 class ChurnModel:
     """A fitted model plus everything needed to score a feature table with it later.
 
-    Only numpy/pandas objects are kept (no lifelines fitter), so a pickled model
-    survives library upgrades.
+    Only numbers and arrays are kept (no lifelines fitter), so the model is stored as
+    JSON (``model_to_json``) and survives library upgrades.
     """
 
     kind: str  # cox | weibull_aft | loglogistic_aft
@@ -102,3 +102,47 @@ def _strata_labels(frame: pd.DataFrame, strata: list[str]) -> np.ndarray | None:
     for s in parts[1:]:
         lab = lab + "|" + s
     return lab.to_numpy(dtype=object)
+
+
+def model_to_json(model: ChurnModel) -> dict[str, Any]:
+    """The model as plain JSON (lists for arrays): stored instead of a pickle.
+
+    A pickle in the warehouse runs code when it is loaded; JSON only carries numbers,
+    and stays readable across library versions.
+    """
+    from flows.churn.registry import _json_safe
+
+    spec = model.spec
+    return _json_safe({
+        "format": "cxloop-churn-model/1", "kind": model.kind,
+        "spec": {"numeric": spec.numeric, "fill": spec.fill, "categories": spec.categories,
+                 "reference": spec.reference, "dropped": spec.dropped},
+        "columns": model.columns, "means": model.means.tolist(), "scales": model.scales.tolist(),
+        "coef": model.coef.tolist(), "cov": np.asarray(model.cov).tolist(),
+        "intercept": model.intercept, "shape": model.shape,
+        "baselines": {s: [tau.tolist(), h.tolist(), k] for s, (tau, h, k) in
+                      model.baselines.items()},
+        "strata": model.strata, "version": model.version,
+        "trained_for": model.trained_for.isoformat() if model.trained_for else None,
+        "metrics": model.metrics, "parameters": model.parameters, "ph_check": model.ph_check,
+    })
+
+
+def model_from_json(doc: dict[str, Any]) -> ChurnModel:
+    """Inverse of ``model_to_json``; raises ValueError on anything else."""
+    if not isinstance(doc, dict) or doc.get("format") != "cxloop-churn-model/1":
+        raise ValueError("not a cxloop churn model document")
+    s = doc["spec"]
+    spec = DesignSpec(list(s["numeric"]), dict(s["fill"]), dict(s["categories"]),
+                      dict(s["reference"]), dict(s.get("dropped") or {}))
+    arr = np.asarray
+    return ChurnModel(
+        doc["kind"], spec, list(doc["columns"]), arr(doc["means"], float),
+        arr(doc["scales"], float), arr(doc["coef"], float),
+        arr(doc["cov"], float).reshape(len(doc["coef"]), len(doc["coef"])),
+        float(doc.get("intercept") or 0.0), float(doc.get("shape") or 1.0),
+        {st: (arr(b[0], float), arr(b[1], float), float(b[2]))
+         for st, b in doc["baselines"].items()},
+        list(doc.get("strata") or []), doc.get("version") or "",
+        date.fromisoformat(doc["trained_for"]) if doc.get("trained_for") else None,
+        doc.get("metrics") or {}, doc.get("parameters") or {}, doc.get("ph_check") or {})

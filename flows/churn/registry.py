@@ -1,10 +1,15 @@
-"""registry."""
+"""Warehouse IO of the churn stage: the model registry (models as JSON), scores, curves.
+
+Models are stored as JSON text in ``ops.model_registry.model_blob`` (never a pickle: a
+pickle in the warehouse runs code when it is loaded); a blob that is not a cxloop model
+document (e.g. a pickle from an older cxloop) is ignored and a refit is due.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-import pickle
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +19,7 @@ import pandas as pd
 from psycopg2.extras import Json, execute_values
 
 from flows.churn.design import SurvivalData
-from flows.churn.model import ChurnModel
+from flows.churn.model import ChurnModel, model_from_json, model_to_json
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -42,11 +47,9 @@ def latest_model(wh: Warehouse) -> tuple[ChurnModel, datetime] | None:
     if row is None:
         return None
     try:
-        model = pickle.loads(bytes(row[0]))
-    except Exception as err:  # a model pickled by an older cxloop: refit rather than crash
-        log.warning("stored churn model cannot be loaded (%s); a refit is due", err)
-        return None
-    if not isinstance(model, ChurnModel) or not hasattr(model, "spec"):
+        model = model_from_json(json.loads(bytes(row[0]).decode("utf-8")))
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
+        log.warning("stored churn model cannot be read (%s); a refit is due", err)
         return None
     return model, row[1]
 
@@ -67,30 +70,40 @@ def _json_safe(obj: Any) -> Any:
 
 
 def register(wh: Warehouse, model: ChurnModel, run_date: date, features: pd.DataFrame | None = None,
-             window_start: date | None = None) -> None:
-    """Store the model as the active one and its hazard ratios, in one transaction."""
-    blob = pickle.dumps(model)
+             window_start: date | None = None, status: str = "active", reason: str | None = None
+             ) -> None:
+    """Store a model version with its backtest figures, in one transaction.
+
+    ``status='active'`` promotes it (retiring the others, replacing the coefficient mart);
+    ``'rejected'`` records a model that lost to the tenure-only baseline and leaves the
+    active one in place.
+    """
+    blob = json.dumps(model_to_json(model)).encode("utf-8")
     m = model.metrics
     with wh.transaction() as cur:
         cur.execute(
             "insert into ops.model_registry (model_version, trained_at, run_date, model_kind, "
             "data_window_start, data_window_end, n_rows, n_events, features, parameters, "
             "heldout_concordance, integrated_brier, calibration_90d, ph_check, status, model_blob) "
-            "values (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'active', %s) "
+            "values (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "on conflict (model_version) do update set trained_at = excluded.trained_at, "
-            "model_blob = excluded.model_blob, status = 'active', parameters = excluded.parameters, "
-            "ph_check = excluded.ph_check",
+            "model_blob = excluded.model_blob, status = excluded.status, "
+            "parameters = excluded.parameters, ph_check = excluded.ph_check, "
+            "heldout_concordance = excluded.heldout_concordance, "
+            "calibration_90d = excluded.calibration_90d",
             (model.version, run_date, model.kind, window_start, run_date, m["n_rows"],
              m["n_events"], Json(model.columns), Json(_json_safe(
                  {**model.parameters, "metrics": m})),
              m.get("heldout_concordance"), m.get("integrated_brier"), m.get("calibration_90d"),
-             Json(_json_safe(model.ph_check)), blob),
+             Json(_json_safe(model.ph_check)), status, blob),
         )
-        cur.execute("update ops.model_registry set status = 'retired' where status = 'active' "
-                    "and model_version <> %s", (model.version,))
+        if status == "active":
+            cur.execute("update ops.model_registry set status = 'retired' where status = 'active' "
+                        "and model_version <> %s", (model.version,))
+            write_hazard_ratios(cur, model)
         cur.execute("insert into ops.model_fit_attempts (run_date, outcome, reason) "
-                    "values (%s, 'fitted', %s)", (run_date, model.version))
-        write_hazard_ratios(cur, model)
+                    "values (%s, %s, %s)", (run_date, "fitted" if status == "active" else status,
+                                            reason or model.version))
 
 
 def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:

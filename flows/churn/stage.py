@@ -1,7 +1,15 @@
-"""stage."""
+"""The nightly churn step: fit on the landmark design when due, backtest, calibrate, score.
+
+Every way the data can fail to support a model (no subscriptions loaded, a history too
+short for a backtest, too few events, nothing usable in the features, a model no better
+than tenure alone) ends in one line in the result's note and a row in
+``ops.model_fit_attempts``; the previous model keeps scoring, or nothing is scored.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -11,21 +19,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flows.churn.design import ModelFitError, SurvivalData, _concordance
-from flows.churn.families import FitConfig, _risk_at, _sample, fit_survival
-from flows.churn.features import pipeline_data, score
+from flows.churn.backtest import LandmarkConfig, raw_probabilities, run_backtest
+from flows.churn.calibration import Calibration, cross_fitted, fit_calibration
+from flows.churn.design import HORIZONS, ModelFitError, SurvivalData
+from flows.churn.families import FitConfig
 from flows.churn.km import km_table, plot_km
 from flows.churn.model import ChurnModel
+from flows.churn.observations import Observations, landmark, prepare, survival_rows
 from flows.churn.registry import (
     data_window_start,
     km_groups,
     latest_model,
-    read_features,
     record_attempt,
     register,
     write_km,
     write_scores,
 )
+from flows.churn.scoring import score_frame
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -54,71 +64,156 @@ def refit_due(last: tuple[ChurnModel, datetime] | None, run_date: date, every_da
     return None
 
 
-def recent_concordance(model: ChurnModel, data: SurvivalData, since: date | None,
-                       min_events: int = 20) -> tuple[float | None, int]:
-    """Concordance of a stored model on customers who churned after it was trained.
+OBSERVATIONS = "intermediate.int_churn_observations"
 
-    Comparable pairs pair each recent churner with everyone who outlasted them, so
-    this is "does the model still rank who leaves first" on data it never saw.
-    """
-    churned_on = pd.to_datetime(data.frame.get("churned_on"), errors="coerce") \
-        if "churned_on" in data.frame else None
-    if since is None or churned_on is None:
-        return None, 0
-    recent = data.event & (churned_on > pd.Timestamp(since)).to_numpy()
-    n_recent = int(recent.sum())
-    if n_recent < min_events:
-        return None, n_recent
-    keep = recent | ~data.event
-    sub = data.subset(np.flatnonzero(keep))
-    sub = sub.subset(_sample(np.arange(len(sub.duration)), 100_000, 5))
-    x = model.design(sub)
-    t_star = float(model.parameters.get("risk_time_for_ranking") or np.median(sub.duration))
-    risk = _risk_at(model, x, model.stratum_of(sub.frame), t_star)
-    return _concordance(sub.duration, risk, sub.event), n_recent
+
+def read_observations(wh: Warehouse) -> pd.DataFrame | None:
+    """The observation table, or None when it is missing (no dbt build yet)."""
+    try:
+        return wh.read_frame(f"select * from {OBSERVATIONS}")
+    except Exception as err:  # a missing relation: nothing loaded or built yet
+        log.info("no churn observations: %s", err)
+        return None
+
+
+def _version(run_date: date, pen: float, n: int, events: int) -> str:
+    digest = hashlib.sha256(json.dumps(["landmark-cox", pen, run_date.isoformat(), n, events])
+                            .encode()).hexdigest()[:8]
+    return f"cox-landmark-{run_date:%Y%m%d}-{digest}"
+
+
+def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
+                       previous: ChurnModel | None) -> tuple[ChurnModel, bool, str]:
+    """Backtest, calibrate, refit on everything; returns (model, promote?, why not)."""
+    bt = run_backtest(obs, now, cfg, previous)
+    km = bt.baselines["tenure_only_km"]
+    cal = fit_calibration(bt.raw, bt.outcomes)
+    honest = cross_fitted(bt.raw, bt.outcomes)
+    from flows.churn.backtest import measure
+
+    calibrated = measure({**bt.raw, **honest}, landmark(obs, bt.landmark_date, now))
+    final_data = survival_rows(obs, now, now, cfg.follow_days, cfg.max_rows, cfg.seed)
+    from flows.churn.backtest import fit_landmark_cox
+
+    model = fit_landmark_cox(final_data, bt.penalizer, cfg.min_events)
+    model.trained_for = now
+    model.version = _version(now, bt.penalizer, len(final_data.duration),
+                             int(final_data.event.sum()))
+    c_model, c_km = bt.figures["concordance"], km.get("concordance")
+    promote = c_km is None or (c_model is not None and c_model > c_km + cfg.promote_margin)
+    why = "" if promote else (f"backtest concordance {c_model:.3f} does not beat tenure "
+                              f"alone ({c_km:.3f})")
+    model.metrics = {
+        "heldout_concordance": c_model, "calibration_90d": calibrated["calibration_max_gap_90"],
+        "integrated_brier": None, "n_rows": int(len(final_data.duration)),
+        "n_events": int(final_data.event.sum()),
+        "backtest": {"landmark_date": bt.landmark_date, "followed_days": cfg.backtest_days,
+                     "model_raw": bt.figures, "model_calibrated_cross_fitted": calibrated,
+                     "baselines": bt.baselines, "candidates": bt.candidates,
+                     "promoted": promote, "not_promoted_because": why or None},
+    }
+    model.parameters.update({"design": "landmark observations every "
+                             f"{_obs_step(obs)} days, followed {cfg.follow_days} days",
+                             "selection": "penalizer by out-of-time backtest concordance",
+                             "calibration": cal.as_dict(), "family": "cox",
+                             "label": "hazard_ratio"})
+    return model, promote, why
+
+
+def _obs_step(obs: Observations) -> int | None:
+    d = obs.dates
+    return int((d[-1] - d[-2]) / np.timedelta64(1, "D")) if len(d) > 1 else None
+
+
+def score_observations(model: ChurnModel, obs: Observations, now: date) -> pd.DataFrame:
+    """Calibrated 30/90/180-day probabilities for every customer active on ``now``."""
+    rows = obs.at(now).reset_index(drop=True)
+    if rows.empty:
+        return pd.DataFrame()
+    lm = landmark(obs, now, now)
+    out = score_frame(model, rows, lm.tenure)
+    cal = Calibration.from_dict(model.parameters.get("calibration"))
+    probs = cal.apply(raw_probabilities(model, lm))
+    for h in HORIZONS:
+        out[f"churn_prob_{h}"] = probs[h]
+        out[f"survival_{h}"] = 1.0 - probs[h]
+    out.insert(0, "customer_id", rows["customer_id"].to_numpy())
+    out.insert(1, "tenure_days", np.round(lm.tenure).astype(int))
+    return out
+
+
+def _km_data(obs: Observations, now: date) -> SurvivalData:
+    """One row per customer for the descriptive curves: from first observation to churn/now."""
+    f = obs.frame.sort_values("observation_date").drop_duplicates("customer_id")
+    f = f.reset_index(drop=True)
+    end = pd.Timestamp(now)
+    churn = f["churned_on"]
+    event = churn.notna() & (churn <= end)
+    stop = churn.where(event, end)
+    entry = pd.to_numeric(f["tenure_days"], errors="coerce").fillna(0).to_numpy(float)
+    dur = entry + (stop - f["observation_date"]).dt.days.to_numpy(float)
+    return SurvivalData(f, dur, event.to_numpy(bool), entry, [], [])
 
 
 def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = False,
               min_events: int = 30, min_concordance: float = 0.6,
-              reports_dir: Path | None = None, cfg: FitConfig | None = None) -> ChurnResult:
-    """Fit if due, else reuse; score active customers; keep the last good model on failure.
+              reports_dir: Path | None = None, cfg: FitConfig | None = None,
+              landmark_cfg: LandmarkConfig | None = None) -> ChurnResult:
+    """Fit if due (schedule or force), else reuse; score today's active customers.
 
-    ``reports_dir`` (e.g. ``<CXLOOP_HOME>/reports/<run_id>``) receives the
-    Kaplan–Meier PNGs; the curves themselves always go to marts.churn_km_curves.
+    Never raises for data that cannot support a model: the reason goes to
+    ``ops.model_fit_attempts`` and the note. ``cfg.penalizer`` (from ``cxloop model fit``)
+    fixes the penalizer instead of choosing it by the backtest. ``min_concordance`` is
+    kept for the callers' signature; the backtest against tenure alone is the gate now.
     """
-    features = read_features(wh)
-    window_start = data_window_start(wh)
-    data = pipeline_data(features, window_start)
+    lcfg = landmark_cfg or LandmarkConfig()
+    lcfg.min_events = min_events
+    if cfg is not None and cfg.penalizer is not None:
+        lcfg.penalizer = cfg.penalizer
+    raw = read_observations(wh)
+    if raw is None or raw.empty:
+        note = "skipped: no subscriptions extract"
+        record_attempt(wh, run_date, "skipped", note)
+        return ChurnResult(None, False, 0, note)
+    obs = prepare(raw)
+    now = pd.Timestamp(max(obs.dates)).date()
     last = latest_model(wh)
     reason = refit_due(last, run_date, every_days, force)
-    drift_note = ""
-    if reason is None and last is not None:
-        c, n_recent = recent_concordance(last[0], data, last[0].trained_for)
-        if c is not None and c < min_concordance:
-            reason = (f"concordance on {n_recent} churns since training {c:.3f} "
-                      f"< {min_concordance}")
-        elif c is not None:
-            drift_note = f"; concordance on {n_recent} recent churns {c:.3f}"
     model = last[0] if last else None
     refitted = False
     note = ""
     if reason is not None:
-        cfg = cfg or FitConfig()
-        cfg.min_events = min_events
         try:
-            model = fit_survival(data, cfg, run_date)
-            register(wh, model, run_date, features, window_start)
-            refitted = True
-            note = f"refitted ({reason}): {model.kind}, held-out concordance " \
-                   f"{model.metrics['heldout_concordance']:.3f}"
-        except ModelFitError as e:
-            record_attempt(wh, run_date, "failed", f"{reason}: {e}")
-            note = (f"refit failed ({e}); kept {model.version if model else 'no model'}"
+            cand, promote, why = fit_landmark_model(obs, now, lcfg, model)
+            window_start = data_window_start(wh)
+            if promote:
+                register(wh, cand, run_date, None, window_start)
+                model, refitted = cand, True
+                bt = cand.metrics["backtest"]
+                note = (f"refitted ({reason}): landmark Cox, backtest concordance "
+                        f"{cand.metrics['heldout_concordance']:.3f} vs tenure alone "
+                        f"{bt['baselines']['tenure_only_km'].get('concordance') or 0:.3f}")
+            else:
+                register(wh, cand, run_date, None, window_start, status="rejected",
+                         reason=f"not promoted: {why}")
+                note = (f"not promoted: {why}; kept "
+                        f"{model.version if model else 'no model'}"
+                        + ("" if model else ", nothing scored"))
+        except ModelFitError as err:
+            record_attempt(wh, run_date, "failed", f"{reason}: {err}")
+            note = (f"refit failed ({err}); kept {model.version if model else 'no model'}"
                     + ("" if model else ", nothing scored"))
             log.warning(note)
+        except Exception as err:  # never a traceback for the run: say why in one line
+            log.exception("churn fit failed")
+            record_attempt(wh, run_date, "failed", f"{reason}: {type(err).__name__}: {err}")
+            note = (f"refit failed ({type(err).__name__}: {str(err)[:160]}); kept "
+                    f"{model.version if model else 'no model'}"
+                    + ("" if model else ", nothing scored"))
     plots: list[str] = []
     try:
-        curves = km_table(data.duration, data.event, data.entry, km_groups(wh, data))
+        kd = _km_data(obs, now)
+        curves = km_table(kd.duration, kd.event, kd.entry, km_groups(wh, kd))
         write_km(wh, curves, run_date)
         if reports_dir is not None:
             plots = [str(p) for p in plot_km(curves, Path(reports_dir))]
@@ -126,8 +221,13 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
         log.warning("Kaplan–Meier curves not written: %s", err)
     if model is None:
         return ChurnResult(None, False, 0, note or "no model", {}, plots)
-    scores = score(model, features)
+    try:
+        scores = score_observations(model, obs, now)
+    except Exception as err:  # a stored model that no longer fits the table
+        log.exception("churn scoring failed")
+        return ChurnResult(model.version, refitted, 0,
+                           f"{note + '; ' if note else ''}scoring failed ({err}); nothing scored",
+                           model.metrics, plots)
     n = write_scores(wh, scores, model, run_date) if len(scores) else 0
     return ChurnResult(model.version, refitted, n,
-                       (note or f"scored with stored model {model.version}") + drift_note,
-                       model.metrics, plots)
+                       note or f"scored with stored model {model.version}", model.metrics, plots)

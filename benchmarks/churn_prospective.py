@@ -1,0 +1,142 @@
+"""Churn scores against the future: the issue-13 "done when" figures on demo data.
+
+Generate demo extracts (``--customers`` x ``--days``), backfill all but the last
+``--future`` days, score, then compare ``churn_prob_90`` with what the generator's truth
+(``_truth/customers.parquet``) says happened in the next 90 days, next to the true
+risk and tenure alone. Writes JSON to ``benchmarks/results/``.
+
+    python -m benchmarks.churn_prospective --customers 20000 --days 300 --seed 4242
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _auc(score: np.ndarray, pos: np.ndarray) -> float:
+    from scipy.stats import rankdata
+
+    n1, n0 = int(pos.sum()), int((~pos).sum())
+    r = rankdata(score)
+    return float((r[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def prospective_figures(scores: pd.DataFrame, truth_dir: Path, run_date: date,
+                        horizon: int = 90) -> dict[str, Any]:
+    """Scores (customer_id, churn_prob_90) against the truth's next ``horizon`` days."""
+    from lifelines.utils import concordance_index
+
+    truth = json.loads((truth_dir / "truth.json").read_text())
+    cust = pd.read_parquet(truth_dir / "customers.parquet")
+    k, lam = truth["hazard_model"]["baseline"]["k"], truth["hazard_model"]["baseline"]["lam"]
+    df = scores[["customer_id", "churn_prob_90"]].merge(cust, on="customer_id", how="inner")
+    rd = pd.Timestamp(run_date)
+    churn = pd.to_datetime(df["churn_date"])
+    df = df[churn.isna() | (churn > rd)].reset_index(drop=True)
+    churn = pd.to_datetime(df["churn_date"])
+    days = (churn - rd).dt.days.to_numpy(float)
+    event = ~np.isnan(days) & (days <= horizon)
+    t = np.where(event, days, horizon)
+    tenure = (rd - pd.to_datetime(df["signup_date"])).dt.days.to_numpy(float).clip(0)
+    true_p = 1 - np.exp(-(((tenure + horizon) / lam) ** k - (tenure / lam) ** k)
+                        * df["risk_score"].to_numpy(float))
+    p = df["churn_prob_90"].to_numpy(float)
+
+    def conc(score: np.ndarray) -> float:
+        return float(concordance_index(t, -score, event))
+
+    def top_decile(score: np.ndarray) -> np.ndarray:
+        return score >= np.quantile(score, 0.9)
+
+    top, true_top = top_decile(p), top_decile(true_p)
+    q = np.minimum((pd.Series(p).rank(method="first").to_numpy() - 1) * 10 // len(p), 9)
+    dec = [{"decile": int(d + 1), "predicted": round(float(p[q == d].mean()), 4),
+            "observed": round(float(event[q == d].mean()), 4)} for d in range(10)]
+    out: dict[str, Any] = {
+        "customers_scored": int(len(df)), "churned_within_90": int(event.sum()),
+        "concordance": conc(p), "true_risk_concordance": conc(true_p),
+        "tenure_only_concordance": conc(-tenure),
+        "auc_90": _auc(p, event), "true_risk_auc_90": _auc(true_p, event),
+        "top_decile_churners": int(event[top].sum()),
+        "true_top_decile_churners": int(event[true_top].sum()),
+        "calibration_deciles": dec,
+        "calibration_max_gap": max(abs(d["predicted"] - d["observed"]) for d in dec),
+    }
+    out["top_decile_vs_true"] = out["top_decile_churners"] / max(1, out["true_top_decile_churners"])
+    for trait in ("goes_silent", "price_sensitive"):
+        v = df[trait].to_numpy(bool)
+        out[f"{trait}_share_base"] = float(v.mean())
+        out[f"{trait}_share_top_decile"] = float(v[top].mean())
+        out[f"{trait}_over_representation"] = (float(v[top].mean() / v.mean()) if v.mean()
+                                               else math.nan)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--customers", type=int, default=20000)
+    ap.add_argument("--days", type=int, default=300)
+    ap.add_argument("--future", type=int, default=90)
+    ap.add_argument("--seed", type=int, default=4242)
+    ap.add_argument("--start", default="2026-07-01")
+    ap.add_argument("--workdir", default=None, help="reuse a generated + backfilled folder")
+    args = ap.parse_args()
+    from flows import churn, pipeline
+    from flows.demo import generate
+    from flows.warehouse import open_warehouse, stop_embedded
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="cxp-", dir="/tmp"))
+    landing, home = work / "landing", work / "home"
+    start = date.fromisoformat(args.start)
+    end = start + timedelta(days=args.days - args.future - 1)
+    timings: dict[str, float] = {}
+    os.environ["CXLOOP_HOME"] = str(home)
+    if not (landing / "_truth" / "truth.json").exists():
+        t0 = time.perf_counter()
+        generate(landing, customers=args.customers, days=args.days, start=start, seed=args.seed)
+        timings["generate"] = time.perf_counter() - t0
+    if not home.exists():
+        t0 = time.perf_counter()
+        summary = pipeline.backfill(start=start, end=end, landing=str(landing))
+        timings["backfill"] = time.perf_counter() - t0
+        assert summary["status"] == "completed", summary
+    wh = open_warehouse(home)
+    try:
+        t0 = time.perf_counter()
+        res = churn.run_churn(wh, end, force=True)
+        timings["churn_stage"] = time.perf_counter() - t0
+        scores = wh.read_frame("select customer_id, churn_prob_90 from marts.churn_scores")
+        fig = prospective_figures(scores, landing / "_truth", end)
+        bt = res.metrics.get("backtest", {})
+        fig["registry_backtest_concordance"] = res.metrics.get("heldout_concordance")
+        fig["registry_backtest"] = bt
+        fig["note"] = res.note
+    finally:
+        stop_embedded(home)
+    out = {"customers": args.customers, "days": args.days, "backfilled_until": str(end),
+           "seed": args.seed, "timings_seconds": timings, "figures": fig}
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"churn-prospective-{args.customers}x{args.days}-seed{args.seed}.json"
+    path.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    keys = ["concordance", "true_risk_concordance", "tenure_only_concordance",
+            "registry_backtest_concordance", "top_decile_vs_true", "calibration_max_gap",
+            "goes_silent_over_representation", "price_sensitive_over_representation"]
+    print(json.dumps({k: fig.get(k) for k in keys}, indent=1))
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

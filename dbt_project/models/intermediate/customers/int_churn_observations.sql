@@ -1,0 +1,487 @@
+-- Training and scoring rows of the churn model (a landmark / counting-process design):
+-- one row per observation date and customer active on it. Observation dates run back
+-- from run_date every `churn_observation_every_days` days while they lie after the
+-- first loaded subscriptions extract. Every feature is computed only from events dated
+-- on or before the observation date (features_as_of records the latest one used), over
+-- windows clipped to the loaded data: counts become rates per 90 observed days, and a
+-- window without observed days gives null, never a silently smaller count.
+-- churned_on (as known at run_date) is the target, not a feature.
+{%- set window_days = var('churn_feature_window_days') %}
+{%- set every_days = var('churn_observation_every_days') %}
+{%- set grace_days = var('survey_answer_grace_days') %}
+{%- set rating_stages = var('churn_rating_stages') %}
+{%- set ltr_range = var('churn_renewal_intention_range') %}
+{%- set os_range = var('churn_satisfaction_range') %}
+{%- set renewal_column = none %}
+{%- if execute %}
+    {%- set sub_columns = adapter.get_columns_in_relation(ref('stg_crm__subscriptions')) | map(attribute='name') | list %}
+    {%- for candidate in var('churn_renewal_date_columns') %}
+        {%- if renewal_column is none and candidate in sub_columns %}
+            {%- set renewal_column = candidate %}
+        {%- endif %}
+    {%- endfor %}
+{%- endif %}
+with
+
+all_subscriptions as (
+
+    select * from {{ ref('stg_crm__subscriptions') }}
+
+),
+
+rolled_up as (
+
+    select * from {{ ref('int_subscriptions_rolled_up') }}
+
+),
+
+customer_history as (
+
+    select * from {{ ref('int_customers_historized') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_interactions_enriched') }}
+
+),
+
+invitations as (
+
+    select * from {{ ref('int_invitations_enriched') }}
+
+),
+
+responses as (
+
+    select * from {{ ref('int_responses_enriched') }}
+
+),
+
+item_ratings as (
+
+    select * from {{ ref('stg_survey__item_ratings') }}
+
+),
+
+catalogue as (
+
+    select * from {{ ref('touchpoint_catalogue') }}
+
+),
+
+bounds as (
+
+    select
+        min(extract_date) as data_start_date,
+        {{ run_date() }} as run_date
+    from all_subscriptions
+
+),
+
+observation_dates as (
+
+    select
+        bounds.data_start_date,
+        cast(series.observation_date as date) as observation_date
+    from bounds
+    cross join lateral generate_series(
+        cast(bounds.run_date as timestamp),
+        cast(bounds.data_start_date + 1 as timestamp),
+        interval '-{{ every_days }} days'
+    ) as series (observation_date)
+
+),
+
+-- the subscription running on each observation date (the latest started if several)
+running as (
+
+    select distinct on (observation_dates.observation_date, all_subscriptions.customer_id)
+        observation_dates.observation_date,
+        observation_dates.data_start_date,
+        all_subscriptions.customer_id,
+        all_subscriptions.plan,
+        all_subscriptions.monthly_value,
+        all_subscriptions.start_date,
+        {%- if renewal_column %}
+        all_subscriptions.{{ adapter.quote(renewal_column) }} as renewal_date
+        {%- else %}
+        cast(null as date) as renewal_date
+        {%- endif %}
+    from observation_dates
+    inner join all_subscriptions
+        on
+            all_subscriptions.start_date <= observation_dates.observation_date
+            and coalesce(all_subscriptions.end_date, date '9999-12-31')
+            > observation_dates.observation_date
+    order by
+        observation_dates.observation_date,
+        all_subscriptions.customer_id,
+        all_subscriptions.start_date desc,
+        all_subscriptions.subscription_id desc
+
+),
+
+value_before as (
+
+    select distinct on (running.observation_date, running.customer_id)
+        running.observation_date,
+        running.customer_id,
+        all_subscriptions.monthly_value as monthly_value_before
+    from running
+    inner join all_subscriptions
+        on
+            running.customer_id = all_subscriptions.customer_id
+            and all_subscriptions.start_date <= running.observation_date - {{ window_days }}
+            and coalesce(all_subscriptions.end_date, date '9999-12-31')
+            > running.observation_date - {{ window_days }}
+    order by
+        running.observation_date,
+        running.customer_id,
+        all_subscriptions.start_date desc,
+        all_subscriptions.subscription_id desc
+
+),
+
+base as (
+
+    select
+        running.observation_date,
+        running.data_start_date,
+        running.customer_id,
+        running.plan,
+        running.monthly_value,
+        running.start_date as subscription_start_date,
+        running.renewal_date,
+        coalesce(customer_history.region, 'unknown') as region,
+        coalesce(customer_history.segment, 'unknown') as segment,
+        least(
+            coalesce(customer_history.signup_date, rolled_up.first_start_date),
+            rolled_up.first_start_date
+        ) as signup_date,
+        rolled_up.churned_on,
+        least({{ window_days }}, running.observation_date - running.data_start_date + 1)
+            as observed_window_days,
+        running.observation_date - running.data_start_date + 1 as observed_history_days
+    from running
+    inner join rolled_up
+        on running.customer_id = rolled_up.customer_id
+    left join customer_history
+        on
+            running.customer_id = customer_history.customer_id
+            and cast(running.observation_date + 1 as timestamp)
+            <= coalesce(customer_history.valid_to, 'infinity')
+            and (
+                cast(running.observation_date + 1 as timestamp) > customer_history.valid_from
+                or customer_history.version_number = 1
+            )
+
+),
+
+interaction_features as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        count(*) filter (where interactions.occurred_on > base.observation_date - {{ window_days }})
+            as n_interactions,
+        count(*) filter (
+            where
+                interactions.occurred_on > base.observation_date - {{ window_days }}
+                and not interactions.is_resolved
+        ) as n_unresolved,
+        count(*) filter (
+            where
+                interactions.occurred_on > base.observation_date - {{ window_days }}
+                and interactions.is_repeat_contact
+        ) as n_repeat_contacts,
+        avg(interactions.wait_seconds) filter (
+            where interactions.occurred_on > base.observation_date - {{ window_days }}
+        ) as avg_wait_seconds,
+        count(*) as n_interactions_history,
+        count(*) filter (where not interactions.is_resolved) as n_unresolved_history,
+        max(interactions.occurred_on) as last_interaction_on
+    from base
+    inner join interactions
+        on
+            base.customer_id = interactions.customer_id
+            and interactions.occurred_on <= base.observation_date
+            and interactions.occurred_on >= base.data_start_date
+    group by base.observation_date, base.customer_id
+
+),
+
+-- transactional CSAT and relationship item ratings share one scale
+touchpoint_ratings as (
+
+    select
+        responses.customer_id,
+        responses.touchpoint_code,
+        responses.response_date as rated_on,
+        cast(responses.csat as double precision) as rating
+    from responses
+    where responses.csat is not null and responses.touchpoint_code is not null
+
+    union all
+
+    select
+        item_ratings.customer_id,
+        item_ratings.touchpoint_code,
+        cast(item_ratings.responded_at as date) as rated_on,
+        cast(item_ratings.rating as double precision) as rating
+    from item_ratings
+
+),
+
+rating_features as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        avg(touchpoint_ratings.rating) filter (
+            where touchpoint_ratings.rated_on > base.observation_date - {{ window_days }}
+        ) as rating_recent,
+        avg(touchpoint_ratings.rating) filter (
+            where touchpoint_ratings.rated_on <= base.observation_date - {{ window_days }}
+        ) as rating_earlier,
+        {%- for stage in rating_stages %}
+        avg(touchpoint_ratings.rating) filter (
+            where catalogue.journey_stage = '{{ stage }}'
+        ) as {{ adapter.quote('rating_' ~ stage) }},
+        {%- endfor %}
+        max(touchpoint_ratings.rated_on) as last_rated_on
+    from base
+    inner join touchpoint_ratings
+        on
+            base.customer_id = touchpoint_ratings.customer_id
+            and touchpoint_ratings.rated_on <= base.observation_date
+            and touchpoint_ratings.rated_on >= base.data_start_date
+    left join catalogue
+        on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
+    group by base.observation_date, base.customer_id
+
+),
+
+response_features as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        count(*) as n_answers,
+        min(responses.response_date) as first_answer_on,
+        max(responses.response_date) as last_answer_on,
+        {{ latest_value('responses.nps', 'responses.responded_at') }} as last_nps,
+        {{ latest_value('responses.likelihood_to_renew', 'responses.responded_at') }}
+            as last_likelihood_to_renew,
+        avg(responses.likelihood_to_renew) as avg_likelihood_to_renew,
+        {{ latest_value('responses.overall_satisfaction', 'responses.responded_at') }}
+            as last_overall_satisfaction,
+        avg(responses.overall_satisfaction) as avg_overall_satisfaction,
+        avg(
+            (responses.likelihood_to_renew - {{ ltr_range[0] }}) * 1.0
+            / ({{ ltr_range[1] }} - {{ ltr_range[0] }})
+            - (responses.overall_satisfaction - {{ os_range[0] }}) * 1.0
+            / ({{ os_range[1] }} - {{ os_range[0] }})
+        ) as avg_renewal_vs_satisfaction
+    from base
+    inner join responses
+        on
+            base.customer_id = responses.customer_id
+            and responses.response_date <= base.observation_date
+            and responses.response_date >= base.data_start_date
+    group by base.observation_date, base.customer_id
+
+),
+
+-- invitations old enough to have been answered by the observation date
+invitation_history as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        invitations.sent_on,
+        coalesce(cast(invitations.answered_at as date) <= base.observation_date, false)
+            as is_answered,
+        row_number() over (
+            partition by base.observation_date, base.customer_id
+            order by invitations.sent_at desc, invitations.invitation_id desc
+        ) as recency_rank
+    from base
+    inner join invitations
+        on
+            base.customer_id = invitations.customer_id
+            and invitations.sent_on <= base.observation_date - {{ grace_days }}
+            and invitations.sent_on >= base.data_start_date
+
+),
+
+invitation_features as (
+
+    select
+        invitation_history.observation_date,
+        invitation_history.customer_id,
+        count(*) as n_invitations,
+        count(*) filter (where invitation_history.is_answered) as n_answered,
+        count(*) filter (
+            where invitation_history.recency_rank <= 2 and not invitation_history.is_answered
+        ) as n_recent_unanswered,
+        max(invitation_history.sent_on) as last_invited_on
+    from invitation_history
+    group by invitation_history.observation_date, invitation_history.customer_id
+
+),
+
+unanswered_since_last_answer as (
+
+    select
+        invitation_history.observation_date,
+        invitation_history.customer_id,
+        count(*) as n_unanswered_since_last_answer
+    from invitation_history
+    left join response_features
+        on
+            invitation_history.observation_date = response_features.observation_date
+            and invitation_history.customer_id = response_features.customer_id
+    where
+        not invitation_history.is_answered
+        and invitation_history.sent_on > coalesce(response_features.last_answer_on, date '0001-01-01')
+    group by invitation_history.observation_date, invitation_history.customer_id
+
+),
+
+final as (
+
+    select
+        cast(base.customer_id || '|' || base.observation_date as text) as observation_id,
+        cast(base.customer_id as text) as customer_id,
+        cast(base.observation_date as date) as observation_date,
+        cast(base.data_start_date as date) as data_start_date,
+        cast(base.observed_window_days as integer) as observed_window_days,
+        cast(base.signup_date as date) as signup_date,
+        cast(greatest(base.observation_date - base.signup_date, 0) as integer) as tenure_days,
+        cast(base.churned_on as date) as churned_on,
+        cast(base.region as text) as region,
+        cast(base.segment as text) as segment,
+        cast(base.plan as text) as plan,
+        cast(base.monthly_value as double precision) as monthly_value,
+        cast(
+            ln(nullif(base.monthly_value, 0) / nullif(value_before.monthly_value_before, 0))
+            as double precision
+        ) as value_change_log,
+        cast(base.renewal_date - base.observation_date as integer) as days_to_renewal,
+        -- contact rates per 90 observed days (null: no observed day in the window)
+        cast(
+            coalesce(interaction_features.n_interactions, 0) * 90.0
+            / nullif(base.observed_window_days, 0) as double precision
+        ) as interactions_per_90d,
+        cast(
+            coalesce(interaction_features.n_unresolved, 0) * 90.0
+            / nullif(base.observed_window_days, 0) as double precision
+        ) as unresolved_per_90d,
+        cast(
+            coalesce(interaction_features.n_repeat_contacts, 0) * 90.0
+            / nullif(base.observed_window_days, 0) as double precision
+        ) as repeat_contacts_per_90d,
+        cast(interaction_features.avg_wait_seconds / 60.0 as double precision) as avg_wait_minutes,
+        -- the same over all observed history: a customer's lasting propensity
+        cast(
+            coalesce(interaction_features.n_interactions_history, 0) * 90.0
+            / nullif(base.observed_history_days, 0) as double precision
+        ) as interactions_per_90d_history,
+        cast(
+            coalesce(interaction_features.n_unresolved_history, 0) * 90.0
+            / nullif(base.observed_history_days, 0) as double precision
+        ) as unresolved_per_90d_history,
+        -- survey habit and silence against it
+        cast(coalesce(invitation_features.n_invitations, 0) as integer) as n_invitations,
+        cast(
+            invitation_features.n_answered * 1.0 / nullif(invitation_features.n_invitations, 0)
+            as double precision
+        ) as answer_rate,
+        cast(base.observation_date - response_features.last_answer_on as integer)
+            as days_since_last_answer,
+        cast(
+            (response_features.last_answer_on - response_features.first_answer_on) * 1.0
+            / nullif(response_features.n_answers - 1, 0) as double precision
+        ) as usual_answer_interval_days,
+        cast(
+            (base.observation_date - response_features.last_answer_on)
+            / nullif(
+                (response_features.last_answer_on - response_features.first_answer_on) * 1.0
+                / nullif(response_features.n_answers - 1, 0),
+                0
+            ) as double precision
+        ) as silence_vs_habit,
+        cast(
+            coalesce(unanswered_since_last_answer.n_unanswered_since_last_answer, 0)
+            as integer
+        ) as n_unanswered_since_last_answer,
+        -- answers that the customer's own habit says should have come, and did not
+        cast(
+            coalesce(unanswered_since_last_answer.n_unanswered_since_last_answer, 0)
+            * invitation_features.n_answered * 1.0 / nullif(invitation_features.n_invitations, 0)
+            as double precision
+        ) as missed_answers_vs_habit,
+        -- ratings against the customer's own earlier ratings
+        rating_features.rating_recent,
+        cast(rating_features.rating_recent - rating_features.rating_earlier as double precision)
+            as rating_change,
+        {%- for stage in rating_stages %}
+        rating_features.{{ adapter.quote('rating_' ~ stage) }},
+        {%- endfor %}
+        cast(response_features.last_nps as double precision) as last_nps,
+        cast(response_features.avg_likelihood_to_renew as double precision)
+            as avg_likelihood_to_renew,
+        cast(response_features.avg_overall_satisfaction as double precision)
+            as avg_overall_satisfaction,
+        -- renewal intention against the customer's own satisfaction in the same answers
+        cast(response_features.avg_renewal_vs_satisfaction as double precision)
+            as renewal_vs_satisfaction,
+        cast(
+            response_features.last_overall_satisfaction
+            - response_features.avg_overall_satisfaction as double precision
+        ) as satisfaction_vs_own_average,
+        -- early-warning flags as they stood on the observation date (their lift is measured)
+        coalesce(
+            invitation_features.n_answered >= 2 and invitation_features.n_recent_unanswered >= 2,
+            false
+        ) as flag_silent_responder,
+        coalesce(response_features.last_nps <= 6, false) as flag_detractor,
+        -- the latest event date any feature used: never after observation_date
+        cast(greatest(
+            base.subscription_start_date,
+            interaction_features.last_interaction_on,
+            rating_features.last_rated_on,
+            response_features.last_answer_on,
+            invitation_features.last_invited_on
+        ) as date) as features_as_of
+    from base
+    left join value_before
+        on
+            base.observation_date = value_before.observation_date
+            and base.customer_id = value_before.customer_id
+    left join interaction_features
+        on
+            base.observation_date = interaction_features.observation_date
+            and base.customer_id = interaction_features.customer_id
+    left join rating_features
+        on
+            base.observation_date = rating_features.observation_date
+            and base.customer_id = rating_features.customer_id
+    left join response_features
+        on
+            base.observation_date = response_features.observation_date
+            and base.customer_id = response_features.customer_id
+    left join invitation_features
+        on
+            base.observation_date = invitation_features.observation_date
+            and base.customer_id = invitation_features.customer_id
+    left join unanswered_since_last_answer
+        on
+            base.observation_date = unanswered_since_last_answer.observation_date
+            and base.customer_id = unanswered_since_last_answer.customer_id
+
+)
+
+select * from final
