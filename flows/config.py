@@ -74,6 +74,35 @@ class ChurnSettings(_Strict):
     refit_every_days: int = Field(7, ge=1)
     min_concordance: float = Field(0.6, ge=0.5, le=1.0)
     min_events: int = Field(30, ge=5)
+    # Landmark design: an observation of every active customer every N days back from the
+    # run date, features over windows of this many days (dbt vars of int_churn_observations).
+    observation_every_days: int = Field(30, ge=1, le=365)
+    feature_window_days: int = Field(90, ge=7, le=730)
+    # Out-of-time backtest: fit on observations before run date - backtest_days, score the
+    # observation then, compare with what followed; training rows are followed follow_days.
+    backtest_days: int = Field(90, ge=30, le=365)
+    follow_days: int = Field(180, ge=30, le=730)
+    # Risk bands as shares of the scored customers, riskiest first: {high: 0.05,
+    # medium: 0.15} = the top 5 % are high, the next 15 % medium, the rest low.
+    risk_bands: dict[Literal["high", "medium"], float] = Field(
+        default_factory=lambda: {"high": 0.05, "medium": 0.15})
+    # An early-warning flag whose backtest lift (churn rate of flagged over the base rate)
+    # is below this is marked non-predictive and drives no tasks.
+    min_warning_lift: float = Field(1.2, ge=1.0)
+
+    @field_validator("risk_bands")
+    @classmethod
+    def _shares(cls, v: dict[str, float]) -> dict[str, float]:
+        if any(not 0 <= s <= 1 for s in v.values()) or sum(v.values()) > 1:
+            raise ValueError("risk band shares must lie in [0, 1] and sum to at most 1")
+        return {"high": v.get("high", 0.05), "medium": v.get("medium", 0.15)}
+
+    def dbt_vars(self) -> dict[str, object]:
+        return {"churn_observation_every_days": self.observation_every_days,
+                "churn_feature_window_days": self.feature_window_days,
+                "churn_risk_band_high_share": self.risk_bands["high"],
+                "churn_risk_band_medium_share": self.risk_bands["medium"],
+                "churn_min_warning_lift": self.min_warning_lift}
 
 
 class Settings(_Strict):
@@ -105,7 +134,7 @@ class Settings(_Strict):
         Business rules live in dbt models; the values they depend on (cut points,
         allowed categories, goal scales) come from here, so one file configures both.
         """
-        return {}
+        return {**self.churn.dbt_vars()}
 
     @field_validator("timezone")
     @classmethod

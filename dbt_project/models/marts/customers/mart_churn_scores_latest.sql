@@ -1,7 +1,10 @@
 {{ config(tags=['after_python']) }}
 -- The latest churn score of each customer as of run_date (scores written for
 -- later run dates are ignored, so a backfill sees what that date saw), with
--- the customer's attributes, a risk band and the value at risk.
+-- the customer's attributes, a risk band and the value at risk. Risk bands are shares
+-- of the scored customers, riskiest first (vars churn_risk_band_high_share and
+-- churn_risk_band_medium_share, from cxloop.yml churn.risk_bands): a retention team
+-- with capacity for the top 5 % filters on 'high' and gets that many customers.
 with
 
 scores as (
@@ -32,6 +35,16 @@ latest as (
 
 ),
 
+ranked as (
+
+    select
+        *,
+        -- share of scored customers at least this risky (riskiest ~ 1 / n, safest 1)
+        cume_dist() over (order by churn_prob_90 desc) as risk_share
+    from latest
+
+),
+
 final as (
 
     select
@@ -53,14 +66,18 @@ final as (
         cast(latest.expected_remaining_days as double precision) as expected_remaining_days,
         cast(
             case
-                when latest.churn_prob_90 >= 0.5 then 'high'
-                when latest.churn_prob_90 >= 0.2 then 'medium'
+                when latest.risk_share <= {{ var('churn_risk_band_high_share') }} then 'high'
+                when
+                    latest.risk_share
+                    <= {{ var('churn_risk_band_high_share') }} + {{ var('churn_risk_band_medium_share') }}
+                    then 'medium'
                 else 'low'
             end as text
         ) as risk_band,
+        cast(latest.risk_share as double precision) as risk_share,
         cast(subscriptions.monthly_value * 12 * latest.churn_prob_90 as numeric(14, 2)) as value_at_risk,
         cast(latest.top_drivers as jsonb) as top_drivers
-    from latest
+    from ranked as latest
     left join customers
         on latest.customer_id = customers.customer_id
     left join subscriptions
