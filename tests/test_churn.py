@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -211,115 +211,6 @@ def test_non_convergence_fails():
 
 
 # --- warehouse: registry, marts, keep the last good model ----------------------------
-
-FEATURE_DDL = """create schema if not exists intermediate;
-drop table if exists intermediate.int_churn_features;
-create table intermediate.int_churn_features (
-    customer_id text, region text, segment text, plan text, monthly_value numeric,
-    tenure_days int, churned boolean, churned_on date, cutoff_date date,
-    n_interactions_90d int, n_unresolved_90d int, n_repeat_contacts_90d int,
-    avg_wait_seconds_90d float8, billing_rating float8, support_rating float8,
-    installation_rating float8, avg_csat float8, last_nps int, is_detractor boolean,
-    satisfaction_slope float8, n_responses int, silent_after_answering boolean)"""
-
-
-def _features(n: int, seed: int, run_date: date) -> pd.DataFrame:
-    """int_churn_features-shaped rows whose proxies carry the planted covariates."""
-    s = churn.synthetic_snapshot(n, seed=seed)
-    rng = np.random.default_rng(seed)
-    end = run_date
-    cutoff = [end - timedelta(days=int(120 - 120 * 0))] * len(s)
-    signup = [end - timedelta(days=int(d)) for d in (120 - s["signup_day"])]
-    churned = s["event"].to_numpy() == 1
-    tenure = s["duration"].astype(int).to_numpy()
-    cutoff = [sg + timedelta(days=int(t)) if c else end
-              for sg, t, c in zip(signup, tenure, churned, strict=True)]
-    tenure = np.array([(c - sg).days for c, sg in zip(cutoff, signup, strict=True)])
-    bill = np.clip(np.round(3 + 0.8 * s["billing_experience"] + rng.normal(0, 0.7, len(s))), 1, 5)
-    return pd.DataFrame({
-        "customer_id": [f"C{i:08d}" for i in range(len(s))], "region": s["region"],
-        "segment": s["segment"], "plan": s["plan"],
-        "monthly_value": np.round(np.exp(3.8 + 0.4 * s["log_monthly_value"]), 2),
-        "tenure_days": tenure, "churned": churned,
-        "churned_on": [c if ch else None for c, ch in zip(cutoff, churned, strict=True)],
-        "cutoff_date": cutoff,
-        "n_interactions_90d": rng.poisson(np.exp(0.3 * s["unresolved_propensity"])),
-        "n_unresolved_90d": rng.poisson(0.3 * np.exp(0.6 * s["unresolved_propensity"])),
-        "n_repeat_contacts_90d": rng.poisson(0.2, len(s)),
-        "avg_wait_seconds_90d": rng.gamma(2, 60, len(s)), "billing_rating": bill,
-        "support_rating": rng.integers(1, 6, len(s)).astype(float),
-        "installation_rating": np.where(rng.random(len(s)) < 0.5, np.nan, 4.0),
-        "avg_csat": bill, "last_nps": rng.integers(0, 11, len(s)),
-        "is_detractor": rng.random(len(s)) < 0.2,
-        "satisfaction_slope": rng.normal(0, 0.1, len(s)),
-        "n_responses": np.where(s["goes_silent"] == 1, 0, rng.integers(1, 5, len(s))),
-        "silent_after_answering": s["goes_silent"] == 1,
-    })
-
-
-def _load_features(wh, df: pd.DataFrame, window_start: date) -> None:
-    from psycopg2.extras import execute_values
-
-    with wh.transaction() as cur:
-        cur.execute(FEATURE_DDL)
-        cols = list(df.columns)
-        rows = [tuple(None if (isinstance(v, float) and np.isnan(v)) else
-                      (v.item() if hasattr(v, "item") else v) for v in r)
-                for r in df.itertuples(index=False)]
-        execute_values(cur, f"insert into intermediate.int_churn_features ({', '.join(cols)}) "
-                            "values %s", rows, page_size=5000)
-        cur.execute("delete from ops.load_batches where batch_id = 'b-subs'")
-        cur.execute("insert into ops.load_batches (batch_id, source, entity, extract_date, "
-                    "source_file, content_hash, status, started_at) values ('b-subs', 'crm', "
-                    "'subscriptions', %s, 'f.csv', 'h', 'loaded', now())", (window_start,))
-
-
-def test_run_churn_registers_scores_and_keeps_last_good_model(warehouse, tmp_path):
-    run_date = date(2026, 10, 28)
-    ws = run_date - timedelta(days=119)
-    _load_features(warehouse, _features(4000, 11, run_date), ws)
-    res = churn.run_churn(warehouse, run_date, force=True, reports_dir=tmp_path / "reports" / "r1")
-    assert res.refitted, res.note
-    assert res.scored > 3000
-    assert {Path(p).name for p in res.km_plots} >= {"km_segment.png", "km_value_tier.png"}
-    reg = warehouse.read_frame(
-        "select model_version, status, n_rows, n_events, heldout_concordance, integrated_brier, "
-        "calibration_90d, ph_check, parameters, data_window_start, octet_length(model_blob) as b "
-        "from ops.model_registry")
-    assert len(reg) == 1 and reg.status[0] == "active" and reg.b[0] > 0
-    assert reg.heldout_concordance[0] > 0.6
-    assert "action" in reg.ph_check[0] and "tests" in reg.ph_check[0]
-    assert reg.data_window_start[0] == ws
-    assert reg.parameters[0]["candidates"]
-    hr = warehouse.read_frame("select * from marts.churn_hazard_ratios")
-    assert (hr.model_version == res.model_version).all() and len(hr) > 5
-    km = warehouse.read_frame("select distinct group_type from marts.churn_km_curves")
-    assert {"all", "segment", "value_tier"} <= set(km.group_type)
-    sc = warehouse.read_frame("select model_version, top_drivers from marts.churn_scores")
-    assert (sc.model_version == res.model_version).all()
-    first = res.model_version
-
-    # Same run date again: no refit due, the stored model scores.
-    again = churn.run_churn(warehouse, run_date)
-    assert not again.refitted and again.model_version == first
-
-    # Broken data (a handful of churns) with a forced refit: the previous model stays.
-    bad = _features(4000, 12, run_date)
-    bad.loc[bad.index[5:], "churned"] = False
-    _load_features(warehouse, bad, ws)
-    res2 = churn.run_churn(warehouse, run_date + timedelta(days=1), force=True)
-    assert not res2.refitted
-    assert res2.model_version == first
-    assert "kept " + first in res2.note
-    att = warehouse.read_frame("select outcome, reason from ops.model_fit_attempts "
-                               "order by attempted_at")
-    assert att.outcome.tolist() == ["fitted", "failed"]
-    assert "churn events" in att.reason.iloc[-1]
-    sc = warehouse.read_frame("select distinct model_version from marts.churn_scores")
-    assert sc.model_version.tolist() == [first]
-    reg = warehouse.read_frame("select model_version from ops.model_registry where status = 'active'")
-    assert reg.model_version.tolist() == [first]
-
 
 def test_cli_fits_a_snapshot_file(tmp_path):
     from lifelines.datasets import load_rossi

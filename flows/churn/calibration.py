@@ -4,8 +4,9 @@ The backtest scores the customers of an observation date with a model that never
 what followed, then sees who churned within 30 and 90 days; an isotonic regression
 (scipy's pool-adjacent-violators, ``scipy.optimize.isotonic_regression``) of that outcome
 on the model's probability maps raw to realised rates while keeping the model's order.
-A 90-day backtest cannot see 180 days ahead: the 180-day probability keeps the model's
-ratio of cumulative hazards to 90 days, ``1 - (1 - p90_cal) ** (H180 / H90)``.
+A 90-day backtest cannot see 180 days ahead: a horizon without its own map keeps the
+model's ratio of cumulative hazards to the longest calibrated one,
+``1 - (1 - p90_cal) ** (H180 / H90)``.
 """
 
 from __future__ import annotations
@@ -26,18 +27,33 @@ class Isotonic:
 
     @classmethod
     def fit(cls, p: np.ndarray, outcome: np.ndarray) -> Isotonic:
+        """Pool-adjacent-violators, kept as one knot per block (its mean p, its rate).
+
+        Interpolating between block centres instead of applying the steps keeps the
+        model's order within a block: a step function would tie hundreds of customers
+        and blur exactly the top of the ranking a retention team works from.
+        """
         order = np.argsort(p, kind="stable")
         xs, ys = np.asarray(p, float)[order], np.asarray(outcome, float)[order]
         fitted = isotonic_regression(ys, increasing=True).x
-        # keep both ends of every constant block: a few dozen knots instead of every row
-        change = np.flatnonzero(np.diff(fitted) != 0)
-        keep = np.unique(np.concatenate([[0, len(xs) - 1], change, change + 1]))
-        return cls([float(v) for v in xs[keep]], [float(v) for v in fitted[keep]])
+        block = np.concatenate([[0], np.cumsum(np.diff(fitted) != 0)])
+        counts = np.bincount(block)
+        cx = np.bincount(block, xs) / counts
+        cy = np.bincount(block, fitted) / counts
+        return cls([float(v) for v in cx], [float(v) for v in cy])
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, float)
         if not self.x:
-            return np.asarray(p, float)
-        return np.interp(np.asarray(p, float), self.x, self.y)
+            return p
+        x, y = np.asarray(self.x), np.asarray(self.y)
+        out = np.interp(p, x, y)
+        # past the outer knots: proportional to p, so the order is kept at both ends
+        lo, hi = p < x[0], p > x[-1]
+        out[lo] = y[0] * p[lo] / x[0] if x[0] > 0 else y[0]
+        if x[-1] < 1:
+            out[hi] = y[-1] + (1 - y[-1]) * (p[hi] - x[-1]) / (1 - x[-1])
+        return np.clip(out, 0.0, 1.0)
 
     def as_dict(self) -> dict[str, Any]:
         return {"x": self.x, "y": self.y}
@@ -52,17 +68,21 @@ class Calibration:
 
     def apply(self, raw: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
         """Calibrated probabilities per horizon, monotone across horizons per customer."""
-        out: dict[int, np.ndarray] = {}
+        out: dict[int, np.ndarray] = {h: self.maps[h](p) for h, p in raw.items()
+                                      if h in self.maps}
+        anchor = max(out) if out else None
         for h, p in raw.items():
-            if h in self.maps:
-                out[h] = self.maps[h](p)
-        if 180 in raw and 90 in out and 90 in raw:
-            h90 = -np.log(np.clip(1 - raw[90], 1e-12, 1))
-            h180 = -np.log(np.clip(1 - raw[180], 1e-12, 1))
-            ratio = np.where(h90 > 0, h180 / np.maximum(h90, 1e-12), 2.0)
-            out[180] = 1 - np.clip(1 - out[90], 0, 1) ** np.maximum(ratio, 1.0)
-        for h, p in raw.items():
-            out.setdefault(h, p)
+            if h in out:
+                continue
+            if anchor is None:
+                out[h] = p
+                continue
+            # a horizon the backtest did not observe keeps the model's hazard ratio to the
+            # longest calibrated one: 1 - (1 - p_anchor_cal) ** (H_h / H_anchor)
+            h_a = -np.log(np.clip(1 - raw[anchor], 1e-12, 1))
+            h_h = -np.log(np.clip(1 - p, 1e-12, 1))
+            ratio = np.where(h_a > 0, h_h / np.maximum(h_a, 1e-12), h / anchor)
+            out[h] = 1 - np.clip(1 - out[anchor], 0, 1) ** ratio
         hs = sorted(out)
         for a, b in zip(hs[:-1], hs[1:], strict=True):  # P(churn in 90) >= P(churn in 30)
             out[b] = np.maximum(out[b], out[a])

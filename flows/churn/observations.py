@@ -73,6 +73,11 @@ def prepare(raw: pd.DataFrame) -> Observations:
     for c in f.columns:
         if c in NOT_FEATURES or c in flags:
             continue
+        if f[c].dtype == object:
+            # a numeric column read back with nulls (or only nulls) arrives as objects
+            as_num = pd.to_numeric(f[c], errors="coerce")
+            if as_num.notna().sum() == f[c].notna().sum():
+                f[c] = as_num.astype(float)
         if pd.api.types.is_bool_dtype(f[c]):
             f[c] = f[c].astype(float)
             numeric.append(c)

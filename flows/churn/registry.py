@@ -152,8 +152,9 @@ def km_groups(wh: Warehouse | None, data: SurvivalData) -> dict[str, np.ndarray]
     by monthly value ('retain_at_all_costs') against everyone else ('other').
     """
     f = data.frame
-    groups: dict[str, np.ndarray] = {"all": np.full(len(f), "all", dtype=object),
-                                     "segment": f["segment"].astype(str).to_numpy()}
+    groups: dict[str, np.ndarray] = {"all": np.full(len(f), "all", dtype=object)}
+    if "segment" in f:
+        groups["segment"] = f["segment"].astype(str).to_numpy()
     if "monthly_value" in f:
         v = pd.to_numeric(f["monthly_value"], errors="coerce")
         cut = v.quantile(1 - _value_top_share())
