@@ -94,11 +94,14 @@ def main() -> None:
     ap.add_argument("--start", default="2026-07-01")
     ap.add_argument("--workdir", default=None, help="reuse a generated + backfilled folder")
     args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="cxp-", dir="/tmp"))
+    work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
     from flows import churn, pipeline
     from flows.demo import generate
     from flows.warehouse import open_warehouse, stop_embedded
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="cxp-", dir="/tmp"))
     landing, home = work / "landing", work / "home"
     start = date.fromisoformat(args.start)
     end = start + timedelta(days=args.days - args.future - 1)

@@ -109,7 +109,8 @@ def churn_task(wh: Warehouse, settings: Settings, run_date: date,
     c = settings.churn
     return churn.run_churn(wh, run_date, every_days=c.refit_every_days, force=force_refit,
                            min_events=c.min_events, min_concordance=c.min_concordance,
-                           reports_dir=report_dir(settings, run_id))
+                           reports_dir=report_dir(settings, run_id),
+                           landmark_cfg=churn.LandmarkConfig.from_settings(c))
 
 
 def report_dir(settings: Settings, run_id: str) -> Path:

@@ -402,6 +402,12 @@ PYTHON_OUTPUT_DDL = [
         ci_upper float8, at_risk int not null,
         primary key (group_type, group_value, timeline_days)
     )""",
+    # Backtest precision / recall / lift of each early-warning flag (issue 13; churn stage).
+    """create table if not exists marts.churn_warning_lift (
+        flag text primary key, landmark_date date, horizon_days int, n_customers int,
+        n_flagged int, base_rate float8, "precision" float8, recall float8, lift float8,
+        is_predictive boolean, measured_at timestamptz, model_version text
+    )""",
     """create table if not exists intermediate.py_driver_importance (
         goal text, segment text, item_code text, touchpoint_code text, n int,
         importance float8, importance_low float8, importance_high float8, std_beta float8,

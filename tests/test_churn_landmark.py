@@ -188,3 +188,13 @@ def test_history_too_short_for_a_backtest_records_why(warehouse, observations):
     assert res.scored == 0 and "history too short for a backtest" in res.note
     att = warehouse.read_frame("select outcome from ops.model_fit_attempts")
     assert att.outcome.tolist() == ["failed"]
+
+
+def test_flag_lift_is_written_and_marks_non_predictive_flags(warehouse, observations):
+    load_observations(warehouse, observations)
+    churn.run_churn(warehouse, RUN, force=True)
+    lift = warehouse.read_frame("select * from marts.churn_warning_lift order by flag")
+    assert lift.flag.tolist() == ["noise", "silent_responder"]  # flag_ prefix dropped
+    by = lift.set_index("flag")
+    assert by.loc["silent_responder", "is_predictive"] and not by.loc["noise", "is_predictive"]
+    assert by.loc["silent_responder", "recall"] > 0 and by.loc["noise", "lift"] < 1.2

@@ -17,6 +17,7 @@ JSON) and ``stage`` (the nightly step, ``run_churn``).
 
 from __future__ import annotations
 
+from flows.churn.backtest import LandmarkConfig
 from flows.churn.cox import CoxCore, _baseline_at, _cox_pieces, _fit_cox, _tail_shape
 from flows.churn.design import (
     AFT_KINDS,
@@ -69,7 +70,7 @@ from flows.churn.stage import ChurnResult, refit_due, run_churn, score_observati
 
 __all__ = [
     "AFT_KINDS", "CATEGORICAL", "FLAGS", "HORIZONS", "NUMERIC", "PENALIZERS", "RMST_HORIZON",
-    "RMST_STEP", "ChurnModel", "ChurnResult", "CoxCore", "DesignSpec", "FitConfig",
+    "RMST_STEP", "ChurnModel", "ChurnResult", "LandmarkConfig", "CoxCore", "DesignSpec", "FitConfig",
     "ModelFitError", "SnapshotReport", "SurvivalData", "_aft_model", "_baseline_at",
     "_check_fittable", "_concordance", "_cox_model", "_cox_pieces", "_fit_cox", "_json_safe",
     "_km_at", "_risk_at", "_sample", "_strata_labels", "_tail_shape", "coefficients",

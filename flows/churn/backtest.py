@@ -142,15 +142,22 @@ class LandmarkConfig:
     longest horizon); ``max_rows``: stacked rows above which whole customers are sampled.
     """
 
-    penalizers: tuple[float, ...] = (0.0, 1e-4, 1e-3, 1e-2)
+    penalizers: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
     penalizer: float | None = None
     backtest_days: int = 90
     follow_days: int = 180
     min_events: int = 30
     min_backtest_events: int = 10
     promote_margin: float = 0.0  # backtest C must beat tenure-only by more than this
-    max_rows: int | None = 1_500_000
+    min_warning_lift: float = 1.2  # early-warning flags below this lift are non-predictive
+    max_rows: int | None = 600_000
     seed: int = 17
+
+    @classmethod
+    def from_settings(cls, churn: Any) -> LandmarkConfig:
+        """From cxloop.yml's ``churn:`` section (flows.config.ChurnSettings)."""
+        return cls(backtest_days=churn.backtest_days, follow_days=churn.follow_days,
+                   min_events=churn.min_events, min_warning_lift=churn.min_warning_lift)
 
 
 def flag_lift(lm: Landmark, flags: list[str], horizon: int = 90) -> list[dict[str, Any]]:

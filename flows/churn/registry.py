@@ -189,3 +189,23 @@ def record_attempt(wh: Warehouse, run_date: date, outcome: str, reason: str) -> 
     with wh.transaction() as cur:
         cur.execute("insert into ops.model_fit_attempts (run_date, outcome, reason) "
                     "values (%s, %s, %s)", (run_date, outcome, reason))
+
+
+def write_warning_lift(wh: Warehouse, flags: list[dict[str, Any]], landmark_date: str,
+                       horizon: int, min_lift: float, model_version: str | None) -> int:
+    """Replace the early-warning lift table with this backtest's figures.
+
+    ``flag_<name>`` columns of the observation table are the flags of mart_early_warnings
+    named ``<name>``; a flag whose lift is below ``min_lift`` (or unmeasurable) is
+    non-predictive, and task rules read that.
+    """
+    now = datetime.now(UTC)
+    rows = [(f["flag"].removeprefix("flag_"), landmark_date, horizon, f["n_customers"],
+             f["n_flagged"], f["base_rate"], f["precision"], f["recall"], f["lift"],
+             bool(f["lift"] is not None and f["lift"] >= min_lift), now, model_version)
+            for f in flags]
+    with wh.transaction() as cur:
+        cur.execute("delete from marts.churn_warning_lift")
+        if rows:
+            execute_values(cur, "insert into marts.churn_warning_lift values %s", rows)
+    return len(rows)

@@ -34,6 +34,7 @@ from flows.churn.registry import (
     register,
     write_km,
     write_scores,
+    write_warning_lift,
 )
 from flows.churn.scoring import score_frame
 from flows.warehouse import Warehouse
@@ -67,13 +68,31 @@ def refit_due(last: tuple[ChurnModel, datetime] | None, run_date: date, every_da
 OBSERVATIONS = "intermediate.int_churn_observations"
 
 
-def read_observations(wh: Warehouse) -> pd.DataFrame | None:
-    """The observation table, or None when it is missing (no dbt build yet)."""
+def read_observations(wh: Warehouse, max_rows: int | None = None) -> pd.DataFrame | None:
+    """The observation table, or None when it is missing (no dbt build yet).
+
+    Every row of the latest observation date is read (they are scored); older rows only
+    for a sample of whole customers when the table holds more than ``max_rows`` (the
+    sample is drawn in SQL, by a hash of the customer id, so a million customers are never
+    all moved to Python; sampling customers rather than rows needs no weights).
+    """
     try:
-        return wh.read_frame(f"select * from {OBSERVATIONS}")
+        with wh.transaction() as cur:
+            cur.execute(f"select count(*), max(observation_date) from {OBSERVATIONS}")
+            n, last = cur.fetchone()
     except Exception as err:  # a missing relation: nothing loaded or built yet
         log.info("no churn observations: %s", err)
         return None
+    if not n:
+        return pd.DataFrame()
+    if max_rows is None or n <= max_rows:
+        return wh.read_frame(f"select * from {OBSERVATIONS}")
+    buckets = max(1, int(1024 * max_rows / n))
+    frame = wh.read_frame(
+        f"select * from {OBSERVATIONS} where observation_date = %(last)s "
+        "or (hashtext(customer_id) & 1023) < %(buckets)s", {"last": last, "buckets": buckets})
+    frame.attrs["sampled_customers_share"] = buckets / 1024
+    return frame
 
 
 def _version(run_date: date, pen: float, n: int, events: int) -> str:
@@ -170,7 +189,7 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
     lcfg.min_events = min_events
     if cfg is not None and cfg.penalizer is not None:
         lcfg.penalizer = cfg.penalizer
-    raw = read_observations(wh)
+    raw = read_observations(wh, lcfg.max_rows)
     if raw is None or raw.empty:
         note = "skipped: no subscriptions extract"
         record_attempt(wh, run_date, "skipped", note)
@@ -186,10 +205,13 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
         try:
             cand, promote, why = fit_landmark_model(obs, now, lcfg, model)
             window_start = data_window_start(wh)
+            bt = cand.metrics["backtest"]
+            write_warning_lift(wh, bt["model_raw"].get("flags", []), bt["landmark_date"],
+                               lcfg.backtest_days, lcfg.min_warning_lift,
+                               cand.version if promote else None)
             if promote:
                 register(wh, cand, run_date, None, window_start)
                 model, refitted = cand, True
-                bt = cand.metrics["backtest"]
                 note = (f"refitted ({reason}): landmark Cox, backtest concordance "
                         f"{cand.metrics['heldout_concordance']:.3f} vs tenure alone "
                         f"{bt['baselines']['tenure_only_km'].get('concordance') or 0:.3f}")

@@ -294,6 +294,46 @@ response_features as (
 
 ),
 
+-- relationship answers in the 180 days up to the date, newest first (satisfaction_falling
+-- as mart_early_warnings defines it)
+relationship_history as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        responses.overall_satisfaction,
+        responses.responded_at,
+        row_number() over (
+            partition by base.observation_date, base.customer_id
+            order by responses.responded_at desc, responses.response_id desc
+        ) as recency_rank,
+        count(*) over (partition by base.observation_date, base.customer_id) as n_answers_180d
+    from base
+    inner join responses
+        on
+            base.customer_id = responses.customer_id
+            and responses.response_date <= base.observation_date
+            and responses.response_date > base.observation_date - 180
+            and responses.survey_type = 'relationship'
+            and responses.overall_satisfaction is not null
+
+),
+
+satisfaction_trend as (
+
+    select
+        observation_date,
+        customer_id,
+        max(overall_satisfaction) filter (where recency_rank = 1) as last_score,
+        max(overall_satisfaction) filter (where recency_rank = 2) as previous_score,
+        max(n_answers_180d) as n_answers_180d,
+        regr_slope(overall_satisfaction, extract(epoch from responded_at) / (86400.0 * 30))
+            as slope_per_30d
+    from relationship_history
+    group by observation_date, customer_id
+
+),
+
 -- invitations old enough to have been answered by the observation date
 invitation_history as (
 
@@ -448,6 +488,16 @@ final as (
             false
         ) as flag_silent_responder,
         coalesce(response_features.last_nps <= 6, false) as flag_detractor,
+        coalesce(
+            (
+                satisfaction_trend.slope_per_30d <= {{ var('warning_slope_per_30d') }}
+                and satisfaction_trend.n_answers_180d >= 3
+                and satisfaction_trend.last_score < satisfaction_trend.previous_score
+            )
+            or satisfaction_trend.previous_score - satisfaction_trend.last_score
+            >= {{ var('warning_sudden_drop') }},
+            false
+        ) as flag_satisfaction_falling,
         -- the latest event date any feature used: never after observation_date
         cast(greatest(
             base.subscription_start_date,
@@ -477,6 +527,10 @@ final as (
         on
             base.observation_date = invitation_features.observation_date
             and base.customer_id = invitation_features.customer_id
+    left join satisfaction_trend
+        on
+            base.observation_date = satisfaction_trend.observation_date
+            and base.customer_id = satisfaction_trend.customer_id
     left join unanswered_since_last_answer
         on
             base.observation_date = unanswered_since_last_answer.observation_date

@@ -9,6 +9,11 @@
 --   people_high_process_low       item ratings in 180 days: people (respect, knowledge,
 --                                 recognition) rated high, process/product rated low
 --   silent_responder              answered surveys before, the last 2 invitations unanswered
+-- Each flag carries its backtest lift (python output churn_warning_lift, written by the
+-- churn stage, hence tag after_python); a flag with lift below churn.min_warning_lift (or
+-- not measured by a backtest that measured others) is non-predictive (is_predictive
+-- false) and drives no tasks; before any backtest is_predictive is null (unknown).
+{{ config(tags=['after_python']) }}
 with
 
 features as (
@@ -35,6 +40,12 @@ item_ratings as (
 invitations as (
 
     select * from {{ ref('int_invitations_enriched') }}
+
+),
+
+warning_lift as (
+
+    select * from {{ source('python_outputs', 'churn_warning_lift') }}
 
 ),
 
@@ -253,10 +264,21 @@ final as (
         cast(features.plan as text) as plan,
         cast(features.monthly_value as numeric(12, 2)) as monthly_value,
         cast(warnings.evidence_text as text) as evidence_text,
-        cast(warnings.evidence as jsonb) as evidence
+        cast(warnings.evidence as jsonb) as evidence,
+        cast(warning_lift.lift as double precision) as backtest_lift,
+        -- measured: by its lift; not measured while other flags were: false; no backtest
+        -- yet (short history): unknown, and the flag keeps driving its tasks
+        cast(
+            case
+                when warning_lift.flag is not null then warning_lift.is_predictive
+                when (select count(*) from warning_lift) > 0 then false
+            end as boolean
+        ) as is_predictive
     from warnings
     inner join features
         on warnings.customer_id = features.customer_id
+    left join warning_lift
+        on warnings.flag = warning_lift.flag
 
 )
 
