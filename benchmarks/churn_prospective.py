@@ -76,7 +76,8 @@ def prospective_figures(scores: pd.DataFrame, truth_dir: Path, run_date: date,
         "calibration_max_gap": max(abs(d["predicted"] - d["observed"]) for d in dec),
     }
     out["top_decile_vs_true"] = out["top_decile_churners"] / max(1, out["true_top_decile_churners"])
-    for trait in ("goes_silent", "price_sensitive"):
+    df["planted_cause"] = df["goes_silent"].astype(bool) | df["price_sensitive"].astype(bool)
+    for trait in ("goes_silent", "price_sensitive", "planted_cause"):
         v = df[trait].to_numpy(bool)
         out[f"{trait}_share_base"] = float(v.mean())
         out[f"{trait}_share_top_decile"] = float(v[top].mean())

@@ -244,3 +244,16 @@ def test_telco_violating_categorical_becomes_a_stratum_and_scores():
     active = ~churn.parse_event(df["Churn"])
     s = churn.score_frame(m, df[active].reset_index(drop=True), df["tenure"][active].to_numpy())
     assert s["churn_prob_90"].between(0, 1).all() and len(s) == int(active.sum())
+
+
+def test_telco_default_snapshot_fit_excludes_the_leaking_total_charges():
+    path = _telco()
+    if path is None:
+        pytest.skip("IBM Telco file not found beside the repo nor in /work/shared")
+    df = pd.read_csv(path)
+    data = churn.snapshot_data(df, "tenure", "Churn")
+    assert "TotalCharges" not in data.numeric
+    assert "leaks the duration" in data.notes["ignored_columns"]["TotalCharges"]
+    assert "MonthlyCharges" in data.numeric  # a real covariate stays
+    told = churn.snapshot_data(df, "tenure", "Churn", covariates=["TotalCharges", "Contract"])
+    assert "TotalCharges" in told.numeric  # --covariates is honoured

@@ -142,7 +142,7 @@ class LandmarkConfig:
     longest horizon); ``max_rows``: stacked rows above which whole customers are sampled.
     """
 
-    penalizers: tuple[float, ...] = (1e-4, 1e-3, 1e-2)
+    penalizers: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 5e-2)
     penalizer: float | None = None
     backtest_days: int = 90
     follow_days: int = 180

@@ -1,19 +1,36 @@
-"""snapshot."""
+"""Snapshot mode: one row per customer (a CSV such as Telco), fitted with the same code."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from flows.churn.design import FALSE_WORDS, TRUE_WORDS, ModelFitError, SurvivalData
+from flows.churn.design import FALSE_WORDS, TRUE_WORDS, ModelFitError, SurvivalData, _concordance
 from flows.churn.families import FitConfig, fit_survival
 from flows.churn.km import km_median, km_table
 from flows.churn.model import ChurnModel
 
 # --- snapshots (one row per customer, e.g. a CSV) ------------------------------------
+
+log = logging.getLogger(__name__)
+
+LEAK_CONCORDANCE = 0.85
+
+
+def single_column_concordance(values: pd.Series, duration: np.ndarray, event: np.ndarray
+                              ) -> float | None:
+    """How well one column alone orders the durations, either way round (0.5-1)."""
+    v = pd.to_numeric(values, errors="coerce").to_numpy(float)
+    ok = np.isfinite(v)
+    if ok.sum() < 20 or not event[ok].any() or np.nanstd(v[ok]) == 0:
+        return None
+    c = _concordance(duration[ok], -v[ok], event[ok])
+    return max(c, 1 - c)
+
 
 def parse_event(values: pd.Series) -> np.ndarray:
     """Yes/No, 1/0, true/false (any case) -> bool; anything else is an error."""
@@ -69,6 +86,17 @@ def snapshot_data(df: pd.DataFrame, duration: str, event: str, cohort: str | Non
             ignored[c] = f"identifier-like ({k} distinct values)"
             continue
         categorical.append(c)
+    if covariates is None:
+        # A column that alone ranks the duration almost perfectly is the duration in
+        # disguise (Telco's TotalCharges ~ tenure x monthly charge): it is excluded unless
+        # named in --covariates, and the note (and a warning) names it.
+        for c in list(numeric):
+            c1 = single_column_concordance(df[c], dur.to_numpy(float), ev)
+            if c1 is not None and c1 > LEAK_CONCORDANCE:
+                numeric.remove(c)
+                ignored[c] = (f"leaks the duration (single-column concordance {c1:.3f} > "
+                              f"{LEAK_CONCORDANCE}); pass it in --covariates to use it")
+                log.warning("snapshot column %r excluded: %s", c, ignored[c])
     notes["ignored_columns"] = ignored
     ent = pd.to_numeric(df[entry], errors="coerce").fillna(0).to_numpy() if entry else None
     ordv = pd.to_numeric(df[order], errors="coerce").to_numpy() if order else None
