@@ -402,6 +402,15 @@ PYTHON_OUTPUT_DDL = [
         ci_upper float8, at_risk int not null,
         primary key (group_type, group_value, timeline_days)
     )""",
+    # Per customer, the inputs raising the churn hazard most, one row each (issue 13).
+    """create table if not exists marts.churn_drivers (
+        customer_id text not null, driver_rank int not null, model_version text not null,
+        run_date date not null, feature text not null, value text, contribution float8,
+        primary key (customer_id, driver_rank)
+    )""",
+    # What the coefficient table's ratio means: hazard ratio (PH) or time ratio (AFT).
+    "alter table marts.churn_hazard_ratios add column if not exists effect_label text",
+    "alter table marts.churn_hazard_ratios add column if not exists effect_ratio float8",
     # Backtest precision / recall / lift of each early-warning flag (issue 13; churn stage).
     """create table if not exists marts.churn_warning_lift (
         flag text primary key, landmark_date date, horizon_days int, n_customers int,

@@ -139,6 +139,14 @@ def test_landmark_fit_backtests_calibrates_scores_and_keeps_last_good_model(ware
     assert sc.churn_prob_90.between(0, 1).all()
     assert (sc.churn_prob_180 >= sc.churn_prob_90 - 1e-12).all()
     assert (sc.churn_prob_90 >= sc.churn_prob_30 - 1e-12).all()
+    # drivers as a long table; coefficients labelled by family
+    drv = warehouse.read_frame("select * from marts.churn_drivers")
+    assert set(drv.driver_rank) <= {1, 2, 3} and (drv.contribution > 0).all()
+    assert drv.groupby("customer_id").driver_rank.apply(lambda r: r.is_unique).all()
+    top = drv[drv.driver_rank == 1].feature.value_counts()
+    assert top.index[0] == "unresolved_per_90d"  # the planted cause leads
+    hr = warehouse.read_frame("select distinct effect_label from marts.churn_hazard_ratios")
+    assert hr.effect_label.tolist() == ["hazard_ratio"]
     first = res.model_version
 
     again = churn.run_churn(warehouse, RUN)

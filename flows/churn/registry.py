@@ -106,14 +106,43 @@ def register(wh: Warehouse, model: ChurnModel, run_date: date, features: pd.Data
                                             reason or model.version))
 
 
+def effect_label(kind: str) -> str:
+    """Hazard ratios for proportional-hazards models, time ratios for AFT models."""
+    return "hazard_ratio" if kind == "cox" else "time_ratio"
+
+
 def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:
+    """The coefficient table, labelled by family.
+
+    ``hazard_ratio`` keeps its meaning for every family (the effect on the hazard, exact
+    for Cox and Weibull, log-odds of having churned for log-logistic); ``effect_ratio`` is
+    what the family's own coefficient means, named by ``effect_label``: exp(coef) on the
+    hazard for Cox, exp(coef) on the time to churn (time ratio, > 1 = stays longer) for AFT.
+    """
     cur.execute("truncate marts.churn_hazard_ratios")
     co = model.hazard_coefficients()
-    execute_values(cur, "insert into marts.churn_hazard_ratios values %s", [
+    label = effect_label(model.kind)
+    own = np.exp(model.coef)
+    execute_values(cur, "insert into marts.churn_hazard_ratios (model_version, feature, coef, "
+                   "hazard_ratio, ci_lower, ci_upper, p_value, effect_label, effect_ratio) "
+                   "values %s", [
         (model.version, r.feature, float(r.coef), float(np.exp(r.coef)),
          float(np.exp(r.ci_lower)), float(np.exp(r.ci_upper)),
-         None if not np.isfinite(r.p_value) else float(r.p_value))
-        for r in co.itertuples()])
+         None if not np.isfinite(r.p_value) else float(r.p_value), label, float(own[i]))
+        for i, r in enumerate(co.itertuples())])
+
+
+def write_drivers(wh: Warehouse, drivers: pd.DataFrame, model: ChurnModel, run_date: date
+                  ) -> int:
+    """Replace the long driver table (customer, rank, feature, value, contribution)."""
+    with wh.transaction() as cur:
+        cur.execute("delete from marts.churn_drivers")
+        execute_values(cur, "insert into marts.churn_drivers (customer_id, driver_rank, "
+                       "model_version, run_date, feature, value, contribution) values %s",
+                       [(r.customer_id, int(r.driver_rank), model.version, run_date, r.feature,
+                         None if r.value is None or r.value is pd.NA else str(r.value),
+                         float(r.contribution)) for r in drivers.itertuples()], page_size=5000)
+    return len(drivers)
 
 
 def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_date: date) -> int:

@@ -1,4 +1,4 @@
-"""scoring."""
+"""Scores: conditional churn probabilities, expected remaining lifetime, drivers."""
 
 from __future__ import annotations
 
@@ -91,6 +91,55 @@ def _json_values(values: np.ndarray) -> np.ndarray:
     return enc[codes]
 
 
+def driver_contributions(model: ChurnModel, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Per input: (x - mean) * log-hazard coefficient, one-hot levels and a feature's
+    missing-data indicator summed into the input they describe."""
+    hc = model.hazard_coefficients()["coef"].to_numpy()
+    contrib = (x - model.means) * hc
+    srcs = dict(model.spec.sources)
+    for c in model.columns:
+        base = c.removesuffix("_missing")
+        if base != c and base in srcs:
+            srcs[c] = base
+    names = sorted({srcs[c] for c in model.columns})
+    pos = {s: i for i, s in enumerate(names)}
+    agg = np.zeros((len(x), len(names)))
+    for j, c in enumerate(model.columns):
+        agg[:, pos[srcs[c]]] += contrib[:, j]
+    return names, agg
+
+
+def drivers_long(model: ChurnModel, frame: pd.DataFrame, customer_ids: np.ndarray,
+                 k: int = 3) -> pd.DataFrame:
+    """The top ``k`` risk-raising inputs per customer as rows BI can chart.
+
+    Columns: customer_id, driver_rank (1 = strongest), feature, value (as text) and
+    contribution (to the log hazard relative to the average customer, > 0 only).
+    """
+    x = model.spec.transform(frame).reindex(columns=model.columns, fill_value=0.0).to_numpy(float)
+    names, agg = driver_contributions(model, x)
+    if not names:
+        return pd.DataFrame(columns=["customer_id", "driver_rank", "feature", "value",
+                                     "contribution"])
+    kk = min(k, len(names))
+    top = np.argsort(-agg, axis=1)[:, :kk]
+    vals = np.take_along_axis(agg, top, axis=1)
+    text = {s: frame[s].astype("string").to_numpy(dtype=object) if s in frame else
+            np.full(len(frame), None, dtype=object) for s in names}
+    parts = []
+    for j in range(kk):
+        keep = vals[:, j] > 0
+        value = np.empty(len(x), dtype=object)
+        for i, s in enumerate(names):
+            rows = top[:, j] == i
+            value[rows] = text[s][rows]
+        parts.append(pd.DataFrame({
+            "customer_id": customer_ids[keep], "driver_rank": j + 1,
+            "feature": np.array(names, dtype=object)[top[keep, j]],
+            "value": value[keep], "contribution": vals[keep, j]}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def top_drivers(model: ChurnModel, frame: pd.DataFrame, x: np.ndarray, k: int = 3) -> np.ndarray:
     """The ``k`` inputs raising each customer's hazard most, as JSON text per row.
 
@@ -100,16 +149,9 @@ def top_drivers(model: ChurnModel, frame: pd.DataFrame, x: np.ndarray, k: int = 
     hazard is not a reason to worry). Built with array operations: a Python loop
     over a million customers would cost more than the whole fit.
     """
-    hc = model.hazard_coefficients()["coef"].to_numpy()
-    contrib = (x - model.means) * hc
-    srcs = model.spec.sources
-    names = sorted({srcs[c] for c in model.columns})
+    names, agg = driver_contributions(model, x)
     if not names:
         return np.full(len(x), "[]", dtype=object)
-    pos = {s: i for i, s in enumerate(names)}
-    agg = np.zeros((len(x), len(names)))
-    for j, c in enumerate(model.columns):
-        agg[:, pos[srcs[c]]] += contrib[:, j]
     kk = min(k, len(names))
     top = np.argsort(-agg, axis=1)[:, :kk]
     vals = np.take_along_axis(agg, top, axis=1)

@@ -32,11 +32,12 @@ from flows.churn.registry import (
     latest_model,
     record_attempt,
     register,
+    write_drivers,
     write_km,
     write_scores,
     write_warning_lift,
 )
-from flows.churn.scoring import score_frame
+from flows.churn.scoring import drivers_long, score_frame
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -251,5 +252,9 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
                            f"{note + '; ' if note else ''}scoring failed ({err}); nothing scored",
                            model.metrics, plots)
     n = write_scores(wh, scores, model, run_date) if len(scores) else 0
+    if n:
+        rows = obs.at(now).reset_index(drop=True)
+        write_drivers(wh, drivers_long(model, rows, rows["customer_id"].to_numpy()), model,
+                      run_date)
     return ChurnResult(model.version, refitted, n,
                        note or f"scored with stored model {model.version}", model.metrics, plots)
