@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.table import Table
 
@@ -28,6 +29,16 @@ def _split(s: str | None) -> list[str] | None:
 
 def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:.3f}"
+
+
+def _backtest_c(parameters: object, which: str) -> float | None:
+    """Backtest concordance of the model ('model') or a baseline from the registry JSON."""
+    bt = ((parameters or {}).get("metrics") or {}).get("backtest") if isinstance(
+        parameters, dict) else None
+    if not bt:
+        return None
+    fig = bt.get("model_raw") if which == "model" else (bt.get("baselines") or {}).get(which)
+    return (fig or {}).get("concordance")
 
 
 def _fit_snapshot(snapshot: Path, duration: str, event: str, cohort: str | None,
@@ -59,10 +70,16 @@ def _fit_snapshot(snapshot: Path, duration: str, event: str, cohort: str | None,
                   f"{mt['train_concordance']:.3f}; integrated Brier "
                   f"{mt.get('integrated_brier') or float('nan'):.3f}; holdout: "
                   f"{m.parameters.get('holdout')}")
-    t = Table("feature", "coef", "hazard ratio", "95% CI", "p", title="effects on the hazard")
+    # Cox coefficients are hazard ratios; an AFT model's are time ratios (> 1: stays longer)
+    ph_model = m.kind == "cox"
+    label = "hazard ratio" if ph_model else "time ratio"
+    t = Table("feature", "coef", label, "95% CI", "p",
+              title="effects on the hazard" if ph_model else
+              f"effects on the time to churn ({m.kind}: time ratios, > 1 = stays longer)")
     for r in rep.coefficients.itertuples():
-        t.add_row(r.feature, f"{r.coef:+.4f}", f"{r.hazard_ratio:.3f}",
-                  f"{r.hr_lower:.3f}–{r.hr_upper:.3f}", f"{r.p_value:.3g}")
+        coef = r.coef if ph_model else float(np.log(r.effect_ratio))
+        t.add_row(r.feature, f"{coef:+.4f}", f"{r.effect_ratio:.3f}",
+                  f"{r.effect_lower:.3f}–{r.effect_upper:.3f}", f"{r.p_value:.3g}")
     console.print(t)
     viol = m.ph_check.get("violating_features", [])
     console.print(f"proportional hazards: {len(viol)} violating ({', '.join(viol) or 'none'}); "
@@ -146,17 +163,21 @@ def model_show(
     with wh.transaction() as cur:
         cur.execute("select model_version, status, trained_at, n_rows, n_events, "
                     "heldout_concordance, integrated_brier, calibration_90d, "
-                    "ph_check ->> 'action' from ops.model_registry order by trained_at desc "
+                    "ph_check ->> 'action', parameters from ops.model_registry "
+                    "order by trained_at desc "
                     "limit %s", (limit,))
         rows = cur.fetchall()
         cur.execute("select attempted_at, run_date, outcome, reason from ops.model_fit_attempts "
                     "order by attempted_at desc limit 5")
         attempts = cur.fetchall()
-    t = Table("version", "status", "trained at", "rows", "events", "C held-out", "IBS",
-              "calib 90d", "PH", title="ops.model_registry")
+    t = Table("version", "status", "trained at", "rows", "events", "C backtest",
+              "C tenure only", "C previous", "calib 90d", "effects", title="ops.model_registry")
     for r in rows:
+        kind = str(r[0]).split("-")[0]
         t.add_row(r[0], r[1], f"{r[2]:%Y-%m-%d %H:%M}", f"{r[3]:,}", f"{r[4]:,}", _fmt(r[5]),
-                  _fmt(r[6]), _fmt(r[7]), r[8] or "")
+                  _fmt(_backtest_c(r[9], "tenure_only_km")),
+                  _fmt(_backtest_c(r[9], "previous_model")), _fmt(r[7]),
+                  "hazard ratios" if kind == "cox" else "time ratios")
     console.print(t)
     a = Table("attempted at", "run date", "outcome", "reason", title="latest fit attempts")
     for r in attempts:

@@ -228,8 +228,13 @@ def run_backtest(obs: Any, now: Any, cfg: LandmarkConfig,
     best.baselines["tenure_only_km"] = measure(km_probabilities(train, lm), lm)
     if previous is not None:
         try:
-            best.baselines["previous_model"] = {"model_version": previous.version,
-                                                **measure(raw_probabilities(previous, lm), lm)}
+            # a previous model trained after the landmark has seen its outcomes: its
+            # figure is then optimistic, and says so
+            saw = previous.trained_for is not None and previous.trained_for > bt.date()
+            best.baselines["previous_model"] = {
+                "model_version": previous.version, "trained_for": str(previous.trained_for),
+                "trained_on_the_outcome_period": saw,
+                **measure(raw_probabilities(previous, lm), lm)}
         except Exception as err:  # an incompatible old model is only a missing baseline
             best.baselines["previous_model"] = {"model_version": previous.version,
                                                 "error": str(err)[:200]}

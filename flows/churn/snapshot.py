@@ -135,6 +135,12 @@ def fit_snapshot(df: pd.DataFrame, duration: str, event: str, cohort: str | None
     co = model.hazard_coefficients()
     co["hazard_ratio"] = np.exp(co["coef"])
     co["hr_lower"], co["hr_upper"] = np.exp(co["ci_lower"]), np.exp(co["ci_upper"])
+    # What the family's own coefficients mean: hazard ratios (PH) or time ratios (AFT)
+    se = np.sqrt(np.diag(model.cov))
+    co["effect_label"] = "hazard_ratio" if model.kind == "cox" else "time_ratio"
+    co["effect_ratio"] = np.exp(model.coef)
+    co["effect_lower"] = np.exp(model.coef - 1.959964 * se)
+    co["effect_upper"] = np.exp(model.coef + 1.959964 * se)
     return SnapshotReport(n, ev, med, model, co, km)
 
 
