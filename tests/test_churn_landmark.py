@@ -206,3 +206,18 @@ def test_flag_lift_is_written_and_marks_non_predictive_flags(warehouse, observat
     by = lift.set_index("flag")
     assert by.loc["silent_responder", "is_predictive"] and not by.loc["noise", "is_predictive"]
     assert by.loc["silent_responder", "recall"] > 0 and by.loc["noise", "lift"] < 1.2
+
+
+def test_large_tables_are_sampled_by_customer_in_sql_and_for_the_search(warehouse,
+                                                                         observations):
+    load_observations(warehouse, observations)
+    cfg = LandmarkConfig(max_rows=20_000, search_rows=8_000)
+    res = churn.run_churn(warehouse, RUN, force=True, landmark_cfg=cfg)
+    assert res.refitted, res.note
+    # every current customer is scored although older rows were sampled
+    assert res.scored == int((observations.observation_date == RUN).sum())
+    bt = res.metrics["backtest"]
+    assert all(c["fitted_rows"] <= 8_000 * 1.2 for c in bt["candidates"])
+    assert bt["model_raw"]["training_rows"] <= 20_000
+    assert res.metrics["n_rows"] <= 20_000 * 1.2
+    assert bt["model_raw"]["concordance"] > bt["baselines"]["tenure_only_km"]["concordance"]

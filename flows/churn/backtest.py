@@ -150,7 +150,8 @@ class LandmarkConfig:
     min_backtest_events: int = 10
     promote_margin: float = 0.0  # backtest C must beat tenure-only by more than this
     min_warning_lift: float = 1.2  # early-warning flags below this lift are non-predictive
-    max_rows: int | None = 600_000
+    max_rows: int | None = 400_000
+    search_rows: int = 150_000  # the penalizer is chosen on at most this many rows
     seed: int = 17
 
     @classmethod
@@ -206,24 +207,33 @@ def run_backtest(obs: Any, now: Any, cfg: LandmarkConfig,
         raise ModelFitError(f"only {int(lm.churned_within(lm.follow_days).sum())} churns after "
                             f"the backtest date {bt.date()}; need {cfg.min_backtest_events}")
     pens = [cfg.penalizer] if cfg.penalizer is not None else list(cfg.penalizers)
+    # the search runs on a customer sample; the chosen penalizer is refitted on all rows
+    search = (survival_rows(obs, bt.date(), bt.date(), cfg.follow_days, cfg.search_rows,
+                            cfg.seed + 1) if len(train.duration) > cfg.search_rows else train)
     best: BacktestResult | None = None
     candidates: list[dict[str, Any]] = []
     errors: list[str] = []
     for pen in pens:
         try:
-            m = fit_landmark_cox(train, pen, cfg.min_events)
+            m = fit_landmark_cox(search if len(pens) > 1 else train, pen, cfg.min_events)
         except ModelFitError as err:
             errors.append(f"penalizer {pen}: {err}")
             continue
         raw = raw_probabilities(m, lm)
         fig = measure(raw, lm)
         candidates.append({"family": "cox", "penalizer": pen,
-                           "backtest_concordance": fig["concordance"]})
+                           "backtest_concordance": fig["concordance"],
+                           "fitted_rows": m.parameters["fitted_rows"]})
         res = BacktestResult(str(bt.date()), pen, m, raw, outcomes, fig)
         if best is None or res.concordance > best.concordance + 1e-4:
             best = res
     if best is None:
         raise ModelFitError("no candidate converged: " + "; ".join(errors)[:400])
+    if len(pens) > 1 and search is not train:
+        m = fit_landmark_cox(train, best.penalizer, cfg.min_events)
+        raw = raw_probabilities(m, lm)
+        best = BacktestResult(best.landmark_date, best.penalizer, m, raw, outcomes,
+                              measure(raw, lm))
     best.candidates = candidates
     best.baselines["tenure_only_km"] = measure(km_probabilities(train, lm), lm)
     if previous is not None:
