@@ -1,4 +1,4 @@
-"""design."""
+"""The design matrix (learned once, stored with the model) and one-row survival data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""families."""
+"""Snapshot-mode fitting: Cox (penalizer by held-out concordance) vs Weibull and
+log-logistic AFT (lifelines), proportional-hazards check and stratification.
+
+Used for one-row-per-customer files (``cxloop model fit --snapshot``); the pipeline's own
+model is the landmark Cox of ``backtest`` / ``stage``.
+"""
 
 from __future__ import annotations
 

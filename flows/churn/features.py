@@ -1,4 +1,8 @@
-"""features."""
+"""The legacy one-row-per-customer design on int_churn_features (tenure at the cutoff).
+
+Kept for comparison only: its features run over the customer's whole follow-up, so their
+length leaks into them (issue 13); the pipeline fits the landmark design instead.
+"""
 
 from __future__ import annotations
 

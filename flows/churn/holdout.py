@@ -1,4 +1,4 @@
-"""holdout."""
+"""Held-out metrics of snapshot fits: concordance, integrated Brier, 90-day calibration."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""km."""
+"""Kaplan–Meier curves with delayed entry (descriptive; marts.churn_km_curves, PNGs)."""
 
 from __future__ import annotations
 
