@@ -34,19 +34,24 @@ def km_table(duration: np.ndarray, event: np.ndarray, entry: np.ndarray | None,
 
 def _km_one(t: np.ndarray, e: np.ndarray, entry: np.ndarray, gtype: str, g: str,
             max_points: int) -> pd.DataFrame:
-    tau = np.unique(np.concatenate([[0.0], t[e]]))
-    at_risk = (np.searchsorted(np.sort(entry), tau, side="left")
-               - np.searchsorted(np.sort(t), tau, side="left"))
-    d = np.bincount(np.searchsorted(tau, t[e]), minlength=len(tau)).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(at_risk > 0, d / np.maximum(at_risk, 1), 0.0)
-        s = np.cumprod(1 - q)
-        gw = np.cumsum(np.where((at_risk - d) > 0, d / (at_risk * np.maximum(at_risk - d, 1)), 0.0))
-        logs = np.log(s)
-        se = np.sqrt(gw) / np.abs(logs)
-        cl = np.log(-logs)
-        lower = np.exp(-np.exp(cl + 1.959964 * se))
-        upper = np.exp(-np.exp(cl - 1.959964 * se))
+    """One curve with lifelines' KaplanMeierFitter (delayed entry, exponential Greenwood)."""
+    import warnings
+
+    from lifelines import KaplanMeierFitter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        km = KaplanMeierFitter().fit(t, e, entry=entry if np.any(entry > 0) else None)
+    sf = km.survival_function_.iloc[:, 0]
+    ci = km.confidence_interval_survival_function_
+    tau = sf.index.to_numpy(float)
+    # steps at event times only (and 0): censoring-only rows add points, not information
+    events = km.event_table
+    at = events["at_risk"].reindex(sf.index).to_numpy()
+    observed = events["observed"].reindex(sf.index).to_numpy()
+    step = (observed > 0) | (tau == tau.min())
+    s, lower, upper = sf.to_numpy()[step], ci.iloc[:, 0].to_numpy()[step], ci.iloc[:, 1].to_numpy()[step]
+    tau, at = tau[step], at[step]
     lower = np.where(np.isfinite(lower), lower, s)
     upper = np.where(np.isfinite(upper), upper, s)
     keep = np.arange(len(tau))
@@ -55,7 +60,7 @@ def _km_one(t: np.ndarray, e: np.ndarray, entry: np.ndarray, gtype: str, g: str,
                                          .astype(int), [len(tau) - 1]]))
     return pd.DataFrame({"group_type": gtype, "group_value": g, "timeline_days": tau[keep],
                          "survival": s[keep], "ci_lower": lower[keep], "ci_upper": upper[keep],
-                         "at_risk": at_risk[keep].astype(int)})
+                         "at_risk": at[keep].astype(int)})
 
 
 def km_median(curve: pd.DataFrame) -> float | None:

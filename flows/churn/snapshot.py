@@ -26,7 +26,8 @@ def single_column_concordance(values: pd.Series, duration: np.ndarray, event: np
     """How well one column alone orders the durations, either way round (0.5-1)."""
     v = pd.to_numeric(values, errors="coerce").to_numpy(float)
     ok = np.isfinite(v)
-    if ok.sum() < 20 or not event[ok].any() or np.nanstd(v[ok]) == 0:
+    # a duration in disguise is continuous: flags and codes (< 10 values) are not judged
+    if ok.sum() < 20 or not event[ok].any() or len(np.unique(v[ok])) < 10:
         return None
     c = _concordance(duration[ok], -v[ok], event[ok])
     return max(c, 1 - c)
