@@ -414,7 +414,7 @@ PYTHON_OUTPUT_DDL = [
     # Backtest precision / recall / lift of each early-warning flag (issue 13; churn stage).
     """create table if not exists marts.churn_warning_lift (
         flag text primary key, landmark_date date, horizon_days int, n_customers int,
-        n_flagged int, base_rate float8, "precision" float8, recall float8, lift float8,
+        n_flagged int, base_rate float8, flag_precision float8, recall float8, lift float8,
         is_predictive boolean, measured_at timestamptz, model_version text
     )""",
     """create table if not exists intermediate.py_driver_importance (

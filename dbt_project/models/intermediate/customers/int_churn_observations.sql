@@ -1,26 +1,15 @@
--- Training and scoring rows of the churn model (a landmark / counting-process design):
--- one row per observation date and customer active on it. Observation dates run back
--- from run_date every `churn_observation_every_days` days while they lie after the
--- first loaded subscriptions extract. Every feature is computed only from events dated
--- on or before the observation date (features_as_of records the latest one used), over
--- windows clipped to the loaded data: counts become rates per 90 observed days, and a
--- window without observed days gives null, never a silently smaller count.
--- churned_on (as known at run_date) is the target, not a feature.
+-- Rows of the churn model's landmark design: one per observation date (every
+-- churn_observation_every_days back from run_date, after the first extract) and customer
+-- active on it. Features use only events dated up to the observation date, over windows
+-- clipped to the loaded data (rates per 90 observed days; null without observed days).
+-- churned_on (known at run_date) is the target, not a feature.
 {%- set window_days = var('churn_feature_window_days') %}
 {%- set every_days = var('churn_observation_every_days') %}
 {%- set grace_days = var('survey_answer_grace_days') %}
 {%- set rating_stages = var('churn_rating_stages') %}
 {%- set ltr_range = var('churn_renewal_intention_range') %}
 {%- set os_range = var('churn_satisfaction_range') %}
-{%- set renewal_column = none %}
-{%- if execute %}
-    {%- set sub_columns = adapter.get_columns_in_relation(ref('stg_crm__subscriptions')) | map(attribute='name') | list %}
-    {%- for candidate in var('churn_renewal_date_columns') %}
-        {%- if renewal_column is none and candidate in sub_columns %}
-            {%- set renewal_column = candidate %}
-        {%- endif %}
-    {%- endfor %}
-{%- endif %}
+{%- set renewal_column = first_present_column(ref('stg_crm__subscriptions'), var('churn_renewal_date_columns')) %}
 with
 
 all_subscriptions as (
@@ -112,12 +101,12 @@ running as (
     from observation_dates
     inner join all_subscriptions
         on
-            all_subscriptions.start_date <= observation_dates.observation_date
+            observation_dates.observation_date >= all_subscriptions.start_date
             and coalesce(all_subscriptions.end_date, date '9999-12-31')
             > observation_dates.observation_date
     order by
-        observation_dates.observation_date,
-        all_subscriptions.customer_id,
+        observation_dates.observation_date asc,
+        all_subscriptions.customer_id asc,
         all_subscriptions.start_date desc,
         all_subscriptions.subscription_id desc
 
@@ -137,8 +126,8 @@ value_before as (
             and coalesce(all_subscriptions.end_date, date '9999-12-31')
             > running.observation_date - {{ window_days }}
     order by
-        running.observation_date,
-        running.customer_id,
+        running.observation_date asc,
+        running.customer_id asc,
         all_subscriptions.start_date desc,
         all_subscriptions.subscription_id desc
 
@@ -188,13 +177,13 @@ interaction_features as (
             as n_interactions,
         count(*) filter (
             where
-                interactions.occurred_on > base.observation_date - {{ window_days }}
-                and not interactions.is_resolved
+            interactions.occurred_on > base.observation_date - {{ window_days }}
+            and not interactions.is_resolved
         ) as n_unresolved,
         count(*) filter (
             where
-                interactions.occurred_on > base.observation_date - {{ window_days }}
-                and interactions.is_repeat_contact
+            interactions.occurred_on > base.observation_date - {{ window_days }}
+            and interactions.is_repeat_contact
         ) as n_repeat_contacts,
         avg(interactions.wait_seconds) filter (
             where interactions.occurred_on > base.observation_date - {{ window_days }}
@@ -206,8 +195,8 @@ interaction_features as (
     inner join interactions
         on
             base.customer_id = interactions.customer_id
-            and interactions.occurred_on <= base.observation_date
-            and interactions.occurred_on >= base.data_start_date
+            and base.observation_date >= interactions.occurred_on
+            and base.data_start_date <= interactions.occurred_on
     group by base.observation_date, base.customer_id
 
 ),
@@ -255,8 +244,8 @@ rating_features as (
     inner join touchpoint_ratings
         on
             base.customer_id = touchpoint_ratings.customer_id
-            and touchpoint_ratings.rated_on <= base.observation_date
-            and touchpoint_ratings.rated_on >= base.data_start_date
+            and base.observation_date >= touchpoint_ratings.rated_on
+            and base.data_start_date <= touchpoint_ratings.rated_on
     left join catalogue
         on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
     group by base.observation_date, base.customer_id
@@ -271,9 +260,9 @@ response_features as (
         count(*) as n_answers,
         min(responses.response_date) as first_answer_on,
         max(responses.response_date) as last_answer_on,
+        (max(responses.response_date) - min(responses.response_date)) * 1.0
+        / nullif(count(*) - 1, 0) as usual_interval,
         {{ latest_value('responses.nps', 'responses.responded_at') }} as last_nps,
-        {{ latest_value('responses.likelihood_to_renew', 'responses.responded_at') }}
-            as last_likelihood_to_renew,
         avg(responses.likelihood_to_renew) as avg_likelihood_to_renew,
         {{ latest_value('responses.overall_satisfaction', 'responses.responded_at') }}
             as last_overall_satisfaction,
@@ -288,8 +277,8 @@ response_features as (
     inner join responses
         on
             base.customer_id = responses.customer_id
-            and responses.response_date <= base.observation_date
-            and responses.response_date >= base.data_start_date
+            and base.observation_date >= responses.response_date
+            and base.data_start_date <= responses.response_date
     group by base.observation_date, base.customer_id
 
 ),
@@ -312,7 +301,7 @@ relationship_history as (
     inner join responses
         on
             base.customer_id = responses.customer_id
-            and responses.response_date <= base.observation_date
+            and base.observation_date >= responses.response_date
             and responses.response_date > base.observation_date - 180
             and responses.survey_type = 'relationship'
             and responses.overall_satisfaction is not null
@@ -352,7 +341,7 @@ invitation_history as (
         on
             base.customer_id = invitations.customer_id
             and invitations.sent_on <= base.observation_date - {{ grace_days }}
-            and invitations.sent_on >= base.data_start_date
+            and base.data_start_date <= invitations.sent_on
 
 ),
 
@@ -441,17 +430,10 @@ final as (
         ) as answer_rate,
         cast(base.observation_date - response_features.last_answer_on as integer)
             as days_since_last_answer,
-        cast(
-            (response_features.last_answer_on - response_features.first_answer_on) * 1.0
-            / nullif(response_features.n_answers - 1, 0) as double precision
-        ) as usual_answer_interval_days,
+        cast(response_features.usual_interval as double precision) as usual_answer_interval_days,
         cast(
             (base.observation_date - response_features.last_answer_on)
-            / nullif(
-                (response_features.last_answer_on - response_features.first_answer_on) * 1.0
-                / nullif(response_features.n_answers - 1, 0),
-                0
-            ) as double precision
+            / nullif(response_features.usual_interval, 0) as double precision
         ) as silence_vs_habit,
         cast(
             coalesce(unanswered_since_last_answer.n_unanswered_since_last_answer, 0)

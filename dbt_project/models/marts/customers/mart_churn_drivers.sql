@@ -32,7 +32,7 @@ final as (
         cast(drivers.customer_id as text) as customer_id,
         cast(drivers.driver_rank as integer) as driver_rank,
         cast(drivers.feature as text) as feature,
-        cast(drivers.value as text) as value,
+        cast(drivers.value as text) as feature_value,
         cast(drivers.contribution as double precision) as contribution,
         cast(drivers.model_version as text) as model_version,
         cast(coalesce(labels.effect_label, 'hazard_ratio') as text) as effect_label,

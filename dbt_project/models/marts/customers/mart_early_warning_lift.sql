@@ -20,7 +20,7 @@ final as (
         cast(n_customers as integer) as n_customers,
         cast(n_flagged as integer) as n_flagged,
         cast(base_rate as double precision) as base_rate,
-        cast("precision" as double precision) as flag_precision,
+        cast(flag_precision as double precision) as flag_precision,
         cast(recall as double precision) as recall,
         cast(lift as double precision) as lift,
         cast(coalesce(is_predictive, false) as boolean) as is_predictive,

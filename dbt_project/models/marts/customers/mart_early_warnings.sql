@@ -49,6 +49,13 @@ warning_lift as (
 
 ),
 
+lift_measured as (
+
+    select count(*) > 0 as any_flag_measured
+    from warning_lift
+
+),
+
 relationship_history as (
 
     select
@@ -271,7 +278,7 @@ final as (
         cast(
             case
                 when warning_lift.flag is not null then warning_lift.is_predictive
-                when (select count(*) from warning_lift) > 0 then false
+                when lift_measured.any_flag_measured then false
             end as boolean
         ) as is_predictive
     from warnings
@@ -279,6 +286,7 @@ final as (
         on warnings.customer_id = features.customer_id
     left join warning_lift
         on warnings.flag = warning_lift.flag
+    cross join lift_measured
 
 )
 
