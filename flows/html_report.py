@@ -44,19 +44,20 @@ def _frame(wh: Warehouse, query: str) -> pd.DataFrame:
 
 
 def plot_survival(wh: Warehouse) -> str | None:
-    """Kaplan–Meier curves of tenure by segment (churned = event)."""
-    from lifelines import KaplanMeierFitter
-
-    f = _frame(wh, "select segment, tenure_days, churned from intermediate.int_churn_features")
+    """Kaplan–Meier curves of tenure by segment: the churn stage's own (lifelines, with
+    delayed entry, marts.churn_km_curves), so the report shows one curve per grouping."""
+    f = _frame(wh, "select group_value, timeline_days, survival from marts.churn_km_curves "
+                   "where group_type = 'segment' order by group_value, timeline_days")
     if f.empty:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4))
-    for seg, g in sorted(f.groupby("segment")):
-        KaplanMeierFitter().fit(g["tenure_days"].astype(float), g["churned"].astype(bool),
-                                label=f"{seg} (n={len(g)})").plot_survival_function(ax=ax)
+    for seg, g in f.groupby("group_value", sort=True):
+        ax.step(g["timeline_days"], g["survival"], where="post", label=str(seg))
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8, loc="lower left")
     ax.set_xlabel("tenure (days)")
     ax.set_ylabel("share still a customer")
-    ax.set_title("Survival by segment (Kaplan–Meier)")
+    ax.set_title("Survival by segment (Kaplan–Meier, delayed entry)")
     return _png(fig)
 
 
@@ -170,6 +171,8 @@ def write_report(wh: Warehouse, s: RunSummary, highlights: dict[str, list[tuple]
     # Kaplan–Meier plots the churn stage drew for this run (by value tier, Apostle group…).
     for km in sorted(out.parent.glob("km_*.png")):
         group = km.stem.removeprefix("km_")
+        if group == "segment":  # already shown above, from the same curves
+            continue
         parts.append(f"<h2>Survival by {html.escape(group.replace('_', ' '))}</h2>")
         parts.append(f"<img id='plot-km-{html.escape(group)}' class='plot' alt='survival by "
                      f"{html.escape(group)}' src='data:image/png;base64,"
