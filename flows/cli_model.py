@@ -146,7 +146,8 @@ def model_fit(
     with run_lock(wh, s.lock_timeout_seconds, f"model-fit-{run_date}"):
         res = churn.run_churn(wh, run_date, every_days=s.churn.refit_every_days, force=True,
                               min_events=s.churn.min_events, min_concordance=s.churn.min_concordance,
-                              reports_dir=reports, cfg=cfg)
+                              reports_dir=reports, cfg=cfg,
+                              landmark_cfg=churn.LandmarkConfig.from_settings(s.churn))
     console.print(f"{res.note}; {res.scored:,} customers scored with {res.model_version}")
     if not res.refitted:
         raise CxloopError(f"refit failed: {res.note}")
