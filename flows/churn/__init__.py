@@ -43,7 +43,6 @@ from flows.churn.families import (
     fit_survival,
     split_data,
 )
-from flows.churn.features import coefficients, fit, pipeline_data, score
 from flows.churn.holdout import _km_at, evaluate
 from flows.churn.km import km_median, km_table, plot_km
 from flows.churn.model import ChurnModel, _strata_labels
@@ -51,7 +50,6 @@ from flows.churn.registry import (
     _json_safe,
     data_window_start,
     latest_model,
-    read_features,
     record_attempt,
     register,
     write_hazard_ratios,
@@ -69,14 +67,14 @@ from flows.churn.snapshot import (
 from flows.churn.stage import ChurnResult, refit_due, run_churn, score_observations
 
 __all__ = [
-    "AFT_KINDS", "CATEGORICAL", "FLAGS", "HORIZONS", "NUMERIC", "PENALIZERS", "RMST_HORIZON",
-    "RMST_STEP", "ChurnModel", "ChurnResult", "LandmarkConfig", "CoxCore", "DesignSpec", "FitConfig",
-    "ModelFitError", "SnapshotReport", "SurvivalData", "_aft_model", "_baseline_at",
-    "_check_fittable", "_concordance", "_cox_model", "_cox_pieces", "_fit_cox", "_json_safe",
-    "_km_at", "_risk_at", "_sample", "_strata_labels", "_tail_shape", "coefficients",
-    "data_window_start", "evaluate", "fit", "fit_snapshot", "fit_survival", "km_median",
-    "km_table", "latest_model", "parse_event", "pipeline_data", "plot_km", "read_features",
-    "record_attempt", "refit_due", "register", "run_churn", "score",
-    "score_frame", "score_observations", "snapshot_data", "split_data", "synthetic_snapshot", "top_drivers",
-    "write_hazard_ratios", "write_km", "write_scores",
+    "AFT_KINDS", "CATEGORICAL", "ChurnModel", "ChurnResult", "CoxCore", "DesignSpec", "FLAGS",
+    "FitConfig", "HORIZONS", "LandmarkConfig", "ModelFitError", "NUMERIC", "PENALIZERS",
+    "RMST_HORIZON", "RMST_STEP", "SnapshotReport", "SurvivalData", "_aft_model",
+    "_baseline_at", "_check_fittable", "_concordance", "_cox_model", "_cox_pieces",
+    "_fit_cox", "_json_safe", "_km_at", "_risk_at", "_sample", "_strata_labels",
+    "_tail_shape", "data_window_start", "evaluate", "fit_snapshot", "fit_survival",
+    "km_median", "km_table", "latest_model", "parse_event", "plot_km", "record_attempt",
+    "refit_due", "register", "run_churn", "score_frame", "score_observations",
+    "snapshot_data", "split_data", "synthetic_snapshot", "top_drivers", "write_hazard_ratios",
+    "write_km", "write_scores",
 ]

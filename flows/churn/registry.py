@@ -26,10 +26,6 @@ log = logging.getLogger(__name__)
 
 # --- warehouse IO -----------------------------------------------------------------
 
-def read_features(wh: Warehouse) -> pd.DataFrame:
-    return wh.read_frame("select * from intermediate.int_churn_features")
-
-
 def data_window_start(wh: Warehouse) -> date | None:
     """The first extract date of subscriptions that was loaded: where observation begins."""
     with wh.transaction() as cur:
