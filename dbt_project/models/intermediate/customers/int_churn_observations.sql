@@ -283,8 +283,7 @@ response_features as (
 
 ),
 
--- relationship answers in the 180 days up to the date, newest first (satisfaction_falling
--- as mart_early_warnings defines it)
+-- relationship answers in 180 days, newest first (satisfaction_falling)
 relationship_history as (
 
     select
@@ -331,11 +330,7 @@ invitation_history as (
         base.customer_id,
         invitations.sent_on,
         coalesce(cast(invitations.answered_at as date) <= base.observation_date, false)
-            as is_answered,
-        row_number() over (
-            partition by base.observation_date, base.customer_id
-            order by invitations.sent_at desc, invitations.invitation_id desc
-        ) as recency_rank
+            as is_answered
     from base
     inner join invitations
         on
@@ -352,9 +347,6 @@ invitation_features as (
         invitation_history.customer_id,
         count(*) as n_invitations,
         count(*) filter (where invitation_history.is_answered) as n_answered,
-        count(*) filter (
-            where invitation_history.recency_rank <= 2 and not invitation_history.is_answered
-        ) as n_recent_unanswered,
         max(invitation_history.sent_on) as last_invited_on
     from invitation_history
     group by invitation_history.observation_date, invitation_history.customer_id
@@ -465,8 +457,13 @@ final as (
             - response_features.avg_overall_satisfaction as double precision
         ) as satisfaction_vs_own_average,
         -- early-warning flags as they stood on the observation date (their lift is measured)
+        -- a regular responder, quiet for longer than usual
         coalesce(
-            invitation_features.n_answered >= 2 and invitation_features.n_recent_unanswered >= 2,
+            invitation_features.n_answered * 1.0 / nullif(invitation_features.n_invitations, 0)
+            >= {{ var('warning_silent_min_answer_rate') }}
+            and (base.observation_date - response_features.last_answer_on)
+            >= {{ var('warning_silent_vs_habit') }} * response_features.usual_interval
+            and unanswered_since_last_answer.n_unanswered_since_last_answer >= 1,
             false
         ) as flag_silent_responder,
         coalesce(response_features.last_nps <= 6, false) as flag_detractor,

@@ -8,7 +8,10 @@
 --                                 (NPS 7-8, CSAT 3, or satisfaction 5-7) and came with comments
 --   people_high_process_low       item ratings in 180 days: people (respect, knowledge,
 --                                 recognition) rated high, process/product rated low
---   silent_responder              answered surveys before, the last 2 invitations unanswered
+--   silent_responder              silent against the customer's own habit: answered at least
+--                                 warning_silent_min_answer_rate of invitations, quiet for
+--                                 warning_silent_vs_habit x their usual interval, and an
+--                                 invitation unanswered since (int_churn_observations)
 -- Each flag carries its backtest lift (python output churn_warning_lift, written by the
 -- churn stage, hence tag after_python); a flag with lift below churn.min_warning_lift (or
 -- not measured by a backtest that measured others) is non-predictive (is_predictive
@@ -40,6 +43,13 @@ item_ratings as (
 invitations as (
 
     select * from {{ ref('int_invitations_enriched') }}
+
+),
+
+observations_today as (
+
+    select * from {{ ref('int_churn_observations') }}
+    where observation_date = {{ run_date() }} and flag_silent_responder
 
 ),
 
@@ -178,9 +188,10 @@ silent as (
         max(cast(invitations.answered_at as date)) as last_answered_on,
         max(invitations.sent_on) as last_invited_on
     from features
+    inner join observations_today
+        on features.customer_id = observations_today.customer_id
     inner join invitations
         on features.customer_id = invitations.customer_id
-    where features.silent_after_answering
     group by features.customer_id
 
 ),
@@ -248,7 +259,7 @@ warnings as (
         flag,
         last_invited_on as evidence_date,
         'answered ' || n_answered || ' surveys (last on ' || coalesce(cast(last_answered_on as text), '-')
-        || ') but not the last 2 invitations (latest sent ' || last_invited_on || ')' as evidence_text,
+        || '), quiet longer than usual; latest invitation sent ' || last_invited_on as evidence_text,
         jsonb_build_object(
             'n_answered', n_answered,
             'last_answered_on', last_answered_on,
