@@ -189,11 +189,33 @@ def test_constant_and_missing_features_are_dropped_not_fatal(warehouse, observat
     assert "answer_rate" in dropped and "all values missing" in dropped["answer_rate"]
 
 
-def test_history_too_short_for_a_backtest_records_why(warehouse, observations):
+def test_history_too_short_for_a_backtest_fits_an_unvalidated_model(warehouse, observations):
     short = observations[observations.observation_date > RUN - timedelta(days=60)]
     load_observations(warehouse, short)
     res = churn.run_churn(warehouse, RUN, force=True)
-    assert res.scored == 0 and "history too short for a backtest" in res.note
+    assert res.refitted and res.scored > 0
+    assert "not validated (history too short for a backtest" in res.note
+    reg = warehouse.read_frame("select status, heldout_concordance, parameters "
+                               "from ops.model_registry")
+    assert reg.status.tolist() == ["active"] and reg.heldout_concordance.isna().all()
+    assert reg.parameters[0]["metrics"]["backtest"] is None
+
+
+def test_a_shorter_history_backtests_over_a_shorter_follow_up(warehouse, observations):
+    short = observations[observations.observation_date > RUN - timedelta(days=100)]
+    load_observations(warehouse, short)  # dates RUN, -30, -60, -90: the landmark is RUN - 60
+    res = churn.run_churn(warehouse, RUN, force=True)
+    assert res.refitted, res.note
+    bt = res.metrics["backtest"]
+    assert bt["landmark_date"] == str(RUN - timedelta(days=60)) and bt["followed_days"] == 60
+    assert bt["model_raw"]["auc_90"] is None and bt["model_raw"]["auc_30"] is not None
+
+
+def test_a_single_observation_date_scores_nothing_and_says_why(warehouse, observations):
+    load_observations(warehouse, observations[observations.observation_date == RUN])
+    res = churn.run_churn(warehouse, RUN, force=True)
+    assert res.scored == 0 and not res.refitted
+    assert res.note.startswith("refit failed (only 0 churned customers")
     att = warehouse.read_frame("select outcome from ops.model_fit_attempts")
     assert att.outcome.tolist() == ["failed"]
 

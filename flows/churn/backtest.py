@@ -32,6 +32,12 @@ def fit_landmark_cox(data: SurvivalData, penalizer: float, min_events: int) -> C
     Constant and entirely missing features are dropped (and recorded in the spec), so a
     feature the data does not carry costs only itself; too few events raise ModelFitError.
     """
+    # stacked rows repeat a churner once per observation: count customers, not rows
+    churners = (data.frame.loc[data.event, "customer_id"].nunique()
+                if "customer_id" in data.frame else int(data.event.sum()))
+    if churners < min_events:
+        raise ModelFitError(f"only {churners} churned customers in the training rows; need "
+                            f"at least {min_events} churn events")
     spec = DesignSpec.learn(data.frame, data.numeric, data.categorical)
     if not spec.columns:
         raise ModelFitError("no usable feature: " + "; ".join(
@@ -148,6 +154,7 @@ class LandmarkConfig:
     follow_days: int = 180
     min_events: int = 30
     min_backtest_events: int = 10
+    min_backtest_days: int = 30  # a shorter history backtests over a shorter follow-up
     promote_margin: float = 0.0  # backtest C must beat tenure-only by more than this
     min_warning_lift: float = 1.2  # early-warning flags below this lift are non-predictive
     max_rows: int | None = 400_000
@@ -191,12 +198,19 @@ def run_backtest(obs: Any, now: Any, cfg: LandmarkConfig,
 
     now = pd.Timestamp(now)
     dates = [pd.Timestamp(d) for d in obs.dates]
-    earlier = [d for d in dates if d <= now - pd.Timedelta(days=cfg.backtest_days)]
-    if not earlier:
-        raise ModelFitError(f"history too short for a backtest: no observation date "
-                            f"{cfg.backtest_days} days before {now.date()} (first "
-                            f"{min(dates).date() if dates else 'none'})")
-    bt = max(earlier)
+    # the landmark backtest_days back; with a shorter history, the earliest landmark that
+    # still has observations before it (a shorter follow-up, at least min_backtest_days)
+    trainable = [d for d in dates if d < now and any(x < d for x in dates)]
+    earlier = [d for d in trainable if d <= now - pd.Timedelta(days=cfg.backtest_days)]
+    shorter = [d for d in trainable if (now - d).days >= cfg.min_backtest_days]
+    if earlier:
+        bt = max(earlier)
+    elif shorter:
+        bt = min(shorter)
+    else:
+        raise ModelFitError(f"history too short for a backtest: no observation date at least "
+                            f"{cfg.min_backtest_days} days before {now.date()} with observations "
+                            f"before it (first {min(dates).date() if dates else 'none'})")
     train = survival_rows(obs, bt.date(), bt.date(), cfg.follow_days, cfg.max_rows, cfg.seed)
     if int(train.event.sum()) < cfg.min_events:
         raise ModelFitError(f"only {int(train.event.sum())} churn events before the backtest "

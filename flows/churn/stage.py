@@ -104,8 +104,17 @@ def _version(run_date: date, pen: float, n: int, events: int) -> str:
 
 def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
                        previous: ChurnModel | None) -> tuple[ChurnModel, bool, str]:
-    """Backtest, calibrate, refit on everything; returns (model, promote?, why not)."""
-    bt = run_backtest(obs, now, cfg, previous)
+    """Backtest, calibrate, refit on everything; returns (model, promote?, why not).
+
+    A history too short (or too quiet) for any out-of-time backtest still gets a model, fitted
+    on everything and marked unvalidated (uncalibrated probabilities, no backtest figures),
+    so a new installation scores from its first weeks; the first refit with enough history
+    backtests it against tenure alone like any other.
+    """
+    try:
+        bt = run_backtest(obs, now, cfg, previous)
+    except ModelFitError as err:
+        return _unvalidated_model(obs, now, cfg, str(err)), True, ""
     km = bt.baselines["tenure_only_km"]
     cal = fit_calibration(bt.raw, bt.outcomes)
     honest = cross_fitted(bt.raw, bt.outcomes)
@@ -127,7 +136,8 @@ def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
         "heldout_concordance": c_model, "calibration_90d": calibrated["calibration_max_gap_90"],
         "integrated_brier": None, "n_rows": int(len(final_data.duration)),
         "n_events": int(final_data.event.sum()),
-        "backtest": {"landmark_date": bt.landmark_date, "followed_days": cfg.backtest_days,
+        "backtest": {"landmark_date": bt.landmark_date,
+                     "followed_days": (pd.Timestamp(now) - pd.Timestamp(bt.landmark_date)).days,
                      "model_raw": bt.figures, "model_calibrated_cross_fitted": calibrated,
                      "baselines": bt.baselines, "candidates": bt.candidates,
                      "promoted": promote, "not_promoted_because": why or None},
@@ -138,6 +148,25 @@ def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
                              "calibration": cal.as_dict(), "family": "cox",
                              "label": "hazard_ratio"})
     return model, promote, why
+
+
+def _unvalidated_model(obs: Observations, now: date, cfg: LandmarkConfig, why: str
+                       ) -> ChurnModel:
+    from flows.churn.backtest import fit_landmark_cox
+
+    data = survival_rows(obs, now, now, cfg.follow_days, cfg.max_rows, cfg.seed)
+    pen = cfg.penalizer if cfg.penalizer is not None else max(cfg.penalizers)
+    model = fit_landmark_cox(data, pen, cfg.min_events)  # too few events: ModelFitError
+    model.trained_for = now
+    model.version = _version(now, pen, len(data.duration), int(data.event.sum()))
+    model.metrics = {"heldout_concordance": None, "calibration_90d": None,
+                     "integrated_brier": None, "n_rows": int(len(data.duration)),
+                     "n_events": int(data.event.sum()), "backtest": None,
+                     "unvalidated": why}
+    model.parameters.update({"design": f"landmark observations every {_obs_step(obs)} days",
+                             "selection": "none (no backtest possible); the largest penalizer",
+                             "calibration": None, "family": "cox", "label": "hazard_ratio"})
+    return model
 
 
 def _obs_step(obs: Observations) -> int | None:
@@ -207,10 +236,16 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
             cand, promote, why = fit_landmark_model(obs, now, lcfg, model)
             window_start = data_window_start(wh)
             bt = cand.metrics["backtest"]
-            write_warning_lift(wh, bt["model_raw"].get("flags", []), bt["landmark_date"],
-                               lcfg.backtest_days, lcfg.min_warning_lift,
-                               cand.version if promote else None)
-            if promote:
+            if bt is not None:
+                write_warning_lift(wh, bt["model_raw"].get("flags", []), bt["landmark_date"],
+                                   bt["followed_days"], lcfg.min_warning_lift,
+                                   cand.version if promote else None)
+            if promote and bt is None:
+                register(wh, cand, run_date, None, window_start)
+                model, refitted = cand, True
+                note = (f"refitted ({reason}): landmark Cox, not validated "
+                        f"({cand.metrics['unvalidated']}); probabilities uncalibrated")
+            elif promote:
                 register(wh, cand, run_date, None, window_start)
                 model, refitted = cand, True
                 note = (f"refitted ({reason}): landmark Cox, backtest concordance "
