@@ -257,3 +257,17 @@ def test_telco_default_snapshot_fit_excludes_the_leaking_total_charges():
     assert "MonthlyCharges" in data.numeric  # a real covariate stays
     told = churn.snapshot_data(df, "tenure", "Churn", covariates=["TotalCharges", "Contract"])
     assert "TotalCharges" in told.numeric  # --covariates is honoured
+
+
+def test_km_survives_a_left_truncated_group_whose_early_risk_set_empties():
+    # one early churn while one customer is at risk: lifelines refuses (S(t) == 0 for
+    # all t); the curve starts where the risk set is readable instead
+    rng = np.random.default_rng(4)
+    entry = np.concatenate([[0.0, 30.0], rng.uniform(20, 200, 200)])
+    t = entry + rng.uniform(5, 100, len(entry))
+    t[0] = 0.5
+    e = np.zeros(len(t), bool)
+    e[0] = True
+    e[2:40] = True
+    km = churn.km_table(t, e, entry, {"all": np.full(len(t), "all")})
+    assert len(km) > 5 and km["survival"].iloc[1] > 0.9 and (km["survival"] > 0).all()

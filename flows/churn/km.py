@@ -38,10 +38,14 @@ def _km_one(t: np.ndarray, e: np.ndarray, entry: np.ndarray, gtype: str, g: str,
     import warnings
 
     from lifelines import KaplanMeierFitter
+    from lifelines.exceptions import StatError
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        km = KaplanMeierFitter().fit(t, e, entry=entry if np.any(entry > 0) else None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            km = KaplanMeierFitter().fit(t, e, entry=entry if np.any(entry > 0) else None)
+    except (StatError, ValueError, ZeroDivisionError):
+        return _km_one_own(t, e, entry, gtype, g, max_points)
     sf = km.survival_function_.iloc[:, 0]
     ci = km.confidence_interval_survival_function_
     tau = sf.index.to_numpy(float)
@@ -61,6 +65,39 @@ def _km_one(t: np.ndarray, e: np.ndarray, entry: np.ndarray, gtype: str, g: str,
     return pd.DataFrame({"group_type": gtype, "group_value": g, "timeline_days": tau[keep],
                          "survival": s[keep], "ci_lower": lower[keep], "ci_upper": upper[keep],
                          "at_risk": at[keep].astype(int)})
+
+
+MIN_AT_RISK = 5
+
+
+def _km_one_own(t: np.ndarray, e: np.ndarray, entry: np.ndarray, gtype: str, g: str,
+               max_points: int) -> pd.DataFrame:
+    """The product-limit estimate by hand: used where lifelines refuses a left-truncated
+    group whose early risk set empties (it would recommend another estimator)."""
+    tau = np.unique(np.concatenate([[0.0], t[e]]))
+    at_risk = (np.searchsorted(np.sort(entry), tau, side="left")
+               - np.searchsorted(np.sort(t), tau, side="left"))
+    d = np.bincount(np.searchsorted(tau, t[e]), minlength=len(tau)).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # the curve starts where the risk set is worth reading (>= MIN_AT_RISK): one early
+        # churn among two left-truncated customers would otherwise send it to 0 for good
+        q = np.where(at_risk >= MIN_AT_RISK, d / np.maximum(at_risk, 1), 0.0)
+        s = np.cumprod(1 - q)
+        gw = np.cumsum(np.where((at_risk - d) > 0, d / (at_risk * np.maximum(at_risk - d, 1)), 0.0))
+        logs = np.log(s)
+        se = np.sqrt(gw) / np.abs(logs)
+        cl = np.log(-logs)
+        lower = np.exp(-np.exp(cl + 1.959964 * se))
+        upper = np.exp(-np.exp(cl - 1.959964 * se))
+    lower = np.where(np.isfinite(lower), lower, s)
+    upper = np.where(np.isfinite(upper), upper, s)
+    keep = np.arange(len(tau))
+    if len(tau) > max_points:
+        keep = np.unique(np.concatenate([np.linspace(0, len(tau) - 1, max_points).round()
+                                         .astype(int), [len(tau) - 1]]))
+    return pd.DataFrame({"group_type": gtype, "group_value": g, "timeline_days": tau[keep],
+                         "survival": s[keep], "ci_lower": lower[keep], "ci_upper": upper[keep],
+                         "at_risk": at_risk[keep].astype(int)})
 
 
 def km_median(curve: pd.DataFrame) -> float | None:
