@@ -101,8 +101,7 @@ class ChurnSettings(_Strict):
         return {"churn_observation_every_days": self.observation_every_days,
                 "churn_feature_window_days": self.feature_window_days,
                 "churn_risk_band_high_share": self.risk_bands["high"],
-                "churn_risk_band_medium_share": self.risk_bands["medium"],
-                "churn_min_warning_lift": self.min_warning_lift}
+                "churn_risk_band_medium_share": self.risk_bands["medium"]}
 
 
 class Settings(_Strict):

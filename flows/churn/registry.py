@@ -128,35 +128,48 @@ def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:
         for i, r in enumerate(co.itertuples())])
 
 
+def _copy_frame(cur: Any, table: str, frame: pd.DataFrame) -> None:
+    """COPY a frame into ``table`` (its columns by name): a million rows in seconds, where
+    row-by-row inserts would take a minute."""
+    import io
+
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False, header=False, na_rep="\\N")
+    buf.seek(0)
+    cols = ", ".join(frame.columns)
+    cur.copy_expert(f"copy {table} ({cols}) from stdin with (format csv, null '\\N')", buf)
+
+
 def write_drivers(wh: Warehouse, drivers: pd.DataFrame, model: ChurnModel, run_date: date
                   ) -> int:
     """Replace the long driver table (customer, rank, feature, value, contribution)."""
+    frame = pd.DataFrame({
+        "customer_id": drivers["customer_id"].astype(str),
+        "driver_rank": drivers["driver_rank"].astype(int), "model_version": model.version,
+        "run_date": run_date.isoformat(), "feature": drivers["feature"].astype(str),
+        "value": drivers["value"].astype("string"),
+        "contribution": drivers["contribution"].astype(float)})
     with wh.transaction() as cur:
         cur.execute("delete from marts.churn_drivers")
-        execute_values(cur, "insert into marts.churn_drivers (customer_id, driver_rank, "
-                       "model_version, run_date, feature, value, contribution) values %s",
-                       [(r.customer_id, int(r.driver_rank), model.version, run_date, r.feature,
-                         None if r.value is None or r.value is pd.NA else str(r.value),
-                         float(r.contribution)) for r in drivers.itertuples()], page_size=5000)
-    return len(drivers)
+        _copy_frame(cur, "marts.churn_drivers", frame)
+    return len(frame)
 
 
 def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_date: date) -> int:
     """Replace the scores with this run's, in one transaction (a re-run gives the same table)."""
-    now = datetime.now(UTC)
+    now = datetime.now(UTC).isoformat()
+    cols = ["survival_30", "survival_90", "survival_180", "churn_prob_30", "churn_prob_90",
+            "churn_prob_180", "expected_remaining_days"]
+    frame = pd.DataFrame({"customer_id": scores["customer_id"].astype(str),
+                          "model_version": model.version, "scored_at": now,
+                          "run_date": run_date.isoformat(),
+                          "tenure_days": scores["tenure_days"].astype(int),
+                          **{c: scores[c].astype(float) for c in cols},
+                          "top_drivers": scores["top_drivers"].astype(str)})
     with wh.transaction() as cur:
         cur.execute("delete from marts.churn_scores")
-        rows = [
-            (r.customer_id, model.version, now, run_date, int(r.tenure_days),
-             float(r.survival_30), float(r.survival_90), float(r.survival_180),
-             float(r.churn_prob_30), float(r.churn_prob_90), float(r.churn_prob_180),
-             float(r.expected_remaining_days), _jsonb(r.top_drivers))
-            for r in scores.itertuples()
-        ]
-        execute_values(cur, "insert into marts.churn_scores values %s", rows, page_size=5000,
-                       template="(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)")
-    return len(rows)
-
+        _copy_frame(cur, "marts.churn_scores", frame)
+    return len(frame)
 
 
 def _value_top_share() -> float:
