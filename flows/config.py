@@ -31,8 +31,20 @@ class FileSource(_Strict):
     kind: Literal["files"] = "files"
     delimiter: str = ","
     encoding: str = "utf-8"
-    # Entities this source is expected to deliver every day; others are optional.
+    # Entities this source is expected to deliver every day; a day without one is a warning
+    # in the run summary and record. Every entity is optional otherwise.
     entities: list[str] = Field(default_factory=list)
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, v: list[str]) -> list[str]:
+        from flows.entities import ENTITIES
+
+        unknown = [e for e in v if e not in ENTITIES]
+        if unknown:
+            raise ValueError(f"unknown entit{'y' if len(unknown) == 1 else 'ies'} "
+                             f"{', '.join(map(repr, unknown))}; known: {', '.join(ENTITIES)}")
+        return v
 
     @field_validator("encoding")
     @classmethod
@@ -98,6 +110,19 @@ class Settings(_Strict):
     # receive this path, so every stage sees the same resolved settings, whatever the
     # working directory of the process that runs them.
     config_path: Path | None = None
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as JSON-ready data with any password in the warehouse URL masked,
+        for the run record (``ops.pipeline_runs.settings``): what a run used, no secrets."""
+        data = self.model_dump(mode="json")
+        if self.warehouse_url:
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(self.warehouse_url)
+            if parts.password:
+                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+                data["warehouse_url"] = urlunsplit(parts._replace(netloc=netloc))
+        return data
 
     def dbt_vars(self) -> dict[str, object]:
         """The dbt ``--vars`` this configuration implies (merged under ``run_date``).

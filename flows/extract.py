@@ -151,6 +151,27 @@ def find_batches(settings: Settings, days: list[date],
                     yield b
 
 
+def missing_expected(settings: Settings, days: list[date], batches: list[Batch],
+                     entities: list[str] | None = None) -> list[str]:
+    """One warning per expected entity (``sources.<name>.entities``) missing on some days.
+
+    A partial delivery is not an error (every entity is optional), but a source that
+    promised a daily extract and sent none is worth a line in the summary.
+    """
+    have = {(b.source, b.entity, b.extract_date) for b in batches}
+    out = []
+    for name, src in sorted(settings.sources.items()):
+        for ent in getattr(src, "entities", []):
+            if entities is not None and ent not in entities:
+                continue
+            absent = [d for d in days if (name, ent, d) not in have]
+            if absent:
+                out.append(f"{name}/{ent}: no extract on {len(absent)} of {len(days)} day(s) "
+                           f"(first {absent[0]}); expected daily by cxloop.yml "
+                           f"sources.{name}.entities")
+    return out
+
+
 def read_header(batch: Batch) -> list[str]:
     """The column names of a batch, or a StructuralError naming file and problem."""
     if batch.fmt == "parquet":

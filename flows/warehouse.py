@@ -300,6 +300,9 @@ OPS_DDL = [
         summary_markdown text,
         error text
     )""",
+    # Added later: warnings of a run that completed, and the settings it ran with.
+    "alter table ops.pipeline_runs add column if not exists warnings jsonb not null default '[]'",
+    "alter table ops.pipeline_runs add column if not exists settings jsonb",
     """create table if not exists ops.model_registry (
         model_version text primary key,
         trained_at timestamptz not null,
