@@ -174,8 +174,9 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
         # print it (the error message follows), unless the caller asked for quiet/JSON.
         progress.stop()
         if not quiet:
-            err_console.print(f"[red]{flow_name} {start}..{end} failed[/] after stages: "
-                              f"{', '.join(summary.stages) or 'none'}", highlight=False)
+            err_console.print(f"[red]{flow_name} {start}..{end} failed[/] in stage "
+                              f"{summary.current_stage or 'start-up'}; what it did so far:",
+                              highlight=False)
             _print_run(summary.as_dict())
 
     pipeline.PROGRESS_LISTENERS.append(show)

@@ -158,6 +158,7 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
 def _timed(summary: report.RunSummary, name: str,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
     _notify(name, "start")
+    summary.current_stage = name
     failpoint(f"stage:{name}")
     t0 = time.monotonic()
     result = fn()

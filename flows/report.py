@@ -31,6 +31,8 @@ class RunSummary:
     error: str | None = None
     # Things a person should know that did not stop the run (an expected extract missing).
     warnings: list[str] = field(default_factory=list)
+    # The stage running now; after a failure, the one that failed.
+    current_stage: str | None = None
     # The resolved configuration the run used (secrets masked), kept with its record.
     settings: dict[str, Any] = field(default_factory=dict)
 

@@ -42,7 +42,7 @@ def _run_only(root: Path, full: Path, source: str) -> tuple[dict, str]:
     url = subprocess.run([sys.executable, "-m", "flows", "warehouse", "url", "--config",
                           str(config)], env=env, capture_output=True, text=True, timeout=120,
                          cwd=root).stdout.strip()
-    return json.loads(res.stdout), url
+    return json.loads(res.stdout), url, root
 
 
 def _count(url: str, table: str) -> int:
@@ -81,7 +81,7 @@ def crm_only(tmp_path_factory, full_landing):
 
 
 def test_survey_only_gets_survey_marts_and_quadrant_and_skips_churn(survey_only):
-    summary, url = survey_only
+    summary, url, _ = survey_only
     assert summary["status"] == "completed"
     churn = summary["stages"]["churn"]
     assert churn.get("skipped") and churn["detail"].startswith("skipped, no customers")
@@ -92,10 +92,31 @@ def test_survey_only_gets_survey_marts_and_quadrant_and_skips_churn(survey_only)
 
 
 def test_crm_only_gets_churn_and_value_and_skips_drivers(crm_only):
-    summary, url = crm_only
+    summary, url, _ = crm_only
     assert summary["status"] == "completed"
     drivers = summary["stages"]["drivers"]
     assert drivers.get("skipped") and "responses" in drivers["detail"]
     assert not summary["stages"]["churn"].get("skipped")
     assert _count(url, "marts.mart_customer_360") > 0
     assert _count(url, "marts.mart_priority_quadrant") == 0
+
+
+def test_a_failing_stage_still_prints_what_was_loaded(survey_only):
+    """A later stage's failure (a broken task rule) leaves the ingestion summary on screen."""
+    _, _, root = survey_only
+    rules = root / "broken_rules.yml"
+    rules.write_text(yaml.safe_dump({"rules": [{
+        "name": "broken", "subject": "customer", "title": "x {subject_id}",
+        "trigger": "select 1 as subject_id from marts.no_such_mart"}]}))
+    config = root / "broken.yml"
+    config.write_text(yaml.safe_dump({"landing": "landing", "home": "home",
+                                      "tasks": str(rules)}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXLOOP_")}
+    res = subprocess.run([sys.executable, "-m", "flows", "run", "--config", str(config),
+                          "--date", str(START + timedelta(days=DAYS - 1))], env={
+                              **env, "COLUMNS": "200"}, capture_output=True, text=True,
+                         timeout=600, cwd=root)
+    assert res.returncode == 2
+    assert "failed in stage tasks" in res.stderr
+    assert "batches loaded 0, skipped" in res.stdout  # the summary of what it did
+    assert "marts.no_such_mart" in res.stderr and "Traceback" not in res.stderr
