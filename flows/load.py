@@ -138,10 +138,14 @@ def refresh_reference(wh: Warehouse, settings: Settings) -> None:
 
 
 def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:
+    """Batches already dealt with, which a run skips. A rejected batch is not among them:
+    its file is tried again on every run, so a fix in cxloop.yml (an encoding, a
+    delimiter, a mapping) loads it without re-delivering the file."""
     if not batch_ids:
         return set()
     with wh.transaction() as cur:
-        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s)", (batch_ids,))
+        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s) "
+                    "and status <> 'rejected'", (batch_ids,))
         return {r[0] for r in cur.fetchall()}
 
 
@@ -453,7 +457,13 @@ def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: 
         "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
         "content_hash, rows_in, rows_loaded, rows_quarantined, status, error, run_id, "
         "started_at, finished_at, seconds) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do nothing",
+        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do update "
+        # Only a rejected batch is tried again; its record then tells the latest attempt.
+        "set rows_in = excluded.rows_in, rows_loaded = excluded.rows_loaded, "
+        "rows_quarantined = excluded.rows_quarantined, status = excluded.status, "
+        "error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
+        "finished_at = excluded.finished_at, seconds = excluded.seconds "
+        "where ops.load_batches.status = 'rejected'",
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, str(batch.path),
          batch.content_hash, rows_in, loaded, quarantined, status, error, run_id, seconds, seconds),
     )
