@@ -420,7 +420,9 @@ def warehouse_serve(
     """Expose the embedded warehouse over TCP for BI tools, as the read-only bi_reader.
 
     The bi_reader password comes from CXLOOP_BI_PASSWORD; TCP logins need it
-    (scram-sha-256). The server keeps running until `cxloop warehouse stop`.
+    (scram-sha-256). The restart waits for a running pipeline to finish (the run lock).
+    The server keeps listening until `cxloop warehouse stop`, and listens there again
+    whenever cxloop starts it later.
     """
     from flows.warehouse import serve_embedded_tcp
 
@@ -429,7 +431,7 @@ def warehouse_serve(
         raise CxloopError("CXLOOP_WAREHOUSE_URL points at an external server: give BI tools "
                           "that server's address and a read-only role instead")
     url = serve_embedded_tcp(Path(s.home), host, port, os.environ.get("CXLOOP_BI_PASSWORD", ""),
-                             s.database)
+                             s.database, s.lock_timeout_seconds)
     console.print(f"BI tools: {url} (password from CXLOOP_BI_PASSWORD); schema marts")
 
 
