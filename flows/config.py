@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flows.errors import ConfigError
+from flows.mapping import EntityMapping, mapping_problems
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("cxloop.yml")
@@ -34,6 +35,8 @@ class FileSource(_Strict):
     # Entities this source is expected to deliver every day; a day without one is a warning
     # in the run summary and record. Every entity is optional otherwise.
     entities: list[str] = Field(default_factory=list)
+    # Per entity: how this source's export maps onto the contract (flows/mapping.py).
+    mapping: dict[str, EntityMapping] = Field(default_factory=dict)
 
     @field_validator("entities")
     @classmethod
@@ -74,6 +77,7 @@ class SqlSource(_Strict):
     kind: Literal["sql"]
     url_env: str
     queries: dict[str, str]
+    mapping: dict[str, EntityMapping] = Field(default_factory=dict)
 
 
 class Reference(_Strict):
@@ -160,7 +164,7 @@ def _format_errors(origin: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("FileSource", "SqlSource")))
-        msg = e["msg"]
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see cxloop.example.yml)"
         lines.append(f"{origin}: {key or '(top level)'}: {msg}")
@@ -205,6 +209,10 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
     if path.exists():
         raw["config_path"] = str(path.resolve())
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(origin, e)) from None
+    problems = mapping_problems(settings.sources)
+    if problems:
+        raise ConfigError("\n".join(f"{origin}: {p}" for p in problems))
+    return settings
