@@ -231,3 +231,56 @@ def test_bad_mapping_exits_2_before_anything_is_loaded(tmp_path):
                        cwd=tmp_path, timeout=120)
     assert p.returncode == 2, p.stderr
     assert "segmnt" in p.stderr + p.stdout and not (tmp_path / "home" / "pgdata").exists()
+
+
+def _rewritten(batch) -> list[dict]:
+    import csv
+
+    from flows.mapping import rewrite
+
+    done = rewrite(batch, read_header(batch), ENTITIES[batch.entity])
+    try:
+        with open(done.path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    finally:
+        done.cleanup()
+
+
+def test_parquet_and_gzip_gb18030_exports_are_rewritten_alike(tmp_path):
+    import gzip
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flows.extract import Batch
+    from flows.mapping import EntityMapping
+
+    m = EntityMapping.model_validate({"rename": {"No.": "order_id", "Kunde": "customer_id",
+                                                 "Datum": "order_date", "Betrag": "amount"},
+                                      "formats": {"order_date": "%d.%m.%Y"}})
+    pq.write_table(pa.table({"No.": ["o1"], "Kunde": ["c1"], "Datum": ["03.08.2026"],
+                             "Betrag": [19.9], "Filiale": ["北京"]}), tmp_path / "o.parquet")
+    gz = tmp_path / "o.csv.gz"
+    gz.write_bytes(gzip.compress("No.;Kunde;Datum;Betrag;Filiale\no1;c1;03.08.2026;19.9;北京\n"
+                                 .encode("gb18030")))
+    expected = [{"order_id": "o1", "customer_id": "c1", "order_date": "2026-08-03",
+                 "amount": "19.9", "attributes": '{"Filiale":"北京"}'}]
+    assert _rewritten(Batch("crm", "orders", D, tmp_path / "o.parquet", "h", mapping=m)) == expected
+    assert _rewritten(Batch("crm", "orders", D, gz, "h", "gb18030", ";", mapping=m)) == expected
+
+
+def test_a_malformed_export_is_rejected_with_file_and_problem(tmp_path):
+    from flows.extract import Batch, StructuralError
+    from flows.mapping import EntityMapping
+
+    path = tmp_path / "o.csv"
+    path.write_text("No.,Kunde,Datum,Betrag\no1,c1,2026-08-03,1\no2,c1\n")
+    m = EntityMapping.model_validate({"rename": {"No.": "order_id", "Kunde": "customer_id",
+                                                 "Datum": "order_date", "Betrag": "amount"}})
+    import tempfile
+
+    left = set(Path(tempfile.gettempdir()).glob("cxloop-mapping-*"))
+    with pytest.raises(StructuralError) as err:
+        _rewritten(Batch("crm", "orders", D, path, "h", mapping=m))
+    assert str(path) in str(err.value) and "malformed" in str(err.value)
+    assert set(Path(tempfile.gettempdir()).glob("cxloop-mapping-*")) == left  # cleaned up
