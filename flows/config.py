@@ -164,7 +164,7 @@ def _format_errors(origin: str, err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith(("FileSource", "SqlSource")))
-        msg = e["msg"].removeprefix("Value error, ")
+        msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see cxloop.example.yml)"
         lines.append(f"{origin}: {key or '(top level)'}: {msg}")
