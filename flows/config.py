@@ -10,10 +10,18 @@ from __future__ import annotations
 import codecs
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from flows.errors import ConfigError
 from flows.mapping import EntityMapping, mapping_problems
@@ -80,6 +88,17 @@ class SqlSource(_Strict):
     mapping: dict[str, EntityMapping] = Field(default_factory=dict)
 
 
+def _source_kind(v: Any) -> str:
+    """Which model reads a source: by its ``kind``, so an error is reported once, for that
+    model, not for every member of the union."""
+    kind = v.get("kind", "files") if isinstance(v, dict) else getattr(v, "kind", "files")
+    return "SqlSource" if kind == "sql" else "FileSource"
+
+
+Source = Annotated[Annotated[FileSource, Tag("FileSource")] | Annotated[SqlSource, Tag("SqlSource")],
+                   Discriminator(_source_kind)]
+
+
 class Reference(_Strict):
     touchpoint_catalogue: Path = REPO_ROOT / "dbt_project/seeds/touchpoint_catalogue.csv"
     owner_routing: Path = REPO_ROOT / "dbt_project/seeds/owner_routing.csv"
@@ -97,7 +116,7 @@ class Settings(_Strict):
 
     timezone: str = "UTC"
     landing: Path = Path("landing")
-    sources: dict[str, FileSource | SqlSource] = Field(
+    sources: dict[str, Source] = Field(
         default_factory=lambda: {"crm": FileSource(), "survey": FileSource()}
     )
     reference: Reference = Field(default_factory=Reference)
