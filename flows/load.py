@@ -32,7 +32,14 @@ from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
-from flows.mapping import Rewritten, move_failures, needs_rewrite, record_failures, rewrite
+from flows.mapping import (
+    REPLAYABLE,
+    Rewritten,
+    move_failures,
+    needs_rewrite,
+    record_failures,
+    rewrite,
+)
 from flows.validate import (
     PARSE,
     TYPED,
@@ -514,17 +521,20 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tupl
                 sql.SQL("raw_values ->> {}").format(sql.Literal(c)) for c in e.raw_column_names)
             cur.execute(sql.SQL(
                 "insert into raw.{st} ({cols}) select {values}, _batch_id, _source_file, "
-                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s"
+                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s and {r}"
             ).format(st=sql.Identifier(text_stage_table(entity)), cols=cols, values=values,
-                     t=sql.Identifier(entity)), (batch_id,))
+                     t=sql.Identifier(entity), r=REPLAYABLE), (batch_id,))
             s = Staged(batch, cur.rowcount, PARSE, time.monotonic())
         conn.commit()
         validate_staged(conn, gx_runner, e, suite, [s], table_name=replay_name)
         with conn.cursor() as cur:  # one transaction: move, re-quarantine, recount
-            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s").format(
-                sql.Identifier(entity)), (batch_id,))
+            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s and {}").format(
+                sql.Identifier(entity), REPLAYABLE), (batch_id,))
+            cur.execute(sql.SQL("select count(*) from quarantine.{} where _batch_id = %s")
+                        .format(sql.Identifier(entity)), (batch_id,))
+            held = cur.fetchone()[0]  # rows the column mapping could not translate
             table = _batch_ref(replay_name)
-            kept = _quarantine(cur, e, s, table)
+            kept = held + _quarantine(cur, e, s, table)
             moved = s.typed_rows
             _detach(cur, e, table)
             # Into the batch's own partition of raw.

@@ -143,6 +143,10 @@ def test_an_export_with_its_own_headers_loads_with_values_dates_and_attributes(w
         ("r1", 5, None, 9, "relationship", {"Flight Distance": "460"}),
         ("r2", 1, 3, None, "relationship", {"Flight Distance": "235"}),
     ]
+    # A replay (the suite knows no mapping) leaves the untranslated rows where they are.
+    assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+                                  crm.batch_id) == (0, 2)
+    assert _rows(warehouse, "select count(*) from quarantine.customers") == [(2,)]
     # dbt carries the attributes to the customer dimension (jsonb, contract enforced).
     from flows.transform import run_dbt
 
@@ -302,3 +306,38 @@ def test_the_readme_worked_example_reads_its_own_export(tmp_path):
     assert (row["customer_id"], row["segment"], row["marketing_consent"], row["signup_date"],
             row["plan"]) == ("A-1001", "loyal", "true", "2025-01-31", "standard")
     assert json.loads(row["attributes"]) == {"cabin_class": "Business", "Age": "30-39"}
+
+
+@pytest.mark.integration
+def test_a_sql_source_maps_its_query_columns(warehouse, tmp_path, monkeypatch):
+    with warehouse.transaction() as cur:
+        cur.execute("create schema src; create table src.bestellung (nr text, kunde text, "
+                    "datum date, betrag numeric, filiale text)")
+        cur.execute("insert into src.bestellung values ('o1', 'c1', '2026-08-03', 10, 'Köln')")
+    monkeypatch.setenv("ERP_URL", warehouse.url)
+    cfg = _config(tmp_path, (
+        "sources:\n  erp:\n    kind: sql\n    url_env: ERP_URL\n    queries:\n"
+        "      orders: select * from src.bestellung where datum >= %(start)s and datum < %(end)s\n"
+        "    mapping:\n      orders:\n"
+        "        rename: {nr: order_id, kunde: customer_id, datum: order_date, betrag: amount}\n"))
+    _, results = _ingest(warehouse, tmp_path, cfg)
+    [r] = results.values()
+    assert (r.status, r.rows_loaded) == ("loaded", 1), r.error
+    assert _rows(warehouse, "select order_id, order_date, attributes from raw.orders") == [
+        ("o1", D, {"filiale": "Köln"})]
+
+
+@pytest.mark.integration
+def test_fixing_the_mapping_reloads_the_file_and_supersedes_the_batch(warehouse, tmp_path):
+    _write(tmp_path / "landing", "customers", [CRM_HEADER, *CRM_ROWS[:3]])
+    _, first = _ingest(warehouse, tmp_path, _config(tmp_path, CRM_MAPPING))
+    assert first["customers.csv"].rows_quarantined == 1  # VIP
+    fixed = CRM_MAPPING.replace("disloyal Customer: smb}", "disloyal Customer: smb, VIP: enterprise}")
+    _, second = _ingest(warehouse, tmp_path, _config(tmp_path, fixed))
+    again = second["customers.csv"]
+    assert again.batch_id != first["customers.csv"].batch_id
+    assert (again.status, again.rows_loaded, again.rows_quarantined) == ("loaded", 3, 0)
+    assert _rows(warehouse, "select status from ops.load_batches order by started_at") == [
+        ("superseded",), ("loaded",)]
+    assert _rows(warehouse, "select segment from raw.customers where customer_id = 'k3'") == [
+        ("enterprise",)]
