@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from flows.errors import ConfigError
-from flows.mapping import EntityMapping, mapping_problems
+from flows.mapping_config import EntityMapping, mapping_problems
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("cxloop.yml")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from flows.config import FileSource, Settings, SqlSource
 from flows.entities import ATTRIBUTES, ENTITIES, Entity
-from flows.mapping import EntityMapping
+from flows.mapping_config import EntityMapping
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 

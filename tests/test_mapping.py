@@ -179,12 +179,18 @@ def test_extra_columns_without_a_mapping_are_kept_as_attributes(warehouse, tmp_p
     header = ENTITIES["orders"].column_names
     _write(tmp_path / "landing", "orders", [",".join([*header, "store", "note"]),
                                             'o1,c1,2026-08-03,19.90,Leeds,"say ""hi"", \\ ok"',
-                                            "o2,c1,2026-08-03,5.00,,"])
+                                            "o2,c1,2026-08-03,5.00,,",
+                                            "o3,c1,2026-08-03,abc,York,"])  # text-staged
     _, results = _ingest(warehouse, tmp_path, None)
-    assert (results["orders.csv"].status, results["orders.csv"].rows_loaded) == ("loaded", 2)
+    r = results["orders.csv"]
+    assert (r.status, r.rows_loaded, r.rows_quarantined) == ("loaded", 2, 1)
     assert _rows(warehouse, "select order_id, attributes from raw.orders order by 1") == [
         ("o1", {"store": "Leeds", "note": 'say "hi", \\ ok'}),
         ("o2", {"store": None, "note": None})]
+    [(rules, values)] = _rows(warehouse, "select failed_expectations, raw_values "
+                              "from quarantine.orders")
+    assert rules == ["amount_is_numeric"]
+    assert json.loads(values["attributes"]) == {"store": "York", "note": None}
 
 
 @pytest.mark.integration
