@@ -140,16 +140,21 @@ def _blocks(batch: Batch, header: list[str]) -> Iterator[pa.RecordBatch]:
             yield pa.RecordBatch.from_arrays(
                 [rb.column(i).cast(pa.string()) for i in range(rb.num_columns)], names=header)
         return
+    options = dict(
+        read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=header,
+                                       skip_rows=1, encoding=batch.encoding),
+        parse_options=pacsv.ParseOptions(delimiter=batch.delimiter, newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in header}, strings_can_be_null=True,
+            quoted_strings_can_be_null=False, null_values=[""]),
+    )
     with batch.open_binary() as stream:
-        reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES, column_names=header,
-                                           skip_rows=1, encoding=batch.encoding),
-            parse_options=pacsv.ParseOptions(delimiter=batch.delimiter, newlines_in_values=True),
-            convert_options=pacsv.ConvertOptions(
-                column_types={h: pa.string() for h in header}, strings_can_be_null=True,
-                quoted_strings_can_be_null=False, null_values=[""]),
-        )
+        try:
+            reader = pacsv.open_csv(stream, **options)
+        except pa.ArrowInvalid as err:
+            if "skip initial" in str(err):  # a header without a newline: no rows
+                return
+            raise
         yield from reader
 
 
