@@ -220,7 +220,8 @@ def stop_embedded(home: Path) -> bool:
 def raw_table_ddl(e: Entity) -> sql.Composed:
     """``raw.<entity>``: list-partitioned by batch, so loading a batch is attaching the
     table it was COPYed into, not writing its rows a second time."""
-    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in e.columns]
+    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+            for c in e.raw_columns]
     cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in LINEAGE_COLUMNS]
     return sql.SQL("create table if not exists raw.{} ({}) partition by list (_batch_id)").format(
         sql.Identifier(e.name), sql.SQL(", ").join(cols)
@@ -255,6 +256,9 @@ def _partition_legacy_raw(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     if not batch_ids:
         cur.execute(sql.SQL("drop table raw_batches.{}").format(sql.Identifier(legacy)))
         return
+    for c in e.raw_columns:  # a partition has every column of its parent
+        cur.execute(sql.SQL("alter table raw_batches.{} add column if not exists {} {}").format(
+            sql.Identifier(legacy), sql.Identifier(c.name), sql.SQL(c.pg_type)))
     cur.execute(sql.SQL("alter table raw.{} attach partition raw_batches.{} for values in ({})")
                 .format(sql.Identifier(e.name), sql.Identifier(legacy),
                         sql.SQL(", ").join(map(sql.Literal, batch_ids))))
@@ -439,8 +443,9 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
         for e in ENTITIES.values():
             _partition_legacy_raw(cur, e)
             cur.execute(raw_table_ddl(e))
-            # Columns added to the contract later arrive on old warehouses too.
-            for c in e.columns:
+            # Columns added to the contract later (``attributes`` too) arrive on old
+            # warehouses: on a partitioned table the column reaches every partition.
+            for c in e.raw_columns:
                 cur.execute(
                     sql.SQL("alter table raw.{} add column if not exists {} {}").format(
                         sql.Identifier(e.name), sql.Identifier(c.name), sql.SQL(c.pg_type)
