@@ -199,9 +199,13 @@ def read_header(batch: Batch) -> list[str]:
 
 
 def check_columns(batch: Batch, header: list[str], entity: Entity) -> None:
-    """Missing, renamed or unknown columns reject the whole batch."""
+    """Missing, renamed or unknown columns reject the whole batch.
+
+    Optional contract columns may be left out: COPY names the header's columns, so
+    the ones absent load as null.
+    """
     expected = entity.column_names
-    missing = [c for c in expected if c not in header]
+    missing = [c for c in expected if c not in header and c not in entity.optional_columns]
     extra = [c for c in header if c not in expected]
     dupes = sorted({c for c in header if header.count(c) > 1})
     problems = []
@@ -213,6 +217,6 @@ def check_columns(batch: Batch, header: list[str], entity: Entity) -> None:
         problems.append(f"repeated column(s) {', '.join(dupes)}")
     if problems:
         hint = " (renamed?)" if missing and extra else ""
-        raise StructuralError(
-            f"{batch.path}: line 1: {'; '.join(problems)}{hint}; expected {', '.join(expected)}"
-        )
+        optional = f" (optional: {', '.join(entity.optional_columns)})" if entity.optional_columns else ""
+        raise StructuralError(f"{batch.path}: line 1: {'; '.join(problems)}{hint}; "
+                              f"expected {', '.join(expected)}{optional}")
