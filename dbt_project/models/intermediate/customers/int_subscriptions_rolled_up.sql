@@ -82,8 +82,8 @@ customer_totals as (
         -- the earliest renewal still ahead at the cutoff, of a subscription running then
         min(ranked.renewal_date) filter (
             where
-                ranked.renewal_date >= with_cutoff.cutoff_date
-                and (ranked.end_date is null or ranked.end_date >= with_cutoff.cutoff_date)
+            ranked.renewal_date >= with_cutoff.cutoff_date
+            and (ranked.end_date is null or ranked.end_date >= with_cutoff.cutoff_date)
         ) as next_renewal_date
     from ranked
     inner join with_cutoff
