@@ -160,3 +160,36 @@ def test_replaying_one_batch_still_works_and_keeps_repeated_keys(warehouse, land
     assert replay.replay_quarantine(warehouse, gx, batch_id) == (1, 2)
     assert replay.batches_to_replay(warehouse, "interactions", DAYS[3]) == \
         [b for b in replay.batches_to_replay(warehouse, "interactions") if b.extract_date == DAYS[3]]
+
+
+def test_a_replay_killed_between_batches_then_rerun_loses_and_doubles_nothing(
+        warehouse, landed, tmp_path):
+    """Each batch commits alone: a replay killed after the first leaves that batch replayed
+    and the rest untouched; the re-run finishes them and the stage is cleared."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CXLOOP_HOME": str(tmp_path), "CXLOOP_WAREHOUSE_URL": warehouse.url,
+           "CXLOOP_FAILPOINT": "replay:after-batch-commit", "COLUMNS": "200",
+           "PYTHONPATH": os.pathsep.join(sys.path)}
+    cmd = [sys.executable, "-m", "flows", "quarantine", "replay", "--entity", "interactions",
+           "--config", str(landed)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 137, res.stderr
+    counts = _q(warehouse, "select extract_date, rows_loaded, rows_quarantined "
+                "from ops.load_batches where entity = 'interactions' order by 1")
+    assert counts == [(DAYS[0], 2, 2)] + [(d, 1, 3) for d in DAYS[1:]]
+    env.pop("CXLOOP_FAILPOINT")
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    counts = _q(warehouse, "select extract_date, rows_in, rows_loaded, rows_quarantined "
+                "from ops.load_batches where entity = 'interactions' order by 1")
+    assert counts == [(d, 4, 2, 2) for d in DAYS]
+    assert _q(warehouse, "select count(*), count(distinct (_batch_id, _row_number)) "
+              "from raw.interactions") == [(8, 8)]
+    assert _q(warehouse, "select count(*) from quarantine.interactions") == [(8,)]
+    # Nothing left behind: no stage, no replay table outside raw.
+    assert _q(warehouse, "select count(*) from pg_class where relnamespace = "
+              "'raw_batches'::regnamespace and relkind = 'r' and not relispartition") == [(0,)]
+    assert _q(warehouse, "select to_regclass('raw._stage_interactions')") == [(None,)]
