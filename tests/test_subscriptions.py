@@ -58,6 +58,24 @@ def test_a_file_without_the_optional_columns_loads_as_null(warehouse, tmp_path):
         assert cur.fetchall() == [("s1", None, None, None), ("s2", None, None, None)]
 
 
+def test_a_parquet_file_without_the_optional_columns_loads(warehouse, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    landing = tmp_path / "landing"
+    folder = landing / E.source / E.name / D.isoformat()
+    folder.mkdir(parents=True)
+    rows = [_sub("s1", "c1"), _sub("s2", "c2", "cancelled")]
+    pq.write_table(pa.table({c: [r.get(c) or None for r in rows] for c in BASE}),
+                   folder / "subscriptions.parquet")
+    settings = load_settings(None, landing=str(landing), home=str(tmp_path))
+    [r] = _ingest(warehouse, settings)
+    assert (r.status, r.rows_loaded, r.rows_quarantined) == ("loaded", 2, 0)
+    with warehouse.transaction() as cur:
+        cur.execute("select count(*) from raw.subscriptions where quantity is null")
+        assert cur.fetchone()[0] == 2
+
+
 def test_optional_columns_load_when_delivered_and_a_bad_quantity_is_quarantined(warehouse,
                                                                                 tmp_path):
     landing = tmp_path / "landing"
