@@ -40,6 +40,7 @@ QUADRANT_MART = "marts.mart_priority_quadrant"
 SIGN_COLUMNS = ("effect_sign", "direction")  # whichever the quadrant mart has
 NEGATIVE_VALUES = ("negative", "-1", "-")
 DRIVER_QUADRANTS = ("fix_first", "keep_up")  # where a negative effect must never be
+SCORECARD_MART = "marts.mart_touchpoint_scorecard"
 GOAL_COLUMN, SEGMENT_ALL, IMPORTANCE = "goal", "all", "importance"
 ATTRIBUTES_COLUMN = "attributes"
 
@@ -120,15 +121,15 @@ def test_negative_driver_is_reported_as_negative_and_not_a_driver_to_fix(utility
     sign = next((c for c in SIGN_COLUMNS if c in cols), None)
     assert sign, f"{QUADRANT_MART} has none of {SIGN_COLUMNS}: {cols}"
     rows = _query(url, f"select {sign}::text, quadrant from {QUADRANT_MART} "
-                  f"where item_code = %s and {GOAL_COLUMN} = %s",
-                  (d["negative_driver"], d["goal"]))
+                  f"where item_code = %s and {GOAL_COLUMN} = %s and segment = %s",
+                  (d["negative_driver"], d["goal"], SEGMENT_ALL))
     assert rows, f"{d['negative_driver']} missing from {QUADRANT_MART}"
     for value, quadrant in rows:
         assert value.lower() in NEGATIVE_VALUES, (sign, value)
         assert quadrant not in DRIVER_QUADRANTS, quadrant
     positive = _query(url, f"select item_code, {sign}::text from {QUADRANT_MART} "
-                      f"where item_code = any(%s) and {GOAL_COLUMN} = %s",
-                      (d["top_drivers"], d["goal"]))
+                      f"where item_code = any(%s) and {GOAL_COLUMN} = %s and segment = %s",
+                      (d["top_drivers"], d["goal"], SEGMENT_ALL))
     assert positive and all(v.lower() not in NEGATIVE_VALUES for _, v in positive), positive
 
 
@@ -160,8 +161,17 @@ def test_nothing_quarantined_but_the_planted_faults(utility_run):
                                       f'from quarantine."{t}"'):
             quarantined[(f, int(row))] = reasons
     extra = {k: v for k, v in quarantined.items() if k not in planted}
-    assert not extra, f"{len(extra)} clean rows quarantined, e.g. {list(extra.items())[:5]}"
+    assert not extra, (f"{len(extra)} clean rows quarantined, by reason: "
+                       f"{Counter(extra.values()).most_common(5)}")
     missed = planted - set(quarantined)
     assert not missed, f"{len(missed)} planted faults loaded, e.g. {sorted(missed)[:5]}"
     per_entity = Counter(m["entity"] for m in manifest)
     assert sum(per_entity.values()) == len(quarantined)
+
+
+def test_item_ratings_reach_the_scorecard_for_every_touchpoint(utility_run):
+    items = utility_run["truth"]["drivers"]["items"]
+    expected = {v["touchpoint_code"] for v in items.values()}
+    got = {r[0] for r in _query(utility_run["url"],
+                                f"select distinct touchpoint_code from {SCORECARD_MART}")}
+    assert expected <= got, sorted(expected - got)
