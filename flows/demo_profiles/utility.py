@@ -7,7 +7,12 @@ Number``, ``Customer Class``, ``Tariff``), labels instead of codes (``Residentia
 ``Live``, ``Y``/``N``, ``Yes``/``No``), dd/mm/yyyy dates, item scores on 0-10 with 0 for
 "not applicable", and extra columns (``dwelling_type``, ``meter_type``). Beside the
 extracts it writes the configuration that maps them (``_config/``) and the truth it
-planted (``_truth/``); see :mod:`flows.demo_profiles.utility_reference`.
+planted (``_truth/``).
+
+Modules: ``utility_params`` (the planted world, stated once), ``utility_population``
+(accounts drawn up front), this one (the day-by-day events), ``utility_export`` (rows as
+the source systems write them), ``utility_faults`` and ``utility_reference`` (config,
+reference files, truth).
 
 The machinery is the default demo's (:mod:`flows.demo`): seeded per purpose and day,
 Arrow-formatted CSV, the same summary and fault-manifest format. The simulation is
@@ -23,167 +28,35 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from flows.demo import (
     DAY,
-    EMAIL_DOMAINS,
-    EN_FIRST,
-    EN_LAST,
     EPOCH,
     Batch,
     GenerationSummary,
-    _ascii,
     _concat,
     _dedupe,
-    _ids,
-    _int,
-    _money,
-    _take,
     _take_rows,
     _write_table,
 )
 from flows.demo_profiles import utility_faults, utility_reference
 from flows.demo_profiles import utility_params as P
+from flows.demo_profiles.utility_export import export_table
 from flows.demo_profiles.utility_params import (
-    ACQ_P,
-    BASE_HISTORY_DAYS,
-    BETAS,
-    CANCEL_REASONS,
     CHANNELS,
     CODES,
-    COVARIATES,
     HEADERS,
-    PLAN_P,
     PLAN_PRICE,
-    REGION_P,
-    SEGMENT_MULT,
-    SEGMENT_P,
     TOUCHPOINTS,
-    WEIBULL_K,
-    WEIBULL_LAM,
 )
+from flows.demo_profiles.utility_population import TP, Population, draw_traits, sigmoid, stream
 from flows.entities import ENTITIES
 
-PROFILE_TAG = 2  # keeps this profile's random streams apart from the default demo's
-PURPOSES = ("base", "movein", "attrs", "usage", "survey", "ratings", "orders", "updates",
-            "faults")
+__all__ = ["Population", "UtilityGenerator", "draw_traits", "generate"]
+
 HANDLE_MEDIAN = {"move_in": 600.0, "field_visit": 3600.0}
 HANDLE_DEFAULT = 360.0
 P_REEXPORT = 0.01
-TP = {c: j for j, c in enumerate(CODES)}
-
-
-def _rng(seed: int, purpose: str, day: int = -1) -> np.random.Generator:
-    return np.random.default_rng(
-        np.random.SeedSequence([seed, PROFILE_TAG, PURPOSES.index(purpose), day + 1]))
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def draw_traits(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    """Covariates of ``n`` accounts and the churn time the hazard model gives them."""
-    plan = rng.choice(len(PLAN_P), n, p=PLAN_P).astype(np.int8)
-    segment = rng.choice(len(SEGMENT_P), n, p=SEGMENT_P).astype(np.int8)
-    value = PLAN_PRICE[plan] * SEGMENT_MULT[segment] * np.exp(rng.normal(0, 0.3, n))
-    x = {
-        "plan_fixed_12m": (plan == 0).astype(float),
-        "plan_prepay": (plan == 3).astype(float),
-        "segment_small_business": (segment == 1).astype(float),
-        "billing_error_prone": rng.normal(0, 1, n),
-        "outage_exposure": rng.normal(0, 1, n),
-        "payment_difficulty": (rng.random(n) < P.P_PAYMENT_DIFFICULTY).astype(float),
-        "price_shopper": (rng.random(n) < P.P_PRICE_SHOPPER).astype(float),
-    }
-    lp = sum(BETAS[k] * x[k] for k in COVARIATES)
-    t_churn = WEIBULL_LAM * (rng.exponential(1.0, n) / np.exp(lp)) ** (1.0 / WEIBULL_K)
-    return {"plan": plan, "segment": segment, "value_cents": np.round(value * 100).astype(
-        np.int64), "lp": lp, "t_churn": t_churn, **x}
-
-
-class Population:
-    """Per-account arrays (index i <-> account number A{i+1:07d}), drawn up front."""
-
-    def __init__(self, seed: int, n_base: int, days: int) -> None:
-        rng = _rng(seed, "base")
-        parts, have = [], 0
-        while have < n_base:  # survivors to window start: left truncation stays honest
-            m = max(1000, int((n_base - have) * 1.8))
-            tr = draw_traits(rng, m)
-            tr["signup_abs"] = -rng.uniform(1.0, BASE_HISTORY_DAYS, m)
-            keep = np.flatnonzero(tr["t_churn"] > -tr["signup_abs"])[: n_base - have]
-            parts.append({k: v[keep] for k, v in tr.items()})
-            have += len(keep)
-        base = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        order = np.argsort(base["signup_abs"], kind="stable")
-        rng = _rng(seed, "movein")
-        self.per_day = rng.poisson(n_base * P.MOVE_INS_PER_CUSTOMER_DAY, days)
-        new = draw_traits(rng, int(self.per_day.sum()))
-        new["signup_abs"] = np.sort(np.repeat(np.arange(days), self.per_day)
-                                    + rng.uniform(0.3, 0.9, len(new["plan"])))
-        a = {k: np.concatenate([base[k][order], new[k]]) for k in base}
-        self.n_base, self.n = n_base, len(a["plan"])
-        self.a = a
-        for k, v in a.items():
-            setattr(self, k, v)
-        self.plan0, self.value0_cents = a["plan"].copy(), a["value_cents"].copy()
-        self.churn_abs = a["signup_abs"] + a["t_churn"]
-        n, seg = self.n, a["segment"]
-
-        rng = _rng(seed, "attrs")
-        self.region = rng.choice(len(REGION_P), n, p=REGION_P).astype(np.int8)
-        self.acq = rng.choice(len(ACQ_P), n, p=ACQ_P).astype(np.int8)
-        self.consent = rng.random(n) < P.P_CONSENT
-        self.dwelling = np.where(seg == 1, np.where(rng.random(n) < 0.85, 2, 0),
-                                 (rng.random(n) < 0.4).astype(int)).astype(np.int8)
-        self.meter = np.where(a["plan"] == 3, 2, (rng.random(n) < 0.45).astype(int)).astype(
-            np.int8)
-        self.contact_intensity = rng.normal(0, 1, n)
-        self.general = rng.normal(0, P.GENERAL_SD, n)
-        self.resp_p = rng.beta(4.0, 4.0 * (1 - P.RESPONSE_P_MEAN) / P.RESPONSE_P_MEAN, n)
-        self.bill_phase = rng.integers(0, P.BILL_EVERY_DAYS, n)
-        self.read_phase = rng.integers(0, P.READING_EVERY_DAYS, n)
-        self.pulse_phase = rng.integers(0, P.PULSE_EVERY_DAYS, n)
-        # what the base met before the window (a pulse survey asks about these)
-        old = -a["signup_abs"] > 30
-        ex = np.zeros((n, len(CODES)), dtype=bool)
-        ex[:, TP["move_in"]] = old & (-a["signup_abs"] < 730)
-        ex[:, TP["billing"]] = old
-        ex[:, TP["meter_reading"]] = old & (rng.random(n) < np.where(self.meter == 1, 1.0, 0.3))
-        ex[:, TP["payment_plan"]] = old & (rng.random(n) < np.where(
-            a["payment_difficulty"] > 0, 1.0, 0.05))
-        ex[:, TP["outage_report"]] = old & (rng.random(n) < _sigmoid(
-            -0.3 + 0.8 * a["outage_exposure"]))
-        ex[:, TP["field_visit"]] = old & (rng.random(n) < 0.25)
-        ex[:, TP["online_account"]] = old & (rng.random(n) < 0.8)
-        ex[:, TP["tariff_offers"]] = old & (rng.random(n) < _sigmoid(
-            0.3 + 0.8 * self.contact_intensity))
-        self.experienced = ex
-        self.base_updated = a["signup_abs"] + rng.random(n) * np.maximum(-a["signup_abs"], 0)
-        self.first = rng.integers(0, len(EN_FIRST), n)
-        self.last = rng.integers(0, len(EN_LAST), n)
-        self.email_dom = rng.integers(0, len(EMAIL_DOMAINS), n)
-        self.phone = rng.integers(0, 1000, n)  # 07700 900xxx: Ofcom's range for drama
-        self.cancel_reason = self._cancel_reasons(rng)
-
-    def _cancel_reasons(self, rng: np.random.Generator) -> np.ndarray:
-        """The reason follows the planted cause (price shoppers leave on price, ...)."""
-        a = self.a
-        w = np.empty((self.n, len(CANCEL_REASONS)))
-        w[:, 0] = 0.2
-        w[:, 1] = 0.1 * (1 + 1.5 * np.maximum(a["billing_error_prone"], 0))
-        w[:, 2] = 0.1 * (1 + 1.5 * np.maximum(a["outage_exposure"], 0))
-        w[:, 3] = 0.35
-        w[:, 4] = 0.1
-        w[a["price_shopper"] > 0, 0] = 1.5
-        cum = np.cumsum(w / w.sum(1, keepdims=True), axis=1)
-        return (rng.random(self.n)[:, None] > cum).sum(1).clip(0, len(CANCEL_REASONS) - 1)
-
-    def active(self, day: int) -> np.ndarray:
-        """Accounts supplied for the whole of ``day``."""
-        return np.flatnonzero((self.signup_abs < day) & (self.churn_abs > day + 1))
 
 
 class UtilityGenerator:
@@ -226,7 +99,7 @@ class UtilityGenerator:
 
     # --- CRM -------------------------------------------------------------------------
     def crm_for(self, day: int) -> tuple[Batch | None, Batch | None]:
-        p, rng = self.pop, _rng(self.seed, "updates", day)
+        p, rng = self.pop, stream(self.seed, "updates", day)
         cust: list[Batch] = []
         subs: list[Batch] = []
         if day == 0:
@@ -254,7 +127,7 @@ class UtilityGenerator:
         return _dedupe(_concat(cust)), _dedupe(_concat(subs))
 
     def orders_for(self, day: int) -> None:
-        p, rng = self.pop, _rng(self.seed, "orders", day)
+        p, rng = self.pop, stream(self.seed, "orders", day)
         act = p.active(day)
         who = act[rng.random(len(act)) < P.ORDER_RATE * (1 + 2 * p.payment_difficulty[act])]
         if len(who) == 0:
@@ -270,7 +143,7 @@ class UtilityGenerator:
 
     # --- contacts --------------------------------------------------------------------
     def interactions_for(self, day: int) -> Batch | None:
-        p, rng = self.pop, _rng(self.seed, "usage", day)
+        p, rng = self.pop, stream(self.seed, "usage", day)
         act = p.active(day)
         n = len(act)
         bill_day = (day - p.bill_phase[act]) % P.BILL_EVERY_DAYS == 0
@@ -285,7 +158,7 @@ class UtilityGenerator:
                                      P.RATES["payment_plan_difficulty"],
                                      P.RATES["payment_plan_other"]),
             "field_visit": np.full(n, P.RATES["meter_fault"]),
-            "billing": bill_day * _sigmoid(-2.0 + 0.9 * p.billing_error_prone[act]),
+            "billing": bill_day * sigmoid(-2.0 + 0.9 * p.billing_error_prone[act]),
             "meter_reading": read_day * 0.6,
         }
         custs, tps, times, waits = [], [], [], []
@@ -324,7 +197,7 @@ class UtilityGenerator:
                          np.where(np.isin(tp, (TP["outage_report"], TP["field_visit"])),
                                   p.outage_exposure[cust], 0.0))
         unres = np.array([TOUCHPOINTS[c]["unres"] for c in CODES])[tp] + 0.8 * trait
-        resolved = rng.random(m) >= _sigmoid(unres)
+        resolved = rng.random(m) >= sigmoid(unres)
         fcr = resolved & (rng.random(m) < 0.85)
         out_ = np.flatnonzero(tp == TP["outage_report"])
         visit = out_[rng.random(len(out_)) < P.P_FIELD_AFTER_OUTAGE]
@@ -347,7 +220,7 @@ class UtilityGenerator:
 
     # --- surveys ---------------------------------------------------------------------
     def surveys_for(self, day: int, inter: Batch | None) -> None:
-        p, rng = self.pop, _rng(self.seed, "survey", day)
+        p, rng = self.pop, stream(self.seed, "survey", day)
         parts: list[Batch] = []
         if inter is not None:
             pick = np.flatnonzero(rng.random(len(inter["iid"])) < P.P_INVITE_AFTER_CONTACT)
@@ -382,7 +255,7 @@ class UtilityGenerator:
 
     def _answers(self, day: int, r: Batch) -> None:
         """Scores and item ratings that carry the planted drivers."""
-        p, rng = self.pop, _rng(self.seed, "ratings", day)
+        p, rng = self.pop, stream(self.seed, "ratings", day)
         cust, n, k = r["cust"], len(r["cust"]), len(CODES)
         lat = (self.mean[None, :] + P.SEGMENT_RATING_OFFSET[p.segment[cust]][:, None]
                + p.general[cust][:, None] + rng.normal(0, P.RATING_NOISE_SD, (n, k)))
@@ -399,7 +272,7 @@ class UtilityGenerator:
         asked[~trans] = p.experienced[cust[~trans]]
         not_met = ~asked & ~trans[:, None] & (rng.random((n, k)) < P.P_NOT_APPLICABLE)
         centred = (ratings - self.mean[None, :]) * asked
-        sat = rng.random(n) < _sigmoid(P.SAT_BASE + centred @ self.w_sat)
+        sat = rng.random(n) < sigmoid(P.SAT_BASE + centred @ self.w_sat)
         stay = np.clip(np.rint(P.STAY_BASE + centred @ self.w_stay
                                - P.PRICE_SHOPPER_STAY_DROP * p.price_shopper[cust]
                                - 0.8 * p.payment_difficulty[cust]
@@ -459,7 +332,7 @@ class UtilityGenerator:
             table = pa.Table.from_arrays([pa.array([], pa.string()) for _ in HEADERS[ent]],
                                          names=list(HEADERS[ent].values()))
         else:
-            table = self.table(ent, b)
+            table = export_table(ent, b, self.pop, self.t0)
             table = self.faults.apply(ent, day, table, rel, self._is_update(ent, day, b))
         self.summary.rows[ent] += table.num_rows
         self.summary.files.append(rel)
@@ -472,101 +345,6 @@ class UtilityGenerator:
         if day == 0:  # the full base: a lost row would be a lost account
             return np.zeros(len(b["cust"]), dtype=bool)
         return self.pop.signup_abs[b["cust"]] < day  # moved in before today
-
-    # --- formatting to the source system's export ------------------------------------
-    def table(self, ent: str, b: Batch) -> pa.Table:
-        p, c = self.pop, b["cust"]
-        acct = _ids("A", c + 1, 7)
-        if ent == "customers":
-            cols = {"customer_id": acct, "full_name": self._names(c), "email": self._emails(c),
-                    "phone": pc.binary_join_element_wise(
-                        "07700 900", pc.utf8_lpad(_int(p.phone[c]), 3, "0"), ""),
-                    "region": _take(P.REGIONS, p.region[c]),
-                    "segment": _take(P.SEGMENT_LABELS, p.segment[c]),
-                    "plan": _take(P.PLANS, p.plan[c]),
-                    "acquisition_channel": _take(CHANNELS, p.acq[c]),
-                    "marketing_consent": _take(P.Y_N, p.consent[c].astype(int)),
-                    "signup_date": _dmy(self.secs(p.signup_abs[c]) // DAY),
-                    "updated_at": _dmy_hm(b["ts"]),
-                    "dwelling_type": _take(P.DWELLINGS, p.dwelling[c]),
-                    "meter_type": _take(P.METERS, p.meter[c])}
-        elif ent == "subscriptions":
-            churn_ts = self.secs(np.minimum(p.churn_abs[c], 1e7))
-            closed = churn_ts <= b["ts"]
-            cols = {"subscription_id": _ids("AG", c + 1, 7), "customer_id": acct,
-                    "plan": _take(P.PLANS, p.plan[c]),
-                    "status": _take(P.STATUS_LABELS, closed.astype(int)),
-                    "start_date": _dmy(self.secs(p.signup_abs[c]) // DAY),
-                    "end_date": pc.if_else(pa.array(closed), _dmy(churn_ts // DAY),
-                                           pa.scalar(None, pa.string())),
-                    "cancel_reason": _take(CANCEL_REASONS, np.where(closed,
-                                                                    p.cancel_reason[c], -1)),
-                    "monthly_value": _money(p.value_cents[c]), "updated_at": _dmy_hm(b["ts"])}
-        elif ent == "orders":
-            cols = {"order_id": _ids("CH", b["oid"], 8), "customer_id": acct,
-                    "order_date": _dmy(b["day"] + self.t0 // DAY),
-                    "amount": _money(b["cents"]),
-                    "charge_type": _take(P.CHARGE_TYPES, b["kind"])}
-        elif ent == "interactions":
-            cols = {"interaction_id": _ids("K", b["iid"], 9), "customer_id": acct,
-                    "touchpoint_code": _take(CODES, b["tp"]),
-                    "channel": _take(CHANNELS, b["ch"]), "occurred_at": _dmy_hm(b["ts"]),
-                    "wait_seconds": _int(b["wait"]), "handle_seconds": _int(b["handle"]),
-                    "resolved": _take(P.Y_N, b["resolved"].astype(int)),
-                    "first_contact_resolution": _take(P.Y_N, b["fcr"].astype(int))}
-        elif ent == "invitations":
-            cols = {"invitation_id": _ids("SV", b["vid"], 9), "customer_id": acct,
-                    "survey_type": _take(P.SURVEY_LABELS, b["stype"]),
-                    "interaction_id": _nullable_ids("K", b["iid"], 9),
-                    "touchpoint_code": _take(CODES, b["tp"]), "sent_at": _dmy_hm(b["ts"])}
-        elif ent == "responses":
-            cols = {"response_id": _ids("SR", b["rid"], 9),
-                    "invitation_id": _ids("SV", b["vid"], 9), "customer_id": acct,
-                    "survey_type": _take(P.SURVEY_LABELS, b["stype"]),
-                    "touchpoint_code": _take(CODES, b["tp"]), "invited_at": _dmy_hm(b["ts"]),
-                    "responded_at": _dmy_hm(b["ts_resp"]), "nps": _int(b["nps"]),
-                    "csat": _int(b["csat"]), "ces": _int(b["ces"], 0),
-                    "overall_satisfaction": _take(P.YES_NO, b["sat"]),
-                    "likelihood_to_renew": _int(b["stay"], 0),
-                    "comment": pa.array(list(b["comment"]), pa.string()),
-                    "comment_language": pc.if_else(
-                        pa.array([x is not None for x in b["comment"]]), "en",
-                        pa.scalar(None, pa.string()))}
-        else:  # item_ratings
-            cols = {"response_id": _ids("SR", b["rid"], 9), "customer_id": acct,
-                    "item_code": _take([TOUCHPOINTS[x]["item"] for x in CODES], b["tp"]),
-                    "touchpoint_code": _take(CODES, b["tp"]),
-                    "dimension": _take([TOUCHPOINTS[x]["dim"] for x in CODES], b["tp"]),
-                    "rating": _int(b["rating"]), "responded_at": _dmy_hm(b["ts_resp"])}
-        assert list(cols) == list(HEADERS[ent]), (ent, list(cols))
-        return pa.Table.from_arrays(list(cols.values()), names=list(HEADERS[ent].values()))
-
-    def _names(self, c: np.ndarray) -> pa.Array:
-        return pc.binary_join_element_wise(_take(EN_FIRST, self.pop.first[c]),
-                                           _take(EN_LAST, self.pop.last[c]), " ")
-
-    def _emails(self, c: np.ndarray) -> pa.Array:
-        first = _take([_ascii(x) for x in EN_FIRST], self.pop.first[c])
-        last = _take([_ascii(x) for x in EN_LAST], self.pop.last[c])
-        local = pc.binary_join_element_wise(first, last, _int(c % 97), ".")
-        return pc.binary_join_element_wise(local, _take(EMAIL_DOMAINS, self.pop.email_dom[c]),
-                                           "@")
-
-
-def _dmy(epoch_days: np.ndarray) -> pa.Array:
-    d = pa.array(np.asarray(epoch_days, dtype=np.int32), type=pa.date32())
-    return pc.strftime(d, format=P.DATE_FORMAT)
-
-
-def _dmy_hm(epoch_secs: np.ndarray) -> pa.Array:
-    t = pa.array(np.asarray(epoch_secs, dtype=np.int64), type=pa.timestamp("s"))
-    return pc.strftime(t, format=P.TIME_FORMAT)
-
-
-def _nullable_ids(prefix: str, nums: np.ndarray, width: int) -> pa.Array:
-    return pc.if_else(pa.array(np.asarray(nums) < 0), pa.scalar(None, pa.string()),
-                      _ids(prefix, np.maximum(nums, 0), width))
-
 
 def generate(out: Path, customers: int = 800, days: int = 60, start: date = date(2026, 7, 1),
              seed: int = 7, fmt: str = "csv", faults: float = 0.0,
