@@ -355,15 +355,24 @@ def demo_generate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     faults: Annotated[float, typer.Option(help="Share of rows/files with injected faults.")] = 0.0,
+    profile: Annotated[str, typer.Option(
+        help="Industry shape: demo (default) or utility (own headers, domain and a yes/no "
+        "goal; writes its cxloop.yml to <out>/_config/).")] = "demo",
 ) -> None:
     """Write demo CRM and survey extracts with a known ground truth (and faults on request)."""
-    from flows import demo as demo_data
+    from flows.demo_profiles import profile as demo_profile
 
     if fmt not in ("csv", "parquet"):
         raise CxloopError(f"--format must be csv or parquet, not {fmt!r}")
-    g = demo_data.generate(out, customers=customers, days=days,
-                           start=_parse_date(start, "--start"), seed=seed, fmt=fmt, faults=faults)
+    try:
+        g = demo_profile(profile).generate(out, customers=customers, days=days,
+                                           start=_parse_date(start, "--start"), seed=seed,
+                                           fmt=fmt, faults=faults)
+    except ValueError as e:  # an option this profile does not support (e.g. parquet)
+        raise CxloopError(f"--profile {profile}: {e}") from None
     console.print(f"wrote {len(g.files)} files to {out}; ground truth {g.truth_path}")
+    if profile != "demo":
+        console.print(f"configuration for these extracts: {Path(out) / '_config' / 'cxloop.yml'}")
 
 
 def _print_manager_summary(settings) -> None:
