@@ -99,8 +99,8 @@ def dbt_task(wh: Warehouse, settings: Settings, run_date: date, label: str,
 
 
 @task(name="drivers", cache_policy=NONE, **RETRY)
-def drivers_task(wh: Warehouse) -> int:
-    return drivers.run_drivers(wh)
+def drivers_task(wh: Warehouse, settings: Settings) -> int:
+    return drivers.run_drivers(wh, settings)
 
 
 @task(name="churn-model", cache_policy=NONE, **RETRY)
@@ -190,7 +190,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                                                exclude=transform.AFTER_PYTHON,
                                                full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
-            _timed(s, "drivers", lambda: timed_out(drivers_task)(wh), lambda r: f"{r} rows")
+            _timed(s, "drivers", lambda: timed_out(drivers_task)(wh, settings), lambda r: f"{r} rows")
             res = _timed(s, "churn",
                          lambda: timed_out(churn_task)(wh, settings, end, force_refit, run_id),
                          lambda r: f"{r.scored} scored; {r.note}")

@@ -1,7 +1,7 @@
 -- Input of the driver-importance step (Python): one row per relationship-survey
--- item rating up to run_date, with the response's overall goals
--- (overall_satisfaction, likelihood_to_renew) and the customer's segment and
--- region when answering.
+-- item rating up to run_date, with every integer answer of the response a goal
+-- may name (cxloop.yml `goals:` picks the columns and their scales) and the
+-- customer's segment and region when answering.
 with
 
 item_ratings as (
@@ -34,6 +34,9 @@ final as (
         item_ratings.item_code,
         item_ratings.touchpoint_code,
         item_ratings.rating,
+        relationship_responses.nps,
+        relationship_responses.csat,
+        relationship_responses.ces,
         relationship_responses.overall_satisfaction,
         relationship_responses.likelihood_to_renew
     from item_ratings
