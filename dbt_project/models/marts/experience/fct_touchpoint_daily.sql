@@ -27,9 +27,11 @@
 with
 
 {% if is_incremental() -%}
-{#- a table built before as_of_date existed counts as built as of nothing: rebuild all -#}
+{#- a table built before as_of_date (or the item ratings) existed counts as built as of
+    nothing: every day is rebuilt, so no day keeps null item-rating counts -#}
 {%- set built_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-{%- set built_as_of = 'min(as_of_date)' if 'as_of_date' in built_columns else "date '1900-01-01'" -%}
+{%- set up_to_date = 'as_of_date' in built_columns and 'item_rating_n' in built_columns -%}
+{%- set built_as_of = 'min(as_of_date)' if up_to_date else "date '1900-01-01'" -%}
 last_build as (
 
     select
