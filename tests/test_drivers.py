@@ -118,3 +118,14 @@ def test_bootstrap_flip_share_is_half_at_the_cut_and_zero_far_from_it():
     labels = place(t["importance"].to_numpy(), t["mean_rating"].to_numpy(),
                    np.array([True, True]), 0.0, 3.0)
     assert list(labels) == [KEEP_UP, KEEP_UP]
+
+
+def test_every_segment_by_dimension_gets_its_own_groups():
+    x, y = _synthetic(800, seed=4)
+    long = _long(x, y)
+    long["plan"] = np.where(long["response_id"] % 3 == 0, "basic", "plus")
+    t = importance_table(long, {"goal_a": WIDE}, QuadrantSettings(bootstrap_samples=20),
+                         segment_by=("segment", "plan", "not_a_column"))
+    groups = set(map(tuple, t[["segment_by", "segment"]].drop_duplicates().to_numpy()))
+    assert groups == {("all", "all"), ("segment", "smb"), ("segment", "consumer"),
+                      ("plan", "basic"), ("plan", "plus")}

@@ -133,6 +133,14 @@ def test_survey_only_item_ratings_feed_scorecard_goals_and_a_binary_driver(surve
     pooled = (months["n_top_box"].sum() / months["n_answers"].sum())
     assert abs(pooled - os_all["share"].iloc[0]) < 1e-9
 
+    # a further segmentation dimension (cxloop.yml domain.segment_by) becomes a column of the
+    # driver inputs, from the customer's version when answering (none here: survey only)
+    transform.run_dbt(wh, settings, ["build", "--select", "int_driver_inputs"], END,
+                      extra_vars={"segment_by": ["segment", "plan"]})
+    inputs = wh.read_frame("select * from intermediate.int_driver_inputs")
+    assert "plan" in inputs.columns and inputs["plan"].isna().all() and len(inputs) > 0
+    transform.build(wh, settings, END, select="int_driver_inputs")
+
     n = drivers.run_drivers(wh, settings)
     assert n > 0
     transform.build(wh, settings, END, select=transform.AFTER_PYTHON)
@@ -146,5 +154,11 @@ def test_survey_only_item_ratings_feed_scorecard_goals_and_a_binary_driver(surve
     q = q.set_index("touchpoint_code")
     for tp in truth["planted"]["fix_first"]:
         assert q.loc[tp, "quadrant"] == "fix_first", q["quadrant"]
+    # dbt places by the same rule the bootstrap in flows/drivers.py uses
+    positive = (q["effect_sign"] > 0).to_numpy()
+    imp, perf = q["importance"].to_numpy(), q["performance"].to_numpy()
+    ic, rc = drivers.cuts(imp, perf, positive, settings.quadrant)
+    assert abs(ic - q["importance_cut"].iloc[0]) < 1e-9 and abs(rc - q["rating_cut"].iloc[0]) < 1e-9
+    assert list(drivers.place(imp, perf, positive, ic, rc)) == list(q["quadrant"])
     assert q["placement_flip_share"].between(0, 1).all()
     assert (q["placement_is_uncertain"] == (q["placement_flip_share"] > 0.1)).all()

@@ -1,7 +1,16 @@
 -- Input of the driver-importance step (Python): one row per relationship-survey
 -- item rating up to run_date, with every integer answer of the response a goal
 -- may name (cxloop.yml `goals:` picks the columns and their scales) and the
--- customer's segment and region when answering.
+-- customer's segment and region when answering, plus one column per further
+-- segmentation dimension of var segment_by (cxloop.yml domain.segment_by: a
+-- customer column, or attributes.<key> of the customer's extra columns), named
+-- as the dimension and taken from the customer's version when answering.
+{%- set extra_dimensions = [] %}
+{%- for dimension in var('segment_by', ['segment']) %}
+    {%- if dimension not in ('segment', 'region') %}
+        {%- do extra_dimensions.append(dimension) %}
+    {%- endif %}
+{%- endfor %}
 with
 
 item_ratings as (
@@ -15,6 +24,15 @@ responses as (
     select * from {{ ref('int_responses_enriched') }}
 
 ),
+
+{%- if extra_dimensions %}
+
+customer_history as (
+
+    select * from {{ ref('int_customers_historized') }}
+
+),
+{%- endif %}
 
 relationship_responses as (
 
@@ -30,6 +48,15 @@ final as (
         relationship_responses.customer_id,
         relationship_responses.segment,
         relationship_responses.region,
+        {%- for dimension in extra_dimensions %}
+        {%- if dimension.startswith('attributes.') %}
+        cast(
+            customer_history.attributes ->> {{ dbt.string_literal(dimension[11:]) }} as text
+        ) as {{ adapter.quote(dimension) }},
+        {%- else %}
+        cast(customer_history.{{ adapter.quote(dimension) }} as text) as {{ adapter.quote(dimension) }},
+        {%- endif %}
+        {%- endfor %}
         relationship_responses.response_date,
         item_ratings.item_code,
         item_ratings.touchpoint_code,
@@ -42,6 +69,16 @@ final as (
     from item_ratings
     inner join relationship_responses
         on item_ratings.response_id = relationship_responses.response_id
+    {%- if extra_dimensions %}
+    left join customer_history
+        on
+            relationship_responses.customer_id = customer_history.customer_id
+            and relationship_responses.responded_at < coalesce(customer_history.valid_to, 'infinity')
+            and (
+                relationship_responses.responded_at >= customer_history.valid_from
+                or customer_history.version_number = 1
+            )
+    {%- endif %}
 
 )
 
