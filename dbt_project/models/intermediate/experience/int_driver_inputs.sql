@@ -5,12 +5,8 @@
 -- segmentation dimension of var segment_by (cxloop.yml domain.segment_by: a
 -- customer column, or attributes.<key> of the customer's extra columns), named
 -- as the dimension and taken from the customer's version when answering.
-{%- set extra_dimensions = [] %}
-{%- for dimension in var('segment_by', ['segment']) %}
-    {%- if dimension not in ('segment', 'region') %}
-        {%- do extra_dimensions.append(dimension) %}
-    {%- endif %}
-{%- endfor %}
+{%- set extra_dimensions = var('segment_by', ['segment'])
+    | reject('in', ['segment', 'region']) | list %}
 with
 
 item_ratings as (
