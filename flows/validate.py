@@ -114,7 +114,7 @@ def entity_rules(e: Entity) -> list[Rule]:
     """The row-level rules of an entity, derived from the extract contract."""
     rules: list[Rule] = []
     q = '"{}"'.format
-    for c in e.columns:  # values that do not parse: only a text-staged file can have them
+    for c in e.raw_columns:  # values that do not parse: only a text-staged file can have them
         if c.pg_type != "text":
             bad = (f"select * from {{batch}} where {q(c.name)} is not null "
                    f"and not pg_input_is_valid({q(c.name)}, '{c.pg_type}')")
@@ -126,6 +126,13 @@ def entity_rules(e: Entity) -> list[Rule]:
             rules.append(Rule(f"{c.name}_not_null", f"{c.name} is required but empty",
                               "expect_column_values_to_not_be_null", {"column": c.name},
                               f"select * from {{batch}} where {q(c.name)} is null"))
+    for c in e.columns:
+        if c.min_value is not None:
+            rules.append(Rule(f"{c.name}_at_least_{c.min_value}",
+                              f"{c.name} must be at least {c.min_value}",
+                              "expect_column_values_to_be_between",
+                              {"column": c.name, "min_value": c.min_value},
+                              f"select * from {{batch}} where {q(c.name)} < {c.min_value}"))
     same_key = " and ".join(f"earlier.{q(k)} = later.{q(k)}" for k in e.key)
     # Every occurrence after the first is bad; the first one loads. A hash semi-join:
     # twice as fast here as numbering rows with a window.
@@ -182,7 +189,7 @@ def table_columns(e: Entity, on: str) -> list[str]:
     lineage = [n for n, _ in LINEAGE_COLUMNS]
     if on == PARSE:
         lineage.remove("_loaded_at")
-    return e.column_names + lineage
+    return e.raw_column_names + lineage
 
 
 def suite_dict(e: Entity) -> dict[str, Any]:
@@ -198,7 +205,7 @@ def suite_dict(e: Entity) -> dict[str, Any]:
             "kwargs": {"column_set": table_columns(e, on), "exact_match": True},
             "meta": {"rule": "columns_match_contract", "level": "batch", "on": on},
         })
-    for c in e.columns:
+    for c in e.raw_columns:
         expectations.append({
             "type": "expect_column_values_to_be_of_type",
             "kwargs": {"column": c.name, "type_": gx_type_name(c.pg_type)},

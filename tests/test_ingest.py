@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import load
+from flows import load, replay
 from flows.config import load_settings
 from flows.entities import ENTITIES
 from flows.extract import find_batches
@@ -169,8 +169,9 @@ def test_quarantine_replay_after_a_reference_fix(warehouse, tmp_path):
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     settings = load_settings(cfg, landing=str(landing), home=str(tmp_path))
     load.refresh_reference(warehouse, settings)
-    moved, kept = load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
-                                         r.batch_id)
+    moved, kept = replay.replay_quarantine(warehouse,
+                                           GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+                                           r.batch_id)
     assert (moved, kept) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 4
     assert _count(warehouse, "quarantine.interactions") == 0
@@ -252,9 +253,11 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     [r] = _ingest(warehouse, landing, tmp_path)
     # Rebuild raw.interactions the way earlier versions kept it: one plain table.
     e = ENTITIES["interactions"]
+    # (and before `attributes`: the migration adds it to the old table's rows too).
     cols = [f'"{c.name}" {c.pg_type}' for c in e.columns] + [f"{n} {t}" for n, t in LINEAGE_COLUMNS]
+    names = ", ".join([f'"{c}"' for c in e.column_names] + [n for n, _ in LINEAGE_COLUMNS])
     with warehouse.transaction() as cur:
-        cur.execute("create table public.keep as select * from raw.interactions")
+        cur.execute(f"create table public.keep as select {names} from raw.interactions")
         cur.execute("drop table raw.interactions")
         cur.execute(sql.SQL("create table raw.interactions ({})").format(sql.SQL(", ".join(cols))))
         cur.execute("insert into raw.interactions select * from public.keep")
@@ -276,7 +279,7 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     load.refresh_reference(warehouse, load_settings(cfg, landing=str(landing), home=str(tmp_path)))
-    assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+    assert replay.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
                                   r.batch_id) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 5
 
