@@ -136,9 +136,11 @@ def test_survey_only_item_ratings_feed_scorecard_goals_and_a_binary_driver(surve
     # a further segmentation dimension (cxloop.yml domain.segment_by) becomes a column of the
     # driver inputs, from the customer's version when answering (none here: survey only)
     transform.run_dbt(wh, settings, ["build", "--select", "int_driver_inputs"], END,
-                      extra_vars={"segment_by": ["segment", "plan"]})
+                      extra_vars={"segment_by": ["segment", "plan", "attributes.tier"]})
     inputs = wh.read_frame("select * from intermediate.int_driver_inputs")
-    assert "plan" in inputs.columns and inputs["plan"].isna().all() and len(inputs) > 0
+    assert len(inputs) > 0
+    for dimension in ("plan", "attributes.tier"):
+        assert dimension in inputs.columns and inputs[dimension].isna().all(), dimension
     transform.build(wh, settings, END, select="int_driver_inputs")
 
     n = drivers.run_drivers(wh, settings)
