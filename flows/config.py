@@ -112,6 +112,86 @@ class ChurnSettings(_Strict):
     min_events: int = Field(30, ge=5)
 
 
+def _goal_columns() -> tuple[str, ...]:
+    """Response columns a goal may name: the integer answers of the responses contract."""
+    from flows.entities import ENTITIES
+
+    return tuple(c.name for c in ENTITIES["responses"].columns if c.pg_type == "integer")
+
+
+class Goal(_Strict):
+    """A goal the drivers explain and the marts report as a top-box share.
+
+    ``numeric``: an answer on ``range`` (inclusive); ``top_box`` lists the answers that
+    count as the best outcome (default: the top of the range). ``binary``: 0/1 (no/yes),
+    ``top_box`` [1] unless the good answer is 0. The scales are declared here, not
+    guessed from the data, because a share of "top box" answers means nothing without
+    them; values outside the range are left out of the share.
+    """
+
+    column: str
+    kind: Literal["numeric", "binary"] = "numeric"
+    range: tuple[int, int] | None = None
+    top_box: list[int] | None = None
+
+    @field_validator("column")
+    @classmethod
+    def _known_column(cls, v: str) -> str:
+        allowed = _goal_columns()
+        if v not in allowed:
+            raise ValueError(f"column {v!r} is not an integer column of responses "
+                             f"(one of: {', '.join(allowed)})")
+        return v
+
+    @model_validator(mode="after")
+    def _scale(self) -> Goal:
+        if self.kind == "binary":
+            if self.range not in (None, (0, 1)):
+                raise ValueError(f"a binary goal has range [0, 1], got {list(self.range)}")
+            self.range = (0, 1)
+            self.top_box = self.top_box or [1]
+        elif self.range is None:
+            raise ValueError("a numeric goal needs range: [low, high] (e.g. [1, 10])")
+        low, high = self.range
+        if low >= high:
+            raise ValueError(f"range [{low}, {high}]: low must be below high")
+        self.top_box = sorted(set(self.top_box or [high]))
+        outside = [v for v in self.top_box if not low <= v <= high]
+        if outside:
+            raise ValueError(f"top_box {outside} outside range [{low}, {high}]")
+        return self
+
+
+def _default_goals() -> dict[str, Goal]:
+    return {
+        "overall_satisfaction": Goal(column="overall_satisfaction", range=(1, 10), top_box=[9, 10]),
+        "likelihood_to_renew": Goal(column="likelihood_to_renew", range=(1, 5), top_box=[5]),
+    }
+
+
+class QuadrantSettings(_Strict):
+    """How the action-priority quadrant cuts its two axes, and how sure a placement is.
+
+    ``mean`` / ``median``: across the items of the goal x segment (importance over the items
+    with a positive effect: a negative-effect item is no driver to compete with);
+    ``target``: fixed levels, e.g. the importance share and the mean rating management
+    aims for. A placement is uncertain when more than ``uncertain_flip_share`` of the
+    bootstrap resamples put the item in another quadrant.
+    """
+
+    cut: Literal["mean", "median", "target"] = "mean"
+    importance_target: float | None = Field(None, ge=0, le=1)
+    rating_target: float | None = None
+    bootstrap_samples: int = Field(200, ge=20, le=5000)
+    uncertain_flip_share: float = Field(0.1, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _targets(self) -> QuadrantSettings:
+        if self.cut == "target" and (self.importance_target is None or self.rating_target is None):
+            raise ValueError("cut is 'target': set both importance_target (0-1) and rating_target")
+        return self
+
+
 class SubscriptionSettings(_Strict):
     """How subscriptions are read: which statuses count as active.
 
@@ -150,6 +230,9 @@ class Settings(_Strict):
     # connection): better a clear failure at 05:00 than a run still going at noon.
     stage_timeout_seconds: int = Field(3600, ge=10)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    # Goals, in order: the first is the headline one (the quadrant tasks and the report use).
+    goals: dict[str, Goal] = Field(default_factory=_default_goals)
+    quadrant: QuadrantSettings = Field(default_factory=QuadrantSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     # The file these settings were read from (None: defaults only). Flows and deployments
     # receive this path, so every stage sees the same resolved settings, whatever the
@@ -175,7 +258,31 @@ class Settings(_Strict):
         Business rules live in dbt models; the values they depend on (cut points,
         allowed categories, goal scales) come from here, so one file configures both.
         """
-        return {"active_subscription_statuses": list(self.subscriptions.active_statuses)}
+        return {"active_subscription_statuses": list(self.subscriptions.active_statuses),
+                **self._goal_vars()}
+
+    def _goal_vars(self) -> dict[str, object]:
+        """Goals and quadrant rules as dbt vars (defaults repeated in dbt_project.yml)."""
+        q = self.quadrant
+        return {
+            "goals": [{"name": name, "column": g.column, "kind": g.kind,
+                       "range": list(g.range or ()), "top_box": list(g.top_box or [])}
+                      for name, g in self.goals.items()],
+            "quadrant_cut": q.cut,
+            "quadrant_importance_target": q.importance_target,
+            "quadrant_rating_target": q.rating_target,
+            "quadrant_uncertain_flip_share": q.uncertain_flip_share,
+        }
+
+    @field_validator("goals")
+    @classmethod
+    def _some_goals(cls, v: dict[str, Goal]) -> dict[str, Goal]:
+        if not v:
+            raise ValueError("at least one goal is needed (drivers explain it)")
+        bad = [name for name in v if not name.replace("_", "").isalnum()]
+        if bad:
+            raise ValueError(f"goal names {bad}: use letters, digits and underscores")
+        return v
 
     @model_validator(mode="after")
     def _active_statuses_are_statuses(self) -> Settings:

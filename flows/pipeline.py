@@ -124,8 +124,8 @@ def dbt_task(wh: Warehouse, settings: Settings, run_date: date, label: str,
 
 
 @task(name="drivers", cache_policy=NONE, **RETRY)
-def drivers_task(wh: Warehouse) -> int:
-    return drivers.run_drivers(wh)
+def drivers_task(wh: Warehouse, settings: Settings) -> int:
+    return drivers.run_drivers(wh, settings)
 
 
 @task(name="churn-model", cache_policy=NONE, **RETRY)
@@ -232,7 +232,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                                                exclude=transform.AFTER_PYTHON,
                                                full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
-            _unless_missing(wh, s, "drivers", lambda: timed_out(drivers_task)(wh),
+            _unless_missing(wh, s, "drivers", lambda: timed_out(drivers_task)(wh, settings),
                             lambda r: f"{r} rows")
             res = _unless_missing(
                 wh, s, "churn",

@@ -126,7 +126,7 @@ def highlights(wh: Warehouse) -> dict[str, list[tuple]]:
             wh,
             "select touchpoint_code, quadrant, round(importance::numeric, 3), "
             "round(performance::numeric, 2) from marts.mart_priority_quadrant "
-            "order by (quadrant = 'fix_first') desc, importance desc limit 5"),
+            "where is_headline order by (quadrant = 'fix_first') desc, importance desc limit 5"),
         "at_risk": _query(
             wh,
             "select customer_id, segment, round(churn_prob_90::numeric, 3), "

@@ -106,7 +106,7 @@ class Warehouse:
         conn.autocommit = autocommit
         return conn
 
-    def read_frame(self, query: str, params: dict | tuple | None = None) -> pd.DataFrame:
+    def read_frame(self, query: str | sql.Composable, params: dict | tuple | None = None) -> pd.DataFrame:
         """A query result as a DataFrame (through a cursor: pandas wants SQLAlchemy otherwise)."""
         import pandas as pd
 
@@ -424,11 +424,25 @@ PYTHON_OUTPUT_DDL = [
         ci_upper float8, at_risk int not null,
         primary key (group_type, group_value, timeline_days)
     )""",
+    # Rewritten whole on every run, so a table from before signed importance and the
+    # bootstrap flip share (issue 12) is simply dropped and created anew.
+    """do $$ begin
+        if exists (select 1 from information_schema.tables
+                   where table_schema = 'intermediate' and table_name = 'py_driver_importance')
+           and not exists (select 1 from information_schema.columns
+                           where table_schema = 'intermediate'
+                             and table_name = 'py_driver_importance'
+                             and column_name = 'placement_flip_share') then
+            drop table intermediate.py_driver_importance;
+        end if;
+    end $$""",
     """create table if not exists intermediate.py_driver_importance (
-        goal text, segment text, item_code text, touchpoint_code text, n int,
+        goal text not null, segment_by text not null, segment text not null,
+        item_code text not null, touchpoint_code text, n int,
         importance float8, importance_low float8, importance_high float8, std_beta float8,
-        mean_rating float8, r_squared float8, method text,
-        primary key (goal, segment, item_code)
+        effect_sign int, mean_rating float8, mean_rating_low float8, mean_rating_high float8,
+        r_squared float8, placement_flip_share float8, n_bootstrap int, method text,
+        primary key (goal, segment_by, segment, item_code)
     )""",
 ]
 
