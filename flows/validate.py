@@ -32,28 +32,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.config import REPO_ROOT
-from flows.entities import (
-    CHANNELS,
-    ENTITIES,
-    EXPERIENCE_DIMENSIONS,
-    SCORE_RANGES,
-    SURVEY_TYPES,
-    Entity,
-)
+from flows.config import REPO_ROOT, Domain
+from flows.entities import ENTITIES, SURVEY_TYPES, Entity
 from flows.errors import StageError
 
 log = logging.getLogger(__name__)
 
 SUITES_DIR = REPO_ROOT / "expectations"
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+# The pipeline's own vocabulary, the same for every company: literal in the suites.
 ALLOWED_SETS: dict[str, dict[str, tuple[str, ...]]] = {
-    "interactions": {"channel": CHANNELS},
     "invitations": {"survey_type": SURVEY_TYPES},
-    "responses": {"survey_type": SURVEY_TYPES, "comment_language": ("en", "zh")},
-    "item_ratings": {"dimension": EXPERIENCE_DIMENSIONS},
-    "subscriptions": {"status": ("active", "cancelled")},
-    "customers": {"acquisition_channel": CHANNELS},
+    "responses": {"survey_type": SURVEY_TYPES},
 }
 # Codes checked against reference tables the pipeline refreshes from the config;
 # GX gets their values as suite parameters at run time.
@@ -61,6 +51,13 @@ REFERENCE_SETS = {
     "touchpoint_code": ("ops.ref_touchpoints", "touchpoint_code", "the touchpoint catalogue"),
     "item_code": ("ops.ref_survey_items", "item_code", "the survey item list"),
 }
+# The company's domain (cxloop.yml ``domain:``): each run stores it in these tables
+# (``store_domain``) and GX gets it as suite parameters, so the committed suites stay the
+# same whatever a company's segments, plans or scales are. The dimension of an item
+# rating is a category whose values are ``domain.experience_dimensions``.
+DOMAIN_CATEGORIES = "ops.ref_domain_categories"
+DOMAIN_SCALES = "ops.ref_domain_scales"
+DIMENSION_KEY = "item_ratings.dimension"
 
 
 def gx_type_name(pg_type: str) -> str:
@@ -84,6 +81,7 @@ class Rule:
     kwargs: dict[str, Any]
     bad_rows: str
     on: str = TYPED
+    domain: str | None = None  # the ``domain:`` key whose configured values it checks
 
 
 def _parameter(column: str) -> str:
@@ -91,17 +89,146 @@ def _parameter(column: str) -> str:
     return column + "s"
 
 
-def reference_parameters(cur: Any) -> dict[str, list[str]]:
-    """The suite parameters of the reference-set rules, read from their ``ops`` tables."""
-    params = {}
+def reference_parameters(cur: Any) -> dict[str, Any]:
+    """The suite parameters of the reference-set and domain rules, read from ``ops``."""
+    params: dict[str, Any] = {}
     for col, (table, ref_col, _) in REFERENCE_SETS.items():
         cur.execute(f"select {ref_col} from {table} order by 1")  # constants above, not input
         params[_parameter(col)] = [r[0] for r in cur.fetchall()]
+    params.update(_domain_parameters(cur))
     return params
 
 
 def _lit(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def domain_categories(domain: Domain) -> dict[str, list[str]]:
+    """Every configured category, the experience dimension included."""
+    return {**domain.categories, DIMENSION_KEY: list(domain.experience_dimensions)}
+
+
+def domain_parameter(key: str, part: str) -> str:
+    """A suite parameter of a domain key: customers.region -> customers__region__values.
+    (GX parameter names take letters, digits and underscores only.)"""
+    return key.replace(".", "__") + "__" + part
+
+
+def _number(v: Any) -> int | float:
+    """A bound as configured: 10 stays 10 (GX and the messages), 0.5 stays 0.5."""
+    f = float(v)
+    return int(f) if f.is_integer() else f
+
+
+def describe_category(column: str, values: list[str]) -> str:
+    return f"{column} must be one of {', '.join(values)}"
+
+
+def describe_scale(column: str, lo: int | float, hi: int | float) -> str:
+    return f"{column} must be between {_number(lo)} and {_number(hi)}"
+
+
+def category_rule(key: str, values: list[str]) -> Rule:
+    """``entity.column`` must hold one of the configured values (a suite parameter)."""
+    column = key.split(".", 1)[1]
+    bad = (f'select * from {{batch}} where "{column}" not in (select value from '
+           f"{DOMAIN_CATEGORIES} where domain_key = {_literal_in_template(key)})")
+    return Rule(f"{column}_allowed", describe_category(column, values),
+                "expect_column_values_to_be_in_set",
+                {"column": column, "value_set": {"$PARAMETER": domain_parameter(key, "values")}},
+                bad, domain=key)
+
+
+def scale_rule(key: str, lo: int | float, hi: int | float) -> Rule:
+    """``entity.column`` within its configured [low, high] (suite parameters)."""
+    column = key.split(".", 1)[1]
+    bad = (f'select b.* from {{batch}} b join {DOMAIN_SCALES} s on s.domain_key = '
+           f'{_literal_in_template(key)} where b."{column}" not between s.low and s.high')
+    return Rule(f"{column}_in_range", describe_scale(column, lo, hi),
+                "expect_column_values_to_be_between",
+                {"column": column, "min_value": {"$PARAMETER": domain_parameter(key, "min")},
+                 "max_value": {"$PARAMETER": domain_parameter(key, "max")}},
+                bad, domain=key)
+
+
+def domain_rules(e: Entity, domain: Domain) -> list[Rule]:
+    """The entity's rules for the configured domain: scales first, then categories."""
+    prefix = e.name + "."
+    rules = [scale_rule(k, lo, hi) for k, (lo, hi) in domain.scales.items()
+             if k.startswith(prefix)]
+    rules += [category_rule(k, v) for k, v in domain_categories(domain).items()
+              if k.startswith(prefix)]
+    return rules
+
+
+def store_domain(cur: Any, domain: Domain) -> None:
+    """Write the configured domain into the tables the suites' bad-row SQL and
+    parameters read (values bound, not spliced)."""
+    cur.execute(f"create table if not exists {DOMAIN_CATEGORIES} (domain_key text, "
+                "position integer, value text, primary key (domain_key, value))")
+    cur.execute(f"create table if not exists {DOMAIN_SCALES} (domain_key text primary key, "
+                "low numeric not null, high numeric not null)")
+    cur.execute(f"truncate {DOMAIN_CATEGORIES}, {DOMAIN_SCALES}")
+    cur.executemany(f"insert into {DOMAIN_CATEGORIES} values (%s, %s, %s)",
+                    [(k, i, v) for k, values in domain_categories(domain).items()
+                     for i, v in enumerate(values)])
+    cur.executemany(f"insert into {DOMAIN_SCALES} values (%s, %s, %s)",
+                    [(k, lo, hi) for k, (lo, hi) in domain.scales.items()])
+
+
+def _domain_parameters(cur: Any) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    cur.execute(f"select domain_key, value from {DOMAIN_CATEGORIES} order by domain_key, position")
+    for key, value in cur.fetchall():
+        params.setdefault(domain_parameter(key, "values"), []).append(value)
+    cur.execute(f"select domain_key, low, high from {DOMAIN_SCALES}")
+    for key, lo, hi in cur.fetchall():
+        params[domain_parameter(key, "min")] = _number(lo)
+        params[domain_parameter(key, "max")] = _number(hi)
+    return params
+
+
+def configure_suite(suite_json: dict[str, Any], entity: str,
+                    parameters: dict[str, Any]) -> dict[str, Any]:
+    """The committed suite for this run's domain: each domain rule's message names the
+    configured values, and a configured key the committed suite has no rule for (a
+    company's own categorical, say ``subscriptions.cancel_reason``) gets one."""
+    out = {**suite_json, "expectations": []}
+    present = set()
+    for exp in suite_json["expectations"]:
+        meta = exp.get("meta") or {}
+        key = meta.get("domain")
+        if key:
+            present.add(key)
+            exp = {**exp, "description": _describe(key, exp["type"], parameters,
+                                                   exp.get("description"))}
+        out["expectations"].append(exp)
+    wanted: dict[str, str] = {}
+    for name in parameters:
+        head, _, part = name.rpartition("__")
+        ent, _, column = head.partition("__")
+        if ent == entity and column and part in ("values", "min"):
+            wanted[f"{ent}.{column}"] = part
+    for key, part in sorted(wanted.items()):
+        if key in present or key.split(".", 1)[1] not in ENTITIES[entity].column_names:
+            continue
+        if part == "values":
+            rule = category_rule(key, parameters[domain_parameter(key, "values")])
+        else:
+            rule = scale_rule(key, parameters[domain_parameter(key, "min")],
+                              parameters[domain_parameter(key, "max")])
+        out["expectations"].append(_expectation(rule))
+    return out
+
+
+def _describe(key: str, kind: str, parameters: dict[str, Any], default: str | None) -> str:
+    column = key.split(".", 1)[1]
+    if kind == "expect_column_values_to_be_in_set":
+        values = parameters.get(domain_parameter(key, "values"))
+        return describe_category(column, values) if values else default or column
+    lo = parameters.get(domain_parameter(key, "min"))
+    hi = parameters.get(domain_parameter(key, "max"))
+    return describe_scale(column, lo, hi) if lo is not None else default or column
 
 
 def _literal_in_template(value: str) -> str:
@@ -110,8 +237,10 @@ def _literal_in_template(value: str) -> str:
     return "'" + value.replace("'", "''").replace("{", "{{").replace("}", "}}") + "'"
 
 
-def entity_rules(e: Entity) -> list[Rule]:
-    """The row-level rules of an entity, derived from the extract contract."""
+def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
+    """The row-level rules of an entity, derived from the extract contract and the
+    domain (the committed suites use the default domain; a run passes its own values
+    as suite parameters)."""
     rules: list[Rule] = []
     q = '"{}"'.format
     for c in e.columns:  # values that do not parse: only a text-staged file can have them
@@ -136,11 +265,7 @@ def entity_rules(e: Entity) -> list[Rule]:
     rules.append(Rule("key_unique_in_batch",
                       f"{' + '.join(e.key)} repeats an earlier row of the same file",
                       COUNT_ONLY, {"unexpected_rows_query": dupes}, dupes))
-    for col, (lo, hi) in SCORE_RANGES.get(e.name, {}).items():
-        rules.append(Rule(f"{col}_in_range", f"{col} must be between {lo} and {hi}",
-                          "expect_column_values_to_be_between",
-                          {"column": col, "min_value": lo, "max_value": hi},
-                          f"select * from {{batch}} where {q(col)} not between {lo} and {hi}"))
+    rules += domain_rules(e, domain or Domain())
     for col, allowed in ALLOWED_SETS.get(e.name, {}).items():
         rules.append(Rule(f"{col}_allowed", f"{col} must be one of {', '.join(allowed)}",
                           "expect_column_values_to_be_in_set",
@@ -204,16 +329,19 @@ def suite_dict(e: Entity) -> dict[str, Any]:
             "kwargs": {"column": c.name, "type_": gx_type_name(c.pg_type)},
             "meta": {"rule": f"{c.name}_type", "level": "batch", "on": TYPED},
         })
-    for r in entity_rules(e):
-        expectations.append({
-            "type": r.expectation,
-            "kwargs": r.kwargs,
-            "description": r.description,
-            "meta": {"rule": r.name, "level": "row", "on": r.on, "bad_rows": r.bad_rows},
-        })
+    expectations += [_expectation(r) for r in entity_rules(e)]
     return {"name": f"cxloop_{e.name}", "expectations": expectations,
             "meta": {"entity": e.name, "source": e.source,
-                     "generated_from": "flows/entities.py via flows.validate.write_suites"}}
+                     "generated_from": "flows/entities.py and the default domain of flows/config.py "
+                                       "via flows.validate.write_suites"}}
+
+
+def _expectation(r: Rule) -> dict[str, Any]:
+    meta = {"rule": r.name, "level": "row", "on": r.on, "bad_rows": r.bad_rows}
+    if r.domain:
+        meta["domain"] = r.domain
+    return {"type": r.expectation, "kwargs": r.kwargs, "description": r.description,
+            "meta": meta}
 
 
 def write_suites(directory: Path = SUITES_DIR) -> list[Path]:
@@ -330,6 +458,8 @@ class GxRunner:
                  on: str = TYPED, parameters: dict[str, Any] | None = None
                  ) -> ValidationOutcome:
         """Run the ``on`` part of an entity's suite on ``schema.table``."""
+        if parameters:
+            suite_json = configure_suite(suite_json, entity, parameters)
         with self._exclusive():
             try:
                 return self._validate(entity, schema, table, suite_json, on, parameters or {})
