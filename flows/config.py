@@ -141,7 +141,8 @@ class Domain(_Strict):
     given here replace that key's default; keys not given keep the demo's values.
     """
 
-    categories: dict[str, list[str]] = Field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
+    categories: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CATEGORIES.items()})
     scales: dict[str, tuple[int | float, int | float]] = Field(default_factory=lambda: dict(DEFAULT_SCALES))
     experience_dimensions: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXPERIENCE_DIMENSIONS))
@@ -155,7 +156,7 @@ class Domain(_Strict):
             v = {}
         if not isinstance(v, dict):
             raise ValueError("expected a mapping of <entity>.<column>: [allowed values]")
-        out = dict(DEFAULT_CATEGORIES)
+        out = {k: list(v) for k, v in DEFAULT_CATEGORIES.items()}
         for key, values in v.items():
             if key in NOT_CATEGORIES:
                 raise ValueError(f"key {key!r} cannot be configured: {NOT_CATEGORIES[key]}")
