@@ -180,8 +180,24 @@ def test_another_companys_segments_and_plans_load_and_outsiders_are_quarantined(
     with open(first_day, "a", newline="", encoding="utf-8") as f:  # the demo's own segment
         csv.writer(f).writerow(["x-outsider", "", "", "", "north", "consumer", "standard", "web",
                                 "true", START.isoformat(), f"{START} 08:00:00"])
+    planted = iter([1])  # one subscription with a reason the company does not use
+
+    def moved(r):
+        if next(planted, None):
+            r["cancel_reason"] = "moved"
+        return r
+
+    _rewrite(landing / "crm" / "subscriptions" / START.isoformat()
+             / f"subscriptions_{START:%Y%m%d}.csv", moved)
     routing = _copy_csv(DEFAULT.owner_routing, tmp_path / "routing.csv",
                         lambda r: {**r, "segment": SEGMENTS.get(r["segment"], r["segment"])})
+
+    def source_rows(entity: str, column: str, value: str) -> int:
+        return sum(1 for f in landing.glob(f"*/{entity}/*/*.csv")
+                   for r in csv.DictReader(open(f, encoding="utf-8")) if r[column] == value)
+
+    top = max(int(r["rating"]) for f in landing.glob("survey/item_ratings/*/*.csv")
+              for r in csv.DictReader(open(f, encoding="utf-8")))
     reasons = ["price", "competitor", "service", "billing", "other"]  # not "moved"
     cfg = _write_config(tmp_path, f"""\
 reference:
@@ -193,7 +209,7 @@ domain:
     subscriptions.plan: [{', '.join(PLANS.values())}]
     subscriptions.cancel_reason: [{', '.join(reasons)}]
   scales:
-    responses.ces: [1, 6]
+    item_ratings.rating: [1, {top - 1}]
 """)
     assert not set(SEGMENTS.values()) & set(Domain().categories["customers.segment"])
     settings = load_settings(cfg, landing=str(landing), home=str(tmp_path))
@@ -202,10 +218,6 @@ domain:
     batches = list(find_batches(settings, [START + timedelta(days=i) for i in range(DAYS)]))
     for name in ENTITIES:
         load.ingest_entity(warehouse, gx, name, [b for b in batches if b.entity == name], "t")
-
-    def source_rows(entity: str, column: str, value: str) -> int:
-        return sum(1 for f in landing.glob(f"*/{entity}/*/*.csv")
-                   for r in csv.DictReader(open(f, encoding="utf-8")) if r[column] == value)
 
     with warehouse.transaction() as cur:
         cur.execute("select distinct segment from raw.customers")
@@ -220,14 +232,21 @@ domain:
         assert n == source_rows("subscriptions", "cancel_reason", "moved") > 0
         assert reason == f"cancel_reason must be one of {', '.join(reasons)}"
         # A configured range: the scale's bounds are suite parameters too.
-        cur.execute("select count(*) from quarantine.responses "
-                    "where 'ces_in_range' = any(failed_expectations)")
-        assert cur.fetchone()[0] == source_rows("responses", "ces", "7") > 0
-        cur.execute("select reasons from quarantine.responses limit 1")
-        assert "ces must be between 1 and 6" in cur.fetchone()[0]
+        cur.execute("select count(*), min(reasons) from quarantine.item_ratings "
+                    "where 'rating_in_range' = any(failed_expectations)")
+        n, reason = cur.fetchone()
+        assert n == source_rows("item_ratings", "rating", str(top)) > 0
+        assert f"rating must be between 1 and {top - 1}" in reason
     # dbt's tests get the same lists: the build passes with the company's values.
     transform.build(warehouse, settings, START + timedelta(days=DAYS - 1),
                     exclude=transform.AFTER_PYTHON)
     with warehouse.transaction() as cur:
         cur.execute("select distinct segment from marts.dim_customers")
         assert {r[0] for r in cur.fetchall()} <= set(SEGMENTS.values())
+    # ...and those tests judge by the configured lists: one the data breaks fails.
+    narrower = {**settings.domain.categories, "customers.segment": ["economy"]}
+    res = transform.run_dbt(warehouse, settings, ["test", "--select", "stg_crm__customers"],
+                            START + timedelta(days=DAYS - 1),
+                            extra_vars={"domain_categories": narrower})
+    assert not res.success
+    assert any("accepted_values_stg_crm__customers_segment" in f for f in res.failures)
