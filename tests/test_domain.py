@@ -250,3 +250,41 @@ domain:
                             extra_vars={"domain_categories": narrower})
     assert not res.success
     assert any("accepted_values_stg_crm__customers_segment" in f for f in res.failures)
+
+
+@pytest.mark.e2e
+def test_a_run_with_a_mismatched_catalogue_exits_2_before_loading(tmp_path):
+    """The user's own catalogue with the demo's items: one message, exit 2, raw untouched."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg2
+
+    _copy_csv(DEFAULT.touchpoint_catalogue, tmp_path / "catalogue.csv",
+              lambda r: None if r["touchpoint_code"] == "approval" else r)
+    day = tmp_path / "landing" / "crm" / "orders" / START.isoformat()
+    day.mkdir(parents=True)
+    (day / "orders.csv").write_text("order_id,customer_id,order_date,amount\n"
+                                    f"o1,c1,{START},10\n")
+    cfg = _write_config(tmp_path, "home: h\nlanding: landing\nreference:\n"
+                                  "  touchpoint_catalogue: catalogue.csv\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CXLOOP_HOME", "CXLOOP_WAREHOUSE_URL", "CXLOOP_LANDING")}
+
+    def cxloop(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "flows", *args, "--config", str(cfg)],
+                              env={**env, "COLUMNS": "200"}, capture_output=True, text=True,
+                              timeout=600, cwd=REPO_ROOT.parent)
+
+    try:
+        res = cxloop("run", "--date", START.isoformat())
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.count("error:") == 1
+        assert "line 3: touchpoint_code 'approval' is not in" in res.stderr
+        url = cxloop("warehouse", "url").stdout.strip()
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("select count(*) from raw.orders")
+            assert cur.fetchone()[0] == 0
+    finally:
+        cxloop("warehouse", "stop")
