@@ -31,6 +31,7 @@ from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
+from flows.rules import store_domain
 from flows.validate import (
     PARSE,
     TYPED,
@@ -39,7 +40,6 @@ from flows.validate import (
     load_suite,
     reference_parameters,
     stage_query,
-    store_domain,
 )
 from flows.warehouse import LINEAGE_COLUMNS, Warehouse
 

@@ -288,3 +288,7 @@ def test_a_run_with_a_mismatched_catalogue_exits_2_before_loading(tmp_path):
             assert cur.fetchone()[0] == 0
     finally:
         cxloop("warehouse", "stop")
+
+
+def test_the_example_config_shows_the_default_domain():
+    assert load_settings(REPO_ROOT / "cxloop.example.yml").domain == Domain()
