@@ -57,6 +57,9 @@ def _rows(path: Path, key: str, columns: tuple[str, ...]) -> list[tuple[int, dic
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
             missing = [c for c in columns if c not in header]
+            if missing and header and header[0].startswith("\ufeff"):
+                raise ConfigError(f"{path}: line 1: starts with a byte-order mark; save it "
+                                  "as UTF-8 without BOM (\"CSV UTF-8\" adds one in Excel)")
             if missing:
                 raise ConfigError(f"{path}: line 1: no column {missing[0]!r} "
                                   f"(the file needs: {', '.join(columns)})")

@@ -292,3 +292,21 @@ def test_a_run_with_a_mismatched_catalogue_exits_2_before_loading(tmp_path):
 
 def test_the_example_config_shows_the_default_domain():
     assert load_settings(REPO_ROOT / "cxloop.example.yml").domain == Domain()
+
+
+def test_a_run_configures_the_committed_suite_by_parameters():
+    """Messages name the configured values; a key the suite lacks gets a rule."""
+    from flows.rules import configure_suite, domain_parameter
+    from flows.validate import load_suite
+
+    suite = load_suite("subscriptions")
+    params = {domain_parameter("subscriptions.plan", "values"): ["gold", "silver"],
+              domain_parameter("subscriptions.cancel_reason", "values"): ["price"],
+              domain_parameter("customers.region", "values"): ["x"]}
+    out = configure_suite(suite, "subscriptions", params)
+    by_rule = {e["meta"]["rule"]: e for e in out["expectations"]}
+    assert by_rule["plan_allowed"]["description"] == "plan must be one of gold, silver"
+    added = by_rule["cancel_reason_allowed"]
+    assert added["kwargs"]["value_set"] == {"$PARAMETER": "subscriptions__cancel_reason__values"}
+    assert "region_allowed" not in by_rule  # another entity's key
+    assert suite == load_suite("subscriptions")  # the committed suite is not changed
