@@ -169,7 +169,18 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
         elif event == "start":
             progress.update(stage_bar, description=f"{flow_name} {start}..{end}: {stage}")
 
+    def on_failure(summary) -> None:
+        # What was loaded and quarantined stays worth knowing when a later stage fails:
+        # print it (the error message follows), unless the caller asked for quiet/JSON.
+        progress.stop()
+        if not quiet:
+            err_console.print(f"[red]{flow_name} {start}..{end} failed[/] in stage "
+                              f"{summary.current_stage or 'start-up'}; what it did so far:",
+                              highlight=False)
+            _print_run(summary.as_dict())
+
     pipeline.PROGRESS_LISTENERS.append(show)
+    pipeline.SUMMARY_LISTENERS.append(on_failure)
     runner = _task_runner(kw.get("task_runner", "default"), kw.get("dask_address"))
     try:
         with status:
@@ -183,6 +194,7 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
                                  full_refresh=kw.get("full_refresh", False), **params)
     finally:
         pipeline.PROGRESS_LISTENERS.remove(show)
+        pipeline.SUMMARY_LISTENERS.remove(on_failure)
 
 
 def _task_runner(kind: str, address: str | None):
@@ -215,6 +227,8 @@ def _print_run(summary: dict[str, Any]) -> None:
     console.print(t)
     for r in summary["rejections"]:
         err_console.print(f"[red]rejected:[/] {r['error']}", highlight=False)
+    for w in summary.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     for k, v in summary.get("docs", {}).items():
         if v:
             console.print(f"{k}: {v}")
@@ -406,7 +420,9 @@ def warehouse_serve(
     """Expose the embedded warehouse over TCP for BI tools, as the read-only bi_reader.
 
     The bi_reader password comes from CXLOOP_BI_PASSWORD; TCP logins need it
-    (scram-sha-256). The server keeps running until `cxloop warehouse stop`.
+    (scram-sha-256). The restart waits for a running pipeline to finish (the run lock).
+    The server keeps listening until `cxloop warehouse stop`, and listens there again
+    whenever cxloop starts it later.
     """
     from flows.warehouse import serve_embedded_tcp
 
@@ -415,7 +431,7 @@ def warehouse_serve(
         raise CxloopError("CXLOOP_WAREHOUSE_URL points at an external server: give BI tools "
                           "that server's address and a read-only role instead")
     url = serve_embedded_tcp(Path(s.home), host, port, os.environ.get("CXLOOP_BI_PASSWORD", ""),
-                             s.database)
+                             s.database, s.lock_timeout_seconds)
     console.print(f"BI tools: {url} (password from CXLOOP_BI_PASSWORD); schema marts")
 
 
@@ -433,12 +449,45 @@ def serve(config: ConfigOpt = None) -> None:
     from flows.pipeline import nightly as nightly_flow
 
     s = _settings(config)
-    params = {"config": str(config.resolve())} if config else {}
+    params = {"config": str(s.config_path)} if s.config_path else {}
     prefect_serve(
         nightly_flow.to_deployment(name="nightly", parameters=params,
                                    schedules=[Cron("0 2 * * *", timezone=s.timezone)]),
         backfill_flow.to_deployment(name="backfill", parameters=params),
     )
+
+
+def deployment_env(settings) -> dict[str, str]:
+    """The values ``prefect.yaml`` takes from the environment (``{{ $CXLOOP_... }}``):
+    the nightly schedule's timezone and the config path, both from the resolved settings,
+    so a deployment on a Prefect server and ``cxloop serve`` run on the same clock."""
+    return {"CXLOOP_TIMEZONE": settings.timezone,
+            "CXLOOP_CONFIG": str(settings.config_path or "")}
+
+
+@app.command()
+@handle_errors
+def deploy(
+    config: ConfigOpt = None,
+    prefect_args: Annotated[list[str] | None, typer.Argument(
+        help="Extra arguments for `prefect deploy` (e.g. -- --name nightly).")] = None,
+) -> None:
+    """Register the deployments of prefect.yaml with a Prefect server (PREFECT_API_URL).
+
+    Runs `prefect deploy --all` with the nightly schedule's timezone and the config path
+    taken from cxloop.yml, the same values `cxloop serve` uses.
+    """
+    import subprocess
+
+    from flows.config import REPO_ROOT
+
+    s = _settings(config)
+    env = {**os.environ, **deployment_env(s)}
+    cmd = [sys.executable, "-m", "prefect", "deploy", "--all", "--prefect-file",
+           str(REPO_ROOT / "prefect.yaml"), *(prefect_args or [])]
+    res = subprocess.run(cmd, env=env, cwd=REPO_ROOT)
+    if res.returncode:
+        raise CxloopError(f"prefect deploy exited {res.returncode} (see its output above)")
 
 
 @warehouse_app.command("stop")

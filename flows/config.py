@@ -10,13 +10,22 @@ from __future__ import annotations
 import codecs
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+)
 
 from flows.entities import ENTITIES
 from flows.errors import ConfigError
+from flows.mapping_config import EntityMapping, mapping_problems
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("cxloop.yml")
@@ -32,8 +41,22 @@ class FileSource(_Strict):
     kind: Literal["files"] = "files"
     delimiter: str = ","
     encoding: str = "utf-8"
-    # Entities this source is expected to deliver every day; others are optional.
+    # Entities this source is expected to deliver every day; a day without one is a warning
+    # in the run summary and record. Every entity is optional otherwise.
     entities: list[str] = Field(default_factory=list)
+    # Per entity: how this source's export maps onto the contract (flows/mapping.py).
+    mapping: dict[str, EntityMapping] = Field(default_factory=dict)
+
+    @field_validator("entities")
+    @classmethod
+    def _known_entities(cls, v: list[str]) -> list[str]:
+        from flows.entities import ENTITIES
+
+        unknown = [e for e in v if e not in ENTITIES]
+        if unknown:
+            raise ValueError(f"unknown entit{'y' if len(unknown) == 1 else 'ies'} "
+                             f"{', '.join(map(repr, unknown))}; known: {', '.join(ENTITIES)}")
+        return v
 
     @field_validator("encoding")
     @classmethod
@@ -63,6 +86,18 @@ class SqlSource(_Strict):
     kind: Literal["sql"]
     url_env: str
     queries: dict[str, str]
+    mapping: dict[str, EntityMapping] = Field(default_factory=dict)
+
+
+def _source_kind(v: Any) -> str:
+    """Which model reads a source: by its ``kind``, so an error is reported once, for that
+    model, not for every member of the union."""
+    kind = v.get("kind", "files") if isinstance(v, dict) else getattr(v, "kind", "files")
+    return "SqlSource" if kind == "sql" else "FileSource"
+
+
+Source = Annotated[Annotated[FileSource, Tag("FileSource")] | Annotated[SqlSource, Tag("SqlSource")],
+                   Discriminator(_source_kind)]
 
 
 class Reference(_Strict):
@@ -247,7 +282,7 @@ class Settings(_Strict):
 
     timezone: str = "UTC"
     landing: Path = Path("landing")
-    sources: dict[str, FileSource | SqlSource] = Field(
+    sources: dict[str, Source] = Field(
         default_factory=lambda: {"crm": FileSource(), "survey": FileSource()}
     )
     reference: Reference = Field(default_factory=Reference)
@@ -265,6 +300,19 @@ class Settings(_Strict):
     # receive this path, so every stage sees the same resolved settings, whatever the
     # working directory of the process that runs them.
     config_path: Path | None = None
+
+    def redacted(self) -> dict[str, object]:
+        """The settings as JSON-ready data with any password in the warehouse URL masked,
+        for the run record (``ops.pipeline_runs.settings``): what a run used, no secrets."""
+        data = self.model_dump(mode="json")
+        if self.warehouse_url:
+            from urllib.parse import urlsplit, urlunsplit
+
+            parts = urlsplit(self.warehouse_url)
+            if parts.password:
+                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+                data["warehouse_url"] = urlunsplit(parts._replace(netloc=netloc))
+        return data
 
     def dbt_vars(self) -> dict[str, object]:
         """The dbt ``--vars`` this configuration implies (merged under ``run_date``).
@@ -347,6 +395,10 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
     if path.exists():
         raw["config_path"] = str(path.resolve())
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(origin, e)) from None
+    problems = mapping_problems(settings.sources)
+    if problems:
+        raise ConfigError("\n".join(f"{origin}: {p}" for p in problems))
+    return settings

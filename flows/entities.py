@@ -36,13 +36,30 @@ class Entity:
 
     @property
     def column_names(self) -> list[str]:
+        """The columns of a contract-shaped file."""
         return [c.name for c in self.columns]
+
+    @property
+    def raw_columns(self) -> tuple[Column, ...]:
+        """What ``raw`` holds per row: the file's columns, then ``attributes``."""
+        return (*self.columns, ATTRIBUTES)
+
+    @property
+    def raw_column_names(self) -> list[str]:
+        return [c.name for c in self.raw_columns]
 
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
                 return c
         raise KeyError(f"entity {self.name!r} has no column {name!r}")
+
+
+# Columns of an export that the contract does not name (cabin class, industry), kept per
+# row as one JSON object so any of them can become a segmentation dimension later
+# (``attributes.<key>``). Optional: a contract-shaped file has no such column, and
+# flows/mapping.py fills it when a file brings extra columns.
+ATTRIBUTES = Column("attributes", "jsonb")
 
 
 def _c(name: str, pg_type: str = "text", **kw: bool) -> Column:

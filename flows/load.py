@@ -31,6 +31,14 @@ from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
+from flows.mapping import (
+    REPLAYABLE,
+    Rewritten,
+    move_failures,
+    needs_rewrite,
+    record_failures,
+    rewrite,
+)
 from flows.rules import store_domain
 from flows.validate import (
     PARSE,
@@ -130,15 +138,22 @@ def refresh_reference(wh: Warehouse, settings: Settings) -> None:
 
 
 def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:
+    """Batches already dealt with, which a run skips. A rejected batch is not among them:
+    its file is tried again on every run, so a fix in cxloop.yml (an encoding, a
+    delimiter, a mapping) loads it without re-delivering the file."""
     if not batch_ids:
         return set()
     with wh.transaction() as cur:
-        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s)", (batch_ids,))
+        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s) "
+                    "and status <> 'rejected'", (batch_ids,))
         return {r[0] for r in cur.fetchall()}
 
 
-def _copy_source(batch: Batch) -> tuple[io.BufferedIOBase, str, str]:
+def _copy_source(batch: Batch, mapped: Rewritten | None = None
+                 ) -> tuple[io.BufferedIOBase, str, str]:
     """A byte stream of CSV for COPY, its Postgres encoding and delimiter."""
+    if mapped is not None:  # rewritten into contract shape by flows/mapping.py
+        return open(mapped.path, "rb"), "UTF8", ","
     if batch.fmt == "parquet":
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -174,7 +189,7 @@ def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     cur.execute(sql.SQL("drop table if exists {} cascade").format(t))
     cur.execute(sql.SQL("create table {} (like raw.{}) partition by list (_batch_id)")
                 .format(t, sql.Identifier(e.name)))
-    cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in e.column_names]
+    cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in e.raw_column_names]
     cur.execute(sql.SQL("drop table if exists raw.{}").format(tt))
     cur.execute(sql.SQL(
         "create unlogged table raw.{} ({}, _batch_id text, _source_file text, "
@@ -197,7 +212,7 @@ def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch
     # Left by a load whose record was removed (or by an earlier attempt): replaced.
     cur.execute(sql.SQL("drop table if exists {}").format(table))
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
-            for c in e.columns]
+            for c in e.raw_columns]
     if for_copy:
         cols.append(sql.SQL("_row_number bigint not null default nextval({})").format(
             sql.Literal(_seq(e.name).as_string(cur.connection))))
@@ -231,8 +246,8 @@ def _attach(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Co
 
 
 def _copy(cur: psycopg2.extensions.cursor, batch: Batch, table: sql.Composed,
-          header: list[str]) -> int:
-    stream, encoding, delimiter = _copy_source(batch)
+          header: list[str], mapped: Rewritten | None = None) -> int:
+    stream, encoding, delimiter = _copy_source(batch, mapped)
     copy = sql.SQL(
         "copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
         "encoding {}, null '')"
@@ -251,14 +266,29 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
     instead; if that fails too the file is broken and StructuralError says where.
     """
     header = read_header(batch)
-    check_columns(batch, header, e)
+    if batch.mapping is None:
+        check_columns(batch, header, e)
+    if not needs_rewrite(batch, header, e):  # contract-shaped: COPYed as delivered
+        return _stage_file(cur, e, batch, header, None)
+    mapped = rewrite(batch, header, e)
+    try:
+        kind, rows = _stage_file(cur, e, batch, mapped.header, mapped)
+        record_failures(cur, batch, mapped, kind)
+        return kind, rows
+    finally:
+        mapped.cleanup()
+
+
+def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header: list[str],
+                mapped: Rewritten | None) -> tuple[str, int]:
+    """The COPY of a file (or its contract-shaped rewrite): typed, else as text."""
     restart = sql.SQL("alter sequence {} restart with 1").format(_seq(e.name))
     cur.execute("savepoint batch")
     try:
         cur.execute(restart)
         table = _create_batch_table(cur, e, batch, batch_table(e.name, batch.batch_id),
                                     for_copy=True)
-        rows = _copy(cur, batch, table, header)
+        rows = _copy(cur, batch, table, header, mapped)
         add_lineage(cur, table, batch)
         _attach(cur, _stage_ref(e.name), table, batch.batch_id)
         cur.execute("release savepoint batch")
@@ -280,7 +310,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
              d=sql.Literal(batch.extract_date),
              s=sql.Literal(_seq(e.name).as_string(cur.connection))))
     try:
-        rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header)
+        rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header, mapped)
     except psycopg2.DataError as err:  # bad format, encoding or line: the file is broken
         cur.execute("rollback to savepoint batch")
         raise StructuralError(_copy_error_message(batch, err)) from None
@@ -324,8 +354,8 @@ def _cast_parsed_rows(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
     """Rows of a text-staged batch that passed the parse rules, cast into its typed table."""
     casts = sql.SQL(", ").join(
         sql.SQL("s.{c}::{t}").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
-        for c in e.columns)
-    cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + list(STAGE_LINEAGE)))
+        for c in e.raw_columns)
+    cols = sql.SQL(", ").join(map(sql.Identifier, e.raw_column_names + list(STAGE_LINEAGE)))
     cur.execute(sql.SQL(
         "insert into {table} ({cols}) select {casts}, s._batch_id, s._source_file, "
         "s._row_number, s._extract_date from raw.{stage} s where s._batch_id = %(b)s "
@@ -345,6 +375,7 @@ def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e
     """
     with conn.cursor() as cur:
         _create_failures(cur)
+        move_failures(cur)  # rows a column mapping could not translate, found while staging
         params = reference_parameters(cur)
     conn.commit()
     text = [s for s in staged if s.kind == PARSE]
@@ -390,7 +421,7 @@ def _quarantine(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
         moved += cur.rowcount
     values = sql.SQL(", ").join(
         sql.SQL("{n}, s.{c}::text").format(n=sql.Literal(c), c=sql.Identifier(c))
-        for c in e.column_names)
+        for c in e.raw_column_names)
     cur.execute(insert + sql.SQL(
         "select s._batch_id, s._source_file, s._row_number, s._extract_date, "
         "jsonb_build_object({values}), f.rules, f.reasons from {table} s join {failed} "
@@ -445,7 +476,13 @@ def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: 
         "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
         "content_hash, rows_in, rows_loaded, rows_quarantined, status, error, run_id, "
         "started_at, finished_at, seconds) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do nothing",
+        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do update "
+        # Only a rejected batch is tried again; its record then tells the latest attempt.
+        "set rows_in = excluded.rows_in, rows_loaded = excluded.rows_loaded, "
+        "rows_quarantined = excluded.rows_quarantined, status = excluded.status, "
+        "error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
+        "finished_at = excluded.finished_at, seconds = excluded.seconds "
+        "where ops.load_batches.status = 'rejected'",
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, str(batch.path),
          batch.content_hash, rows_in, loaded, quarantined, status, error, run_id, seconds, seconds),
     )
@@ -480,26 +517,30 @@ def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tupl
     try:
         with conn.cursor() as cur:
             _create_stage(cur, e)
-            cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + list(STAGE_LINEAGE)))
+            cols = sql.SQL(", ").join(map(sql.Identifier,
+                                          e.raw_column_names + list(STAGE_LINEAGE)))
             values = sql.SQL(", ").join(
-                sql.SQL("raw_values ->> {}").format(sql.Literal(c)) for c in e.column_names)
+                sql.SQL("raw_values ->> {}").format(sql.Literal(c)) for c in e.raw_column_names)
             cur.execute(sql.SQL(
                 "insert into raw.{st} ({cols}) select {values}, _batch_id, _source_file, "
-                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s"
+                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s and {r}"
             ).format(st=sql.Identifier(text_stage_table(entity)), cols=cols, values=values,
-                     t=sql.Identifier(entity)), (batch_id,))
+                     t=sql.Identifier(entity), r=REPLAYABLE), (batch_id,))
             s = Staged(batch, cur.rowcount, PARSE, time.monotonic())
         conn.commit()
         validate_staged(conn, gx_runner, e, suite, [s], table_name=replay_name)
         with conn.cursor() as cur:  # one transaction: move, re-quarantine, recount
-            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s").format(
-                sql.Identifier(entity)), (batch_id,))
+            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s and {}").format(
+                sql.Identifier(entity), REPLAYABLE), (batch_id,))
+            cur.execute(sql.SQL("select count(*) from quarantine.{} where _batch_id = %s")
+                        .format(sql.Identifier(entity)), (batch_id,))
+            held = cur.fetchone()[0]  # rows the column mapping could not translate
             table = _batch_ref(replay_name)
-            kept = _quarantine(cur, e, s, table)
+            kept = held + _quarantine(cur, e, s, table)
             moved = s.typed_rows
             _detach(cur, e, table)
             # Into the batch's own partition of raw.
-            cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + [
+            cols = sql.SQL(", ").join(map(sql.Identifier, e.raw_column_names + [
                 n for n, _ in LINEAGE_COLUMNS]))
             cur.execute(sql.SQL("insert into raw.{} ({cols}) select {cols} from {}").format(
                 sql.Identifier(entity), table, cols=cols))

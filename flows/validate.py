@@ -97,7 +97,7 @@ def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
     as suite parameters)."""
     rules: list[Rule] = []
     q = '"{}"'.format
-    for c in e.columns:  # values that do not parse: only a text-staged file can have them
+    for c in e.raw_columns:  # values that do not parse: only a text-staged file can have them
         if c.pg_type != "text":
             bad = (f"select * from {{batch}} where {q(c.name)} is not null "
                    f"and not pg_input_is_valid({q(c.name)}, '{c.pg_type}')")
@@ -161,7 +161,7 @@ def table_columns(e: Entity, on: str) -> list[str]:
     lineage = [n for n, _ in LINEAGE_COLUMNS]
     if on == PARSE:
         lineage.remove("_loaded_at")
-    return e.column_names + lineage
+    return e.raw_column_names + lineage
 
 
 def suite_dict(e: Entity) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def suite_dict(e: Entity) -> dict[str, Any]:
             "kwargs": {"column_set": table_columns(e, on), "exact_match": True},
             "meta": {"rule": "columns_match_contract", "level": "batch", "on": on},
         })
-    for c in e.columns:
+    for c in e.raw_columns:
         expectations.append({
             "type": "expect_column_values_to_be_of_type",
             "kwargs": {"column": c.name, "type_": gx_type_name(c.pg_type)},

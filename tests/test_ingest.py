@@ -261,9 +261,11 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     [r] = _ingest(warehouse, landing, tmp_path)
     # Rebuild raw.interactions the way earlier versions kept it: one plain table.
     e = ENTITIES["interactions"]
+    # (and before `attributes`: the migration adds it to the old table's rows too).
     cols = [f'"{c.name}" {c.pg_type}' for c in e.columns] + [f"{n} {t}" for n, t in LINEAGE_COLUMNS]
+    names = ", ".join([f'"{c}"' for c in e.column_names] + [n for n, _ in LINEAGE_COLUMNS])
     with warehouse.transaction() as cur:
-        cur.execute("create table public.keep as select * from raw.interactions")
+        cur.execute(f"create table public.keep as select {names} from raw.interactions")
         cur.execute("drop table raw.interactions")
         cur.execute(sql.SQL("create table raw.interactions ({})").format(sql.SQL(", ".join(cols))))
         cur.execute("insert into raw.interactions select * from public.keep")
