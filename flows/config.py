@@ -21,6 +21,7 @@ from pydantic import (
     Tag,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from flows.entities import ENTITIES
@@ -277,6 +278,26 @@ class ChurnSettings(_Strict):
     min_events: int = Field(30, ge=5)
 
 
+class SubscriptionSettings(_Strict):
+    """How subscriptions are read: which statuses count as active.
+
+    A customer's value is the sum of monthly_value x quantity over their active
+    subscriptions; statuses outside this list (cancelled, paused, expired...) do not
+    count, and a customer whose subscriptions have none left and have ended has churned.
+    """
+
+    active_statuses: list[str] = Field(default_factory=lambda: ["active"], min_length=1)
+
+    @field_validator("active_statuses")
+    @classmethod
+    def _normalised(cls, v: list[str]) -> list[str]:
+        # Staging lower-cases and trims status; compare like with like.
+        out = [s.strip().lower() for s in v]
+        if any(not s for s in out):
+            raise ValueError("an active status is empty")
+        return list(dict.fromkeys(out))
+
+
 class Settings(_Strict):
     """The whole configuration, after the environment has been applied."""
 
@@ -295,6 +316,7 @@ class Settings(_Strict):
     # connection): better a clear failure at 05:00 than a run still going at noon.
     stage_timeout_seconds: int = Field(3600, ge=10)
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
+    subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     domain: Domain = Field(default_factory=Domain)
     # The file these settings were read from (None: defaults only). Flows and deployments
     # receive this path, so every stage sees the same resolved settings, whatever the
@@ -320,7 +342,21 @@ class Settings(_Strict):
         Business rules live in dbt models; the values they depend on (cut points,
         allowed categories, goal scales) come from here, so one file configures both.
         """
-        return {**self.domain.dbt_vars()}
+        return {**self.domain.dbt_vars(),
+                "active_subscription_statuses": list(self.subscriptions.active_statuses)}
+
+    @model_validator(mode="after")
+    def _active_statuses_are_statuses(self) -> Settings:
+        """An active status that no row can have is a typo: say so before loading."""
+        domain = getattr(self, "domain", None)  # the domain settings, where configured
+        allowed = (getattr(domain, "categories", None) or {}).get("subscriptions.status")
+        unknown = [s for s in self.subscriptions.active_statuses
+                   if allowed is not None and s not in {a.lower() for a in allowed}]
+        if unknown:
+            raise ValueError(
+                f"subscriptions.active_statuses: {', '.join(unknown)} not in "
+                f"domain.categories['subscriptions.status'] ({', '.join(allowed)})")
+        return self
 
     @field_validator("timezone")
     @classmethod

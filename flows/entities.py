@@ -19,6 +19,11 @@ class Column:
     pg_type: str
     required: bool = False  # null is a row-level failure
     pii: bool = False  # never leaves staging
+    # The file may leave the column out (older exports, CRMs without the field): it
+    # loads as null instead of rejecting the file.
+    optional: bool = False
+    # Smallest allowed value of a numeric column (a row below it is quarantined).
+    min_value: int | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,11 @@ class Entity:
     def raw_column_names(self) -> list[str]:
         return [c.name for c in self.raw_columns]
 
+    @property
+    def optional_columns(self) -> list[str]:
+        """Columns a file may leave out; they load as null."""
+        return [c.name for c in self.columns if c.optional]
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -62,7 +72,7 @@ class Entity:
 ATTRIBUTES = Column("attributes", "jsonb")
 
 
-def _c(name: str, pg_type: str = "text", **kw: bool) -> Column:
+def _c(name: str, pg_type: str = "text", **kw: bool | int) -> Column:
     return Column(name, pg_type, **kw)
 
 
@@ -92,7 +102,8 @@ ENTITIES: dict[str, Entity] = {
         Entity(
             name="subscriptions",
             source="crm",
-            description="Contracts: start, end or cancellation with a reason, monthly value.",
+            description="Contracts: start, end or cancellation with a reason, monthly value; "
+            "optionally the term end / next renewal, billing period and quantity.",
             key=("subscription_id",),
             event_time="updated_at",
             columns=(
@@ -105,6 +116,10 @@ ENTITIES: dict[str, Entity] = {
                 _c("cancel_reason"),
                 _c("monthly_value", "numeric(12,2)", required=True),
                 _c("updated_at", "timestamp", required=True),
+                # Optional: a file without them loads (null; quantity null counts as 1).
+                _c("renewal_date", "date", optional=True),
+                _c("billing_period", optional=True),
+                _c("quantity", "integer", optional=True, min_value=1),
             ),
         ),
         Entity(

@@ -10,6 +10,7 @@ line before anything is copied.
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import hashlib
 import io
@@ -39,9 +40,14 @@ class Batch:
     delimiter: str = ","
     payload: bytes | None = field(default=None, repr=False)  # SQL sources keep bytes in memory
     mapping: EntityMapping | None = field(default=None, repr=False)  # flows/mapping.py
+    # The id a loaded batch was recorded under (replay rebuilds batches from the record,
+    # which does not keep the mapping that went into the id).
+    recorded_id: str | None = field(default=None, repr=False)
 
     @property
     def batch_id(self) -> str:
+        if self.recorded_id is not None:
+            return self.recorded_id
         # Content plus identity: the same bytes delivered for another entity/date is another batch.
         key = f"{self.source}/{self.entity}/{self.extract_date}/{self.content_hash}"
         if self.mapping is not None:  # read another way, the same bytes are other rows
@@ -206,15 +212,25 @@ def check_columns(batch: Batch, header: list[str], entity: Entity) -> None:
     """Missing, renamed or repeated columns reject the whole batch.
 
     Columns the contract does not name are no problem: they are kept per row in
-    ``attributes`` (flows/mapping.py). A file may bring ``attributes`` itself.
+    ``attributes`` (flows/mapping.py). A file may bring ``attributes`` itself. Optional
+    contract columns may be left out: COPY names the header's columns, so the ones
+    absent load as null.
     """
     expected = entity.column_names
-    missing = [c for c in expected if c not in header]
+    missing = [c for c in expected if c not in header and c not in entity.optional_columns]
     extra = [c for c in header if c not in expected and c != ATTRIBUTES.name]
     dupes = sorted({c for c in header if header.count(c) > 1})
     problems = []
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
+    # An extra column spelt almost like an absent optional one is a typo, not an attribute:
+    # kept in ``attributes`` it would leave the real column silently empty.
+    absent = [c for c in entity.optional_columns if c not in header]
+    for c in extra:
+        near = difflib.get_close_matches(c, absent, n=1, cutoff=0.85)
+        if near:
+            problems.append(f"column {c!r} looks like the optional column {near[0]!r} "
+                            "(misspelt?)")
     if dupes:
         problems.append(f"repeated column(s) {', '.join(dupes)}")
     if problems:
@@ -222,6 +238,7 @@ def check_columns(batch: Batch, header: list[str], entity: Entity) -> None:
         if missing and extra:
             hint = (f" (renamed? the file has {', '.join(extra)}: map it with "
                     f"sources.{batch.source}.mapping.{entity.name}.rename in cxloop.yml)")
-        raise StructuralError(
-            f"{batch.path}: line 1: {'; '.join(problems)}{hint}; expected {', '.join(expected)}"
-        )
+        optional = (f" (optional: {', '.join(entity.optional_columns)})"
+                    if entity.optional_columns else "")
+        raise StructuralError(f"{batch.path}: line 1: {'; '.join(problems)}{hint}; "
+                              f"expected {', '.join(expected)}{optional}")

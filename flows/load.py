@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
@@ -32,7 +31,6 @@ from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
 from flows.mapping import (
-    REPLAYABLE,
     Rewritten,
     move_failures,
     needs_rewrite,
@@ -367,7 +365,8 @@ def _cast_parsed_rows(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
 
 
 def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e: Entity,
-                    suite: dict, staged: list[Staged], table_name: str | None = None) -> None:
+                    suite: dict, staged: list[Staged],
+                    table_for: Callable[[Staged], str] | None = None) -> None:
     """Run the suite on the committed stage and materialise the failing rows.
 
     Text-staged batches first go through the parse rules; their rows that parse are
@@ -384,8 +383,8 @@ def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e
         with conn.cursor() as cur:
             _collect_failures(cur, e, outcome, f"raw.{text_stage_table(e.name)}", PARSE)
             for s in text:
-                table = _create_batch_table(
-                    cur, e, s.batch, table_name or batch_table(e.name, s.batch.batch_id))
+                name = table_for(s) if table_for else batch_table(e.name, s.batch.batch_id)
+                table = _create_batch_table(cur, e, s.batch, name)
                 s.typed_rows = _cast_parsed_rows(cur, e, s, table)
                 _attach(cur, _stage_ref(e.name), table, s.batch.batch_id)
         conn.commit()
@@ -486,74 +485,6 @@ def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: 
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, str(batch.path),
          batch.content_hash, rows_in, loaded, quarantined, status, error, run_id, seconds, seconds),
     )
-
-
-
-
-def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tuple[int, int]:
-    """Re-validate a batch's quarantined rows with today's suite and reference data.
-
-    Rows that pass now move to ``raw`` (keeping their original lineage); the rest
-    stay quarantined with refreshed reasons. Returns (moved to raw, still quarantined).
-    """
-    from flows.errors import CxloopError
-
-    with wh.transaction() as cur:
-        cur.execute("select entity, status, source, extract_date, source_file, content_hash "
-                    "from ops.load_batches where batch_id = %s", (batch_id,))
-        row = cur.fetchone()
-    if row is None:
-        raise CxloopError(f"no batch {batch_id!r} in ops.load_batches (see `cxloop batches`)")
-    entity, status, source, extract_date, source_file, content_hash = row
-    if status != "loaded":
-        raise CxloopError(f"batch {batch_id} is {status}: only loaded batches have quarantined "
-                          "rows to replay; a rejected file must be re-delivered")
-    e = ENTITIES[entity]
-    suite = load_suite(entity)
-    batch = Batch(source=source, entity=entity, extract_date=extract_date,
-                  path=Path(source_file), content_hash=content_hash)
-    replay_name = batch_table(entity, "replay")
-    conn = wh.connect()
-    try:
-        with conn.cursor() as cur:
-            _create_stage(cur, e)
-            cols = sql.SQL(", ").join(map(sql.Identifier,
-                                          e.raw_column_names + list(STAGE_LINEAGE)))
-            values = sql.SQL(", ").join(
-                sql.SQL("raw_values ->> {}").format(sql.Literal(c)) for c in e.raw_column_names)
-            cur.execute(sql.SQL(
-                "insert into raw.{st} ({cols}) select {values}, _batch_id, _source_file, "
-                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s and {r}"
-            ).format(st=sql.Identifier(text_stage_table(entity)), cols=cols, values=values,
-                     t=sql.Identifier(entity), r=REPLAYABLE), (batch_id,))
-            s = Staged(batch, cur.rowcount, PARSE, time.monotonic())
-        conn.commit()
-        validate_staged(conn, gx_runner, e, suite, [s], table_name=replay_name)
-        with conn.cursor() as cur:  # one transaction: move, re-quarantine, recount
-            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s and {}").format(
-                sql.Identifier(entity), REPLAYABLE), (batch_id,))
-            cur.execute(sql.SQL("select count(*) from quarantine.{} where _batch_id = %s")
-                        .format(sql.Identifier(entity)), (batch_id,))
-            held = cur.fetchone()[0]  # rows the column mapping could not translate
-            table = _batch_ref(replay_name)
-            kept = held + _quarantine(cur, e, s, table)
-            moved = s.typed_rows
-            _detach(cur, e, table)
-            # Into the batch's own partition of raw.
-            cols = sql.SQL(", ").join(map(sql.Identifier, e.raw_column_names + [
-                n for n, _ in LINEAGE_COLUMNS]))
-            cur.execute(sql.SQL("insert into raw.{} ({cols}) select {cols} from {}").format(
-                sql.Identifier(entity), table, cols=cols))
-            cur.execute(sql.SQL("drop table {}").format(table))
-            cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
-            cur.execute("update ops.load_batches set rows_loaded = rows_loaded + %s, "
-                        "rows_quarantined = %s where batch_id = %s", (moved, kept, batch_id))
-            cur.execute(sql.SQL("truncate raw.{}").format(
-                sql.Identifier(text_stage_table(entity))))
-        conn.commit()
-    finally:
-        conn.close()
-    return moved, kept
 
 
 def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],

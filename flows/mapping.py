@@ -112,6 +112,8 @@ def plan(batch: Batch, header: list[str], e: Entity) -> list[Output]:
             problems.append(f"column {col} is in the file and in {where}.constants; keep one")
         else:
             by_name[col] = Output(col, None, value)
+    for c in e.optional_columns:  # left out of the export: null, as for a contract file
+        by_name.setdefault(c, Output(c, None, None))
     missing = [c for c in e.column_names if c not in by_name]
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}; map a column of the file to "

@@ -109,6 +109,13 @@ def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
             rules.append(Rule(f"{c.name}_not_null", f"{c.name} is required but empty",
                               "expect_column_values_to_not_be_null", {"column": c.name},
                               f"select * from {{batch}} where {q(c.name)} is null"))
+    for c in e.columns:
+        if c.min_value is not None:
+            rules.append(Rule(f"{c.name}_at_least_{c.min_value}",
+                              f"{c.name} must be at least {c.min_value}",
+                              "expect_column_values_to_be_between",
+                              {"column": c.name, "min_value": c.min_value},
+                              f"select * from {{batch}} where {q(c.name)} < {c.min_value}"))
     same_key = " and ".join(f"earlier.{q(k)} = later.{q(k)}" for k in e.key)
     # Every occurrence after the first is bad; the first one loads. A hash semi-join:
     # twice as fast here as numbering rows with a window.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import load
+from flows import load, replay
 from flows.config import load_settings
 from flows.entities import ENTITIES
 from flows.extract import find_batches
@@ -178,8 +178,9 @@ def test_quarantine_replay_after_a_reference_fix(warehouse, tmp_path):
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     settings = load_settings(cfg, landing=str(landing), home=str(tmp_path))
     load.refresh_reference(warehouse, settings)
-    moved, kept = load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
-                                         r.batch_id)
+    moved, kept = replay.replay_quarantine(warehouse,
+                                           GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+                                           r.batch_id)
     assert (moved, kept) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 4
     assert _count(warehouse, "quarantine.interactions") == 0
@@ -286,7 +287,7 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     load.refresh_reference(warehouse, load_settings(cfg, landing=str(landing), home=str(tmp_path)))
-    assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+    assert replay.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
                                   r.batch_id) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 5
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import load
+from flows import load, replay
 from flows.config import Domain, load_settings
 from flows.entities import ENTITIES
 from flows.errors import ConfigError
@@ -147,7 +147,7 @@ def test_an_export_with_its_own_headers_loads_with_values_dates_and_attributes(w
         ("r2", 1, 3, None, "relationship", {"Flight Distance": "235"}),
     ]
     # A replay (the suite knows no mapping) leaves the untranslated rows where they are.
-    assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+    assert replay.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
                                   crm.batch_id) == (0, 2)
     assert _rows(warehouse, "select count(*) from quarantine.customers") == [(2,)]
     # dbt carries the attributes to the customer dimension (jsonb, contract enforced), and
