@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from flows.entities import ENTITIES
 from flows.errors import ConfigError
 from flows.mapping_config import EntityMapping, mapping_problems
 
@@ -104,6 +105,171 @@ class Reference(_Strict):
     touchpoint_catalogue: Path = REPO_ROOT / "dbt_project/seeds/touchpoint_catalogue.csv"
     owner_routing: Path = REPO_ROOT / "dbt_project/seeds/owner_routing.csv"
     survey_items: Path = REPO_ROOT / "dbt_project/seeds/survey_items.csv"
+
+
+# The demo's domain: the defaults of ``domain:``. Nothing else in the code names these values.
+_DEMO_CHANNELS = ["web", "app", "phone", "store", "field"]
+_DEMO_PLANS = ["basic", "plus", "premium"]
+DEFAULT_CATEGORIES: dict[str, list[str]] = {
+    "customers.region": ["north", "south", "east", "west"],
+    "customers.segment": ["consumer", "smb", "enterprise"],
+    "customers.plan": _DEMO_PLANS,
+    "customers.acquisition_channel": _DEMO_CHANNELS,
+    "subscriptions.plan": _DEMO_PLANS,
+    "subscriptions.status": ["active", "cancelled"],
+    "interactions.channel": _DEMO_CHANNELS,
+    "responses.comment_language": ["en", "zh"],
+}
+DEFAULT_SCALES: dict[str, tuple[int | float, int | float]] = {
+    "responses.nps": (0, 10),
+    "responses.csat": (1, 5),
+    "responses.ces": (1, 7),
+    "responses.overall_satisfaction": (1, 10),
+    "responses.likelihood_to_renew": (1, 5),
+    "item_ratings.rating": (1, 5),
+}
+DEFAULT_EXPERIENCE_DIMENSIONS = [
+    "trust", "convenience", "keeping_promises", "respect", "autonomy",
+    "choice", "knowledge", "recognition", "benefit", "status",
+]
+# Columns whose allowed values are not a company's domain: the pipeline's own vocabulary
+# (survey_type drives the marts), reference codes (checked against the catalogue and
+# item list) and the experience dimension (``domain.experience_dimensions``).
+NOT_CATEGORIES = {
+    "invitations.survey_type": "the pipeline's own vocabulary (transactional, relationship)",
+    "responses.survey_type": "the pipeline's own vocabulary (transactional, relationship)",
+    "item_ratings.dimension": "set domain.experience_dimensions instead",
+}
+REFERENCE_COLUMNS = ("touchpoint_code", "item_code")
+
+
+def _contract_column(key: str, kinds: tuple[str, ...], what: str) -> tuple[str, str]:
+    """``entity.column`` of the extract contract, or a ValueError naming the key."""
+    entity, dot, column = str(key).partition(".")
+    if not dot or not entity or not column:
+        raise ValueError(f"key {key!r} must be <entity>.<column>, e.g. customers.segment")
+    if entity not in ENTITIES:
+        raise ValueError(f"key {key!r}: unknown entity {entity!r} "
+                         f"(known: {', '.join(ENTITIES)})")
+    e = ENTITIES[entity]
+    if column not in e.column_names:
+        raise ValueError(f"key {key!r}: entity {entity} has no column {column!r} "
+                         f"(columns: {', '.join(e.column_names)})")
+    if e.column(column).pg_type.split("(")[0] not in kinds:
+        raise ValueError(f"key {key!r}: {column} is {e.column(column).pg_type}, "
+                         f"not a {what} column")
+    return entity, column
+
+
+def _text_value(key: str, v: object) -> str:
+    if isinstance(v, bool):  # YAML reads yes/no/on/off as booleans
+        raise ValueError(f"key {key!r}: value {v!r} is a YAML boolean: quote the word ('yes', 'no')")
+    if not isinstance(v, str | int | float):
+        raise ValueError(f"key {key!r}: value {v!r} is not a plain value")
+    return str(v)
+
+
+class Domain(_Strict):
+    """The company's domain: the values each categorical may take and each scale's range.
+
+    GX checks them on every batch before ``raw`` (a value outside is quarantined with
+    the allowed list as its reason), and dbt's tests get the same lists as vars. Keys
+    given here replace that key's default; keys not given keep the demo's values.
+    """
+
+    categories: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_CATEGORIES.items()})
+    scales: dict[str, tuple[int | float, int | float]] = Field(default_factory=lambda: dict(DEFAULT_SCALES))
+    experience_dimensions: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXPERIENCE_DIMENSIONS))
+    # Customer columns (or ``attributes.<key>``) the scorecard, drivers and quadrant cut by.
+    segment_by: list[str] = Field(default_factory=lambda: ["segment"])
+
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _categories(cls, v: object) -> dict[str, list[str]]:
+        if v is None:
+            v = {}
+        if not isinstance(v, dict):
+            raise ValueError("expected a mapping of <entity>.<column>: [allowed values]")
+        out = {k: list(v) for k, v in DEFAULT_CATEGORIES.items()}
+        for key, values in v.items():
+            if key in NOT_CATEGORIES:
+                raise ValueError(f"key {key!r} cannot be configured: {NOT_CATEGORIES[key]}")
+            entity, column = _contract_column(key, ("text",), "text")
+            if column in REFERENCE_COLUMNS:
+                raise ValueError(f"key {key!r}: {column} is checked against the reference "
+                                 "files (cxloop.yml: reference), not a list")
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"key {key!r}: expected a non-empty list of values, "
+                                 f"got {values!r}")
+            texts = [_text_value(key, x) for x in values]
+            dupes = sorted({x for x in texts if texts.count(x) > 1})
+            if dupes:
+                raise ValueError(f"key {key!r}: value {dupes[0]!r} is listed twice")
+            out[key] = texts
+        return out
+
+    @field_validator("scales", mode="before")
+    @classmethod
+    def _scales(cls, v: object) -> dict[str, tuple[int | float, int | float]]:
+        if v is None:
+            v = {}
+        if not isinstance(v, dict):
+            raise ValueError("expected a mapping of <entity>.<column>: [low, high]")
+        out = dict(DEFAULT_SCALES)
+        for key, bounds in v.items():
+            _contract_column(key, ("integer", "numeric", "bigint", "smallint",
+                                   "double precision"), "numeric")
+            ok = (isinstance(bounds, list | tuple) and len(bounds) == 2
+                  and all(isinstance(b, int | float) and not isinstance(b, bool)
+                          for b in bounds))
+            if not ok:
+                raise ValueError(f"key {key!r}: expected [low, high] numbers, got {bounds!r}")
+            if bounds[0] > bounds[1]:
+                raise ValueError(f"key {key!r}: low {bounds[0]} is above high {bounds[1]}")
+            out[key] = (bounds[0], bounds[1])
+        return out
+
+    @field_validator("experience_dimensions", mode="before")
+    @classmethod
+    def _dimensions(cls, v: object) -> list[str]:
+        if not isinstance(v, list) or not v:
+            raise ValueError(f"expected a non-empty list of dimension names, got {v!r}")
+        texts = [_text_value("experience_dimensions", x) for x in v]
+        dupes = sorted({x for x in texts if texts.count(x) > 1})
+        if dupes:
+            raise ValueError(f"dimension {dupes[0]!r} is listed twice")
+        return texts
+
+    @field_validator("segment_by")
+    @classmethod
+    def _segment_by(cls, v: list[str]) -> list[str]:
+        known = ENTITIES["customers"]
+        for name in v:
+            if name.startswith("attributes.") and len(name) > len("attributes."):
+                continue
+            if name not in known.column_names or known.column(name).pii:
+                raise ValueError(
+                    f"{name!r} is not a customer column (use one of "
+                    f"{', '.join(c.name for c in known.columns if c.pg_type == 'text' and not c.pii)}"
+                    " or attributes.<key>)")
+        return v
+
+    def allowed(self, entity: str, column: str) -> list[str] | None:
+        """The configured values of ``entity.column``, or None if it is not a category."""
+        return self.categories.get(f"{entity}.{column}")
+
+    def scale(self, entity: str, column: str) -> tuple[int | float, int | float] | None:
+        return self.scales.get(f"{entity}.{column}")
+
+    def dbt_vars(self) -> dict[str, object]:
+        return {
+            "domain_categories": self.categories,
+            "domain_scales": {k: list(v) for k, v in self.scales.items()},
+            "experience_dimensions": self.experience_dimensions,
+            "segment_by": self.segment_by,
+        }
 
 
 class ChurnSettings(_Strict):
@@ -234,6 +400,7 @@ class Settings(_Strict):
     goals: dict[str, Goal] = Field(default_factory=_default_goals)
     quadrant: QuadrantSettings = Field(default_factory=QuadrantSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
+    domain: Domain = Field(default_factory=Domain)
     # The file these settings were read from (None: defaults only). Flows and deployments
     # receive this path, so every stage sees the same resolved settings, whatever the
     # working directory of the process that runs them.
@@ -258,7 +425,8 @@ class Settings(_Strict):
         Business rules live in dbt models; the values they depend on (cut points,
         allowed categories, goal scales) come from here, so one file configures both.
         """
-        return {"active_subscription_statuses": list(self.subscriptions.active_statuses),
+        return {**self.domain.dbt_vars(),
+                "active_subscription_statuses": list(self.subscriptions.active_statuses),
                 **self._goal_vars()}
 
     def _goal_vars(self) -> dict[str, object]:

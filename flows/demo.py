@@ -37,15 +37,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flows.entities import (
-    CHANNELS,
-    ENTITIES,
-    PLANS,
-    REGIONS,
-    SCORE_RANGES,
-    SEGMENTS,
-    SURVEY_TYPES,
-)
+from flows.config import DEFAULT_CATEGORIES, DEFAULT_SCALES
+from flows.entities import ENTITIES, SURVEY_TYPES
+
+# The generator writes the demo's domain, which is the default of cxloop.yml's
+# ``domain:``; the orders matter (probability arrays below are over these tuples).
+CHANNELS = tuple(DEFAULT_CATEGORIES["interactions.channel"])
+REGIONS = tuple(DEFAULT_CATEGORIES["customers.region"])
+SEGMENTS = tuple(DEFAULT_CATEGORIES["customers.segment"])
+PLANS = tuple(DEFAULT_CATEGORIES["customers.plan"])
+SCORE_RANGES: dict[str, dict[str, tuple[int | float, int | float]]] = {}
+for _key, _bounds in DEFAULT_SCALES.items():
+    _entity, _, _column = _key.partition(".")
+    SCORE_RANGES.setdefault(_entity, {})[_column] = _bounds
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds"
 DAY = 86_400

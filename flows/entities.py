@@ -210,35 +210,9 @@ ENTITIES: dict[str, Entity] = {
     ]
 }
 
-# Score ranges checked on every batch (inclusive).
-SCORE_RANGES: dict[str, dict[str, tuple[int, int]]] = {
-    "responses": {
-        "nps": (0, 10),
-        "csat": (1, 5),
-        "ces": (1, 7),
-        "overall_satisfaction": (1, 10),
-        "likelihood_to_renew": (1, 5),
-    },
-    "item_ratings": {"rating": (1, 5)},
-}
-
-CHANNELS = ("web", "app", "phone", "store", "field")
-REGIONS = ("north", "south", "east", "west")
-SEGMENTS = ("consumer", "smb", "enterprise")
-PLANS = ("basic", "plus", "premium")
+# The survey types the marts tell apart: the pipeline's vocabulary, not a company's
+# domain (which lives in cxloop.yml ``domain:``, see flows/config.py).
 SURVEY_TYPES = ("transactional", "relationship")
-EXPERIENCE_DIMENSIONS = (
-    "trust",
-    "convenience",
-    "keeping_promises",
-    "respect",
-    "autonomy",
-    "choice",
-    "knowledge",
-    "recognition",
-    "benefit",
-    "status",
-)
 
 SOURCES = tuple(sorted({e.source for e in ENTITIES.values()}))
 

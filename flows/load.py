@@ -16,7 +16,6 @@ stage with whatever it held), and a re-run skips what is recorded.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import time
@@ -38,6 +37,7 @@ from flows.mapping import (
     record_failures,
     rewrite,
 )
+from flows.rules import store_domain
 from flows.validate import (
     PARSE,
     TYPED,
@@ -118,29 +118,21 @@ def _pg_encoding(encoding: str) -> str:
 
 
 def refresh_reference(wh: Warehouse, settings: Settings) -> None:
-    """Copy the configured touchpoint catalogue and survey items into ``ops`` for the suites."""
-    specs = [
-        ("ref_touchpoints", "touchpoint_code", settings.reference.touchpoint_catalogue),
-        ("ref_survey_items", "item_code", settings.reference.survey_items),
-    ]
+    """Check the configured reference files and domain (a ConfigError before anything is
+    loaded), then copy the codes and the domain into ``ops`` for the suites."""
+    from flows.reference import check_reference
+
+    codes = check_reference(settings)
+    specs = [("ref_touchpoints", "touchpoint_code", codes.touchpoints),
+             ("ref_survey_items", "item_code", codes.items)]
     with wh.transaction() as cur:
-        for table, col, path in specs:
-            try:
-                with open(path, newline="", encoding="utf-8") as f:
-                    codes = sorted({row[col] for row in csv.DictReader(f)})
-            except FileNotFoundError:
-                from flows.errors import ConfigError
-
-                raise ConfigError(f"reference file {path} is missing (cxloop.yml: reference)") from None
-            except KeyError:
-                from flows.errors import ConfigError
-
-                raise ConfigError(f"{path}: line 1: no column {col!r}") from None
+        for table, col, values in specs:
             cur.execute(sql.SQL("create table if not exists ops.{} ({} text primary key)").format(
                 sql.Identifier(table), sql.Identifier(col)))
             cur.execute(sql.SQL("truncate ops.{}").format(sql.Identifier(table)))
             cur.executemany(sql.SQL("insert into ops.{} values (%s)").format(
-                sql.Identifier(table)), [(c,) for c in codes])
+                sql.Identifier(table)), [(c,) for c in values])
+        store_domain(cur, settings.domain)
 
 
 def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:

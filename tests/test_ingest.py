@@ -57,6 +57,16 @@ def _ingest(wh, landing: Path, home: Path, day: date = D):
     return results
 
 
+def _catalogue_with(folder: Path, code: str) -> Path:
+    """The default catalogue plus one touchpoint (a copy of its last row)."""
+    lines = load_settings(None).reference.touchpoint_catalogue.read_text().splitlines()
+    new = lines[-1].split(",")
+    new[0], new[3] = code, "99"  # touchpoint_code, stage_order
+    path = folder / "catalogue.csv"
+    path.write_text("\n".join([*lines, ",".join(new)]) + "\n")
+    return path
+
+
 def _count(wh, table: str) -> int:
     with wh.transaction() as cur:
         cur.execute(f"select count(*) from {table}")
@@ -163,8 +173,7 @@ def test_quarantine_replay_after_a_reference_fix(warehouse, tmp_path):
     [r] = _ingest(warehouse, landing, tmp_path)
     assert (r.rows_loaded, r.rows_quarantined) == (3, 1)
     # The catalogue learns the new touchpoint; the quarantined row now passes.
-    catalogue = tmp_path / "catalogue.csv"
-    catalogue.write_text("touchpoint_code\nbilling\nsupport_call\napp_usage\nno_such_touchpoint\n")
+    catalogue = _catalogue_with(tmp_path, "no_such_touchpoint")
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     settings = load_settings(cfg, landing=str(landing), home=str(tmp_path))
@@ -274,8 +283,7 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     _write(landing, "interactions", date(2026, 8, 4), [HEADER, "i9,c9,billing,web,"
                                                        "2026-08-04 10:00:00,1,1,true,true"])
     assert [x.status for x in _ingest(warehouse, landing, tmp_path, date(2026, 8, 4))] == ["loaded"]
-    catalogue = tmp_path / "catalogue.csv"
-    catalogue.write_text("touchpoint_code\nbilling\nsupport_call\napp_usage\nno_such_touchpoint\n")
+    catalogue = _catalogue_with(tmp_path, "no_such_touchpoint")
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     load.refresh_reference(warehouse, load_settings(cfg, landing=str(landing), home=str(tmp_path)))

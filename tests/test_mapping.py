@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows import load, replay
-from flows.config import load_settings
+from flows.config import Domain, load_settings
 from flows.entities import ENTITIES
 from flows.errors import ConfigError
 from flows.extract import find_batches, read_header
@@ -127,9 +127,12 @@ def test_an_export_with_its_own_headers_loads_with_values_dates_and_attributes(w
         warehouse, "select _row_number, failed_expectations, reasons, raw_values "
         "from quarantine.customers order by 1"))
     rules, reason, values = bad[3]
-    assert rules == ["mapping.values.segment"]
+    # ...and, left as delivered, it is not one of the configured segments either.
+    assert rules == ["mapping.values.segment", "segment_allowed"]
+    segments = ", ".join(Domain().categories["customers.segment"])
     assert reason == ("value 'VIP' of column segment is not in mapping.values "
-                      "(add it to sources.crm.mapping.customers.values.segment)")
+                      "(add it to sources.crm.mapping.customers.values.segment); "
+                      f"segment must be one of {segments}")
     assert values["segment"] == "VIP" and json.loads(values["attributes"])["Class"] == "Eco"
     rules, reason, values = bad[4]
     assert "mapping.formats.signup_date" in rules

@@ -158,7 +158,8 @@ def test_a_customers_value_is_the_sum_of_their_active_subscriptions(warehouse, t
 
 def test_a_configured_extra_active_status_counts(warehouse, tmp_path):
     settings = _load_customers_with_several_subscriptions(
-        warehouse, tmp_path, "subscriptions:\n  active_statuses: [active, Trial]\n")
+        warehouse, tmp_path, "subscriptions:\n  active_statuses: [active, Trial]\n"
+        "domain:\n  categories:\n    subscriptions.status: [active, cancelled, trial]\n")
     assert settings.dbt_vars()["active_subscription_statuses"] == ["active", "trial"]
     values = _customer_values(warehouse, settings)
     assert values["c1"] == (60, 2, False)
