@@ -203,7 +203,8 @@ ENTITIES: dict[str, Entity] = {
                 _c("item_code", required=True),
                 _c("touchpoint_code", required=True),
                 _c("dimension", required=True),
-                _c("rating", "integer", required=True),
+                # Empty = the respondent marked the item "not applicable" (an answer).
+                _c("rating", "integer"),
                 _c("responded_at", "timestamp", required=True),
             ),
         ),

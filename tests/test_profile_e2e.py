@@ -30,7 +30,6 @@ import pytest
 
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skip(reason="needs mapping/domain/goals branches"),
 ]
 
 CUSTOMERS, DAYS, START, FAULTS = 800, 60, date(2026, 7, 1), 0.003

@@ -11,7 +11,9 @@ with
 
 item_ratings as (
 
+    -- an item marked "not applicable" (empty rating) says nothing about its driver weight
     select * from {{ ref('stg_survey__item_ratings') }}
+    where rating is not null
 
 ),
 
