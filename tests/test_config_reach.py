@@ -28,9 +28,10 @@ from flows.config import REPO_ROOT
 pytestmark = pytest.mark.integration
 
 START = date(2026, 7, 1)
-DAYS = 6
+DAYS = 30
 NEW_TOUCHPOINT = "reach_test_kiosk"
 CHINESE_NAME = "张伟"
+NEW_REGION = "islands"
 
 
 def _cxloop(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -45,21 +46,26 @@ def _write_company(root: Path) -> Path:
     from flows import demo
 
     landing = root / "landing"
-    demo.generate(landing, customers=120, days=DAYS, start=START, seed=23)
+    demo.generate(landing, customers=500, days=DAYS, start=START, seed=23)
     # The CRM exports customers in GB18030 with ';' between fields.
     for f in (landing / "crm" / "customers").glob("*/*.csv"):
         rows = list(csv.reader(f.open(encoding="utf-8", newline="")))
         if len(rows) > 1:
             rows[1][rows[0].index("full_name")] = CHINESE_NAME
+            rows[1][rows[0].index("region")] = NEW_REGION
         buf = io.StringIO()
         csv.writer(buf, delimiter=";", lineterminator="\n").writerows(rows)
         f.write_bytes(buf.getvalue().encode("gb18030"))
-    # The CRM's other extracts use ';' too (one delimiter per source).
+    # The CRM's other extracts use ';' too (one delimiter per source); its orders export
+    # calls the amount "Order Amount" (a mapping renames it); one customer lives in a
+    # region only this company has (domain.categories).
     for entity in ("subscriptions", "orders", "interactions"):
         for f in (landing / "crm" / entity).glob("*/*.csv"):
             rows = list(csv.reader(f.open(encoding="utf-8", newline="")))
             if entity == "interactions" and len(rows) > 1:
                 rows[1][rows[0].index("touchpoint_code")] = NEW_TOUCHPOINT
+            if entity == "orders":
+                rows[0][rows[0].index("amount")] = "Order Amount"
             buf = io.StringIO()
             csv.writer(buf, delimiter=";", lineterminator="\n").writerows(rows)
             f.write_bytes(buf.getvalue().encode("gb18030"))
@@ -92,8 +98,16 @@ def _write_company(root: Path) -> Path:
         "lock_timeout_seconds": 17,
         "stage_timeout_seconds": 1234,
         "sources": {"crm": {"kind": "files", "encoding": "gb18030", "delimiter": ";",
-                            "entities": ["customers", "orders"]},
+                            "entities": ["customers", "orders"],
+                            "mapping": {"orders": {"rename": {"Order Amount": "amount"}}}},
                     "survey": {"kind": "files"}},
+        "domain": {"categories": {
+            "customers.region": ["north", "south", "east", "west", NEW_REGION]}},
+        "goals": {"overall": {"column": "overall_satisfaction", "range": [1, 10],
+                              "top_box": [9, 10]},
+                  "renewal": {"column": "likelihood_to_renew", "range": [1, 5]}},
+        "quadrant": {"cut": "median"},
+        "subscriptions": {"active_statuses": ["active"]},
         "reference": {"touchpoint_catalogue": "../reference/catalogue.csv",
                       "owner_routing": "../reference/routing.csv",
                       "survey_items": "../reference/items.csv"},
@@ -138,8 +152,11 @@ def test_sources_encoding_and_delimiter_reach_ingestion(company):
     root, *_ = company
     assert _query(root, "select count(*) from ops.load_batches where status = 'rejected'") \
         == [(0,)]
+    # The first row of every customers file carries the name.
+    files = [f for f in (root / "landing" / "crm" / "customers").glob("*/*.csv")
+             if len(f.read_bytes().splitlines()) > 1]
     assert _query(root, f"select count(*) from raw.customers where full_name = '{CHINESE_NAME}'") \
-        == [(1,)]
+        == [(len(files),)]
 
 
 def test_reference_catalogue_reaches_validation_and_dbt(company):
@@ -152,6 +169,23 @@ def test_reference_catalogue_reaches_validation_and_dbt(company):
     assert _query(root, "select count(*) from quarantine.interactions") == [(0,)]
     assert _query(root, "select count(*) from staging.touchpoint_catalogue "
                         f"where touchpoint_code = '{NEW_TOUCHPOINT}'") == [(1,)]
+
+
+def test_domain_and_mapping_reach_validation(company):
+    root, *_ = company
+    assert _query(root, f"select count(*) from raw.customers where region = '{NEW_REGION}'") \
+        != [(0,)]
+    assert _query(root, "select count(*) from quarantine.customers") == [(0,)]
+    assert _query(root, "select count(*) from raw.orders where amount is null") == [(0,)]
+    assert _query(root, "select count(*) from raw.orders") != [(0,)]
+
+
+def test_goals_and_quadrant_reach_drivers_and_marts(company):
+    root, *_ = company
+    assert {r[0] for r in _query(root, "select distinct goal from marts.mart_goal_trend")} \
+        == {"overall", "renewal"}
+    assert _query(root, "select distinct cut_rule from marts.mart_priority_quadrant") \
+        == [("median",)]
 
 
 def test_task_rules_file_reaches_the_actions_stage(company):
@@ -169,6 +203,8 @@ def test_run_record_holds_the_settings_every_stage_received(company):
     assert settings["churn"]["refit_every_days"] == 3 and settings["churn"]["min_events"] == 5
     assert settings["sources"]["crm"]["encoding"] == "gb18030"
     assert settings["database"] == "reach_db"
+    assert settings["subscriptions"]["active_statuses"] == ["active"]
+    assert settings["quadrant"]["cut"] == "median"
     # Expected daily: customers and orders. A warning names each one missing on some day,
     # judged against the landing folder itself.
     for entity in ("customers", "orders"):
