@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install install-dev demo test lint unit bench clean
+.PHONY: install install-dev demo test test-all lint unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,12 @@ lint: install-dev
 	$(BIN)/ruff check flows tests benchmarks tools
 	$(BIN)/python tools/lint_sql.py
 
+# `make test` leaves out the tests marked slow (the heaviest crash-recovery cases);
+# `make test-all`, the scheduled full run (.ci/scheduled), runs every test.
 test: install-dev lint
+	$(BIN)/pytest -q -m "not slow"
+
+test-all: install-dev lint
 	$(BIN)/pytest -q
 
 unit: install-dev

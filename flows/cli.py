@@ -169,7 +169,18 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
         elif event == "start":
             progress.update(stage_bar, description=f"{flow_name} {start}..{end}: {stage}")
 
+    def on_failure(summary) -> None:
+        # What was loaded and quarantined stays worth knowing when a later stage fails:
+        # print it (the error message follows), unless the caller asked for quiet/JSON.
+        progress.stop()
+        if not quiet:
+            err_console.print(f"[red]{flow_name} {start}..{end} failed[/] in stage "
+                              f"{summary.current_stage or 'start-up'}; what it did so far:",
+                              highlight=False)
+            _print_run(summary.as_dict())
+
     pipeline.PROGRESS_LISTENERS.append(show)
+    pipeline.SUMMARY_LISTENERS.append(on_failure)
     runner = _task_runner(kw.get("task_runner", "default"), kw.get("dask_address"))
     try:
         with status:
@@ -183,6 +194,7 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
                                  full_refresh=kw.get("full_refresh", False), **params)
     finally:
         pipeline.PROGRESS_LISTENERS.remove(show)
+        pipeline.SUMMARY_LISTENERS.remove(on_failure)
 
 
 def _task_runner(kind: str, address: str | None):
@@ -215,6 +227,8 @@ def _print_run(summary: dict[str, Any]) -> None:
     console.print(t)
     for r in summary["rejections"]:
         err_console.print(f"[red]rejected:[/] {r['error']}", highlight=False)
+    for w in summary.get("warnings", []):
+        err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     for k, v in summary.get("docs", {}).items():
         if v:
             console.print(f"{k}: {v}")
@@ -341,15 +355,24 @@ def demo_generate(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
     fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
     faults: Annotated[float, typer.Option(help="Share of rows/files with injected faults.")] = 0.0,
+    profile: Annotated[str, typer.Option(
+        help="Industry shape: demo (default) or utility (own headers, domain and a yes/no "
+        "goal; writes its cxloop.yml to <out>/_config/).")] = "demo",
 ) -> None:
     """Write demo CRM and survey extracts with a known ground truth (and faults on request)."""
-    from flows import demo as demo_data
+    from flows.demo_profiles import profile as demo_profile
 
     if fmt not in ("csv", "parquet"):
         raise CxloopError(f"--format must be csv or parquet, not {fmt!r}")
-    g = demo_data.generate(out, customers=customers, days=days,
-                           start=_parse_date(start, "--start"), seed=seed, fmt=fmt, faults=faults)
+    try:
+        g = demo_profile(profile).generate(out, customers=customers, days=days,
+                                           start=_parse_date(start, "--start"), seed=seed,
+                                           fmt=fmt, faults=faults)
+    except ValueError as e:  # an option this profile does not support (e.g. parquet)
+        raise CxloopError(f"--profile {profile}: {e}") from None
     console.print(f"wrote {len(g.files)} files to {out}; ground truth {g.truth_path}")
+    if profile != "demo":
+        console.print(f"configuration for these extracts: {Path(out) / '_config' / 'cxloop.yml'}")
 
 
 def _print_manager_summary(settings) -> None:
@@ -406,7 +429,9 @@ def warehouse_serve(
     """Expose the embedded warehouse over TCP for BI tools, as the read-only bi_reader.
 
     The bi_reader password comes from CXLOOP_BI_PASSWORD; TCP logins need it
-    (scram-sha-256). The server keeps running until `cxloop warehouse stop`.
+    (scram-sha-256). The restart waits for a running pipeline to finish (the run lock).
+    The server keeps listening until `cxloop warehouse stop`, and listens there again
+    whenever cxloop starts it later.
     """
     from flows.warehouse import serve_embedded_tcp
 
@@ -415,7 +440,7 @@ def warehouse_serve(
         raise CxloopError("CXLOOP_WAREHOUSE_URL points at an external server: give BI tools "
                           "that server's address and a read-only role instead")
     url = serve_embedded_tcp(Path(s.home), host, port, os.environ.get("CXLOOP_BI_PASSWORD", ""),
-                             s.database)
+                             s.database, s.lock_timeout_seconds)
     console.print(f"BI tools: {url} (password from CXLOOP_BI_PASSWORD); schema marts")
 
 
@@ -433,12 +458,45 @@ def serve(config: ConfigOpt = None) -> None:
     from flows.pipeline import nightly as nightly_flow
 
     s = _settings(config)
-    params = {"config": str(config.resolve())} if config else {}
+    params = {"config": str(s.config_path)} if s.config_path else {}
     prefect_serve(
         nightly_flow.to_deployment(name="nightly", parameters=params,
                                    schedules=[Cron("0 2 * * *", timezone=s.timezone)]),
         backfill_flow.to_deployment(name="backfill", parameters=params),
     )
+
+
+def deployment_env(settings) -> dict[str, str]:
+    """The values ``prefect.yaml`` takes from the environment (``{{ $CXLOOP_... }}``):
+    the nightly schedule's timezone and the config path, both from the resolved settings,
+    so a deployment on a Prefect server and ``cxloop serve`` run on the same clock."""
+    return {"CXLOOP_TIMEZONE": settings.timezone,
+            "CXLOOP_CONFIG": str(settings.config_path or "")}
+
+
+@app.command()
+@handle_errors
+def deploy(
+    config: ConfigOpt = None,
+    prefect_args: Annotated[list[str] | None, typer.Argument(
+        help="Extra arguments for `prefect deploy` (e.g. -- --name nightly).")] = None,
+) -> None:
+    """Register the deployments of prefect.yaml with a Prefect server (PREFECT_API_URL).
+
+    Runs `prefect deploy --all` with the nightly schedule's timezone and the config path
+    taken from cxloop.yml, the same values `cxloop serve` uses.
+    """
+    import subprocess
+
+    from flows.config import REPO_ROOT
+
+    s = _settings(config)
+    env = {**os.environ, **deployment_env(s)}
+    cmd = [sys.executable, "-m", "prefect", "deploy", "--all", "--prefect-file",
+           str(REPO_ROOT / "prefect.yaml"), *(prefect_args or [])]
+    res = subprocess.run(cmd, env=env, cwd=REPO_ROOT)
+    if res.returncode:
+        raise CxloopError(f"prefect deploy exited {res.returncode} (see its output above)")
 
 
 @warehouse_app.command("stop")
@@ -506,25 +564,90 @@ def quarantine_show(
 @quarantine_app.command("replay")
 @handle_errors
 def quarantine_replay(
-    batch_id: Annotated[str, typer.Argument(help="Batch id (see `cxloop batches`).")],
+    batch_id: Annotated[str | None, typer.Argument(
+        help="Batch id (see `cxloop batches`); or use --entity / --all.")] = None,
+    entity: Annotated[str | None, typer.Option(
+        "--entity", "-e", help="Replay every batch of this entity with quarantined rows.")] = None,
+    since: Annotated[str | None, typer.Option(
+        help="With --entity or --all: only batches extracted on or after this date "
+             "(YYYY-MM-DD).")] = None,
+    all_entities: Annotated[bool, typer.Option(
+        "--all", help="Replay every batch with quarantined rows, of every entity.")] = False,
     config: ConfigOpt = None,
 ) -> None:
-    """Re-validate a batch's quarantined rows after a fix to the suite or reference data."""
-    from flows import load
+    """Re-validate quarantined rows after a fix to the suite or reference data.
+
+    One batch (BATCH), or in bulk every batch of an entity (--entity E) or of all
+    entities (--all) that has quarantined rows: under one run lock, one GX context and
+    one Data Docs build, with one validation per entity whatever the number of batches.
+    """
+    from flows import load, replay
+    from flows.entities import ENTITIES
+    from flows.entities import entity as get_entity
     from flows.validate import GxRunner
     from flows.warehouse import run_lock
 
+    if batch_id and (entity or all_entities):
+        raise CxloopError("give a batch id, or --entity / --all, not both")
+    if entity and all_entities:
+        raise CxloopError("give --entity E or --all, not both")
+    if not (batch_id or entity or all_entities):
+        raise CxloopError("say what to replay: a batch id, --entity E or --all")
+    if since and batch_id:
+        raise CxloopError("--since selects batches of --entity or --all; a batch id needs none")
+    since_date = None
+    if since:
+        try:
+            since_date = date.fromisoformat(since)
+        except ValueError:
+            raise CxloopError(f"--since {since!r}: not a date, expected YYYY-MM-DD") from None
+    names = list(ENTITIES) if all_entities else [entity] if entity else []
+    for name in names:
+        try:
+            get_entity(name)
+        except KeyError as err:
+            raise CxloopError(f"--entity: {err.args[0]}") from None
     s, wh = _open(config)
-    with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id}"):
+    started = datetime.now(UTC)
+    with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id or entity or 'all'}"):
         load.refresh_reference(wh, s)
-        gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
-        since = datetime.now(UTC)
-        moved, kept = load.replay_quarantine(wh, gx, batch_id)
-        docs = gx.build_docs(since)
-    console.print(f"batch {batch_id}: {moved} row(s) now pass and moved to raw, "
-                  f"{kept} still quarantined")
+        if batch_id:
+            gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
+            moved, kept = replay.replay_quarantine(wh, gx, batch_id)
+            docs = gx.build_docs(started)
+            console.print(f"batch {batch_id}: {moved} row(s) now pass and moved to raw, "
+                          f"{kept} still quarantined")
+        else:
+            todo = {n: replay.batches_to_replay(wh, n, since_date) for n in names}
+            if not any(todo.values()):
+                where = f"of {entity}" if entity else "of any entity"
+                after = f" extracted on or after {since_date}" if since_date else ""
+                console.print(f"nothing to replay: no loaded batch {where}{after} has "
+                              "quarantined rows")
+                return
+            gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
+            results = []
+            for name, batches in todo.items():
+                results += replay.replay_batches(wh, gx, name, batches)
+            docs = gx.build_docs(started)
+            _print_replay(results)
     if docs:
         console.print(f"GX Data Docs: {docs}")
+
+
+def _print_replay(results: list) -> None:
+    """One row per replayed batch, then the totals."""
+    t = Table("batch", "date", "entity")
+    for name in ("replayed", "moved to raw", "still quarantined"):
+        t.add_column(name, justify="right")
+    t.add_column("file")
+    for r in results:
+        t.add_row(r.batch_id, str(r.extract_date), r.entity, f"{r.rows:,}", f"{r.moved:,}",
+                  f"{r.kept:,}", Path(r.source_file).name)
+    t.add_section()
+    t.add_row(f"{len(results)} batch(es)", "", "", f"{sum(r.rows for r in results):,}",
+              f"{sum(r.moved for r in results):,}", f"{sum(r.kept for r in results):,}", "")
+    console.print(t)
 
 
 # Stage-specific commands live beside their stage and register on the apps above.

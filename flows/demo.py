@@ -37,15 +37,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flows.entities import (
-    CHANNELS,
-    ENTITIES,
-    PLANS,
-    REGIONS,
-    SCORE_RANGES,
-    SEGMENTS,
-    SURVEY_TYPES,
-)
+from flows.config import DEFAULT_CATEGORIES, DEFAULT_SCALES
+from flows.entities import ENTITIES, SURVEY_TYPES
+
+# The generator writes the demo's domain, which is the default of cxloop.yml's
+# ``domain:``; the orders matter (probability arrays below are over these tuples).
+CHANNELS = tuple(DEFAULT_CATEGORIES["interactions.channel"])
+REGIONS = tuple(DEFAULT_CATEGORIES["customers.region"])
+SEGMENTS = tuple(DEFAULT_CATEGORIES["customers.segment"])
+PLANS = tuple(DEFAULT_CATEGORIES["customers.plan"])
+SCORE_RANGES: dict[str, dict[str, tuple[int | float, int | float]]] = {}
+for _key, _bounds in DEFAULT_SCALES.items():
+    _entity, _, _column = _key.partition(".")
+    SCORE_RANGES.setdefault(_entity, {})[_column] = _bounds
 
 SEEDS_DIR = Path(__file__).resolve().parent.parent / "dbt_project" / "seeds"
 DAY = 86_400
@@ -753,7 +757,9 @@ class _Faults:
         names = table.column_names
         column, detail = "", ""
         if kind == "missing_column":
-            keyless = [c for c in names if c not in ENTITIES[ent].key]
+            # Only a column the contract requires in the file: an optional one may be absent.
+            keyless = [c for c in names if c not in ENTITIES[ent].key
+                       and c not in ENTITIES[ent].optional_columns]
             column = keyless[int(rng.integers(0, len(keyless)))]
             table = table.drop_columns([column])
             detail = "column absent from header and rows"
@@ -1205,6 +1211,9 @@ class _Generator:
             churn_ts = self.secs(np.minimum(p.churn_abs[c], 1e7))
             cancelled = churn_ts <= b["ts"]
             end_day = churn_ts // DAY
+            # Yearly terms billed monthly: the next anniversary of the start is the renewal.
+            start_day = self.secs(p.signup_abs[c]) // DAY
+            renew_day = start_day + 365 * ((b["ts"] // DAY - start_day) // 365 + 1)
             cols = {
                 "subscription_id": _ids("S", c + 1, 8),
                 "customer_id": _ids("C", c + 1, 8),
@@ -1216,6 +1225,9 @@ class _Generator:
                                        np.where(cancelled, p.cancel_reason[c], -1)),
                 "monthly_value": _money(p.value_cents[c]),
                 "updated_at": _ts(b["ts"]),
+                "renewal_date": _take_date(renew_day, ~cancelled),
+                "billing_period": _take(("month",), np.zeros(len(c), dtype=np.int64)),
+                "quantity": _int(np.ones(len(c), dtype=np.int64)),
             }
         elif ent == "orders":
             cols = {

@@ -1,29 +1,45 @@
-"""Drivers: how strongly each touchpoint rating moves the overall goal.
+"""Drivers: how strongly each touchpoint rating moves each goal, and how sure its quadrant is.
 
 Survey items are correlated (a customer unhappy with billing is often unhappy
 with support), so plain regression weights flip sign and correlations double
 count. Johnson's relative weights (2000) split R² into non-negative shares that
-sum to one, which is what the action-priority quadrant needs; a seeded
-bootstrap gives each share a 95 % interval. Output goes to
-``intermediate.py_driver_importance`` for dbt to read.
+sum to one, which is what the action-priority quadrant needs. A share has no
+sign, though: an item whose standardised regression weight is negative (rating
+it higher goes with a *lower* goal) is reported with ``effect_sign`` -1 so the
+quadrant never offers it as a driver to fix.
+
+A seeded bootstrap of respondents resamples both axes of the quadrant at once —
+importance and mean rating — and reports, besides the 95 % intervals, the share
+of resamples in which the item lands in another quadrant than on the full data
+(``placement_flip_share``). Goals (column, scale) and the cut rule come from
+``cxloop.yml`` (``goals:``, ``quadrant:``). Output goes to
+``intermediate.py_driver_importance`` for dbt to read; the quadrant labels
+themselves are given in dbt (``mart_priority_quadrant``) by the same rule.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from flows.config import Goal, QuadrantSettings, Settings, load_settings
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-GOALS = ("overall_satisfaction", "likelihood_to_renew")
 MIN_RESPONSES = 30
-BOOTSTRAP = 100
 BOOTSTRAP_MAX_ROWS = 20_000
+DEFAULT_SEGMENT_BY = ("segment",)
+
+# Quadrant labels, as in mart_priority_quadrant.
+FIX_FIRST, KEEP_UP, LOW_PRIORITY, OVERKILL, NEGATIVE = (
+    "fix_first", "keep_up", "low_priority", "possible_overkill", "negative_effect")
 
 
 def relative_weights(x: pd.DataFrame, y: pd.Series) -> tuple[np.ndarray, np.ndarray, float]:
@@ -48,59 +64,170 @@ def relative_weights(x: pd.DataFrame, y: pd.Series) -> tuple[np.ndarray, np.ndar
     return raw, std_beta, r2
 
 
-def importance_table(long: pd.DataFrame, seed: int = 11) -> pd.DataFrame:
-    """Importance per goal × segment × item from ``int_driver_inputs`` rows."""
+def cuts(importance: np.ndarray, rating: np.ndarray, positive: np.ndarray,
+         rule: QuadrantSettings) -> tuple[float, float]:
+    """(importance cut, rating cut) by the configured rule.
+
+    The importance cut is taken over the positive-effect items only (a negative-effect
+    item is no driver, so it should not lower the bar for the others); the rating cut
+    over every item.
+    """
+    if rule.cut == "target":
+        return float(rule.importance_target), float(rule.rating_target)
+    pool = importance[positive] if positive.any() else importance
+    agg = np.nanmedian if rule.cut == "median" else np.nanmean
+    return float(agg(pool)), float(agg(rating))
+
+
+def place(importance: np.ndarray, rating: np.ndarray, positive: np.ndarray,
+          importance_cut: float, rating_cut: float) -> np.ndarray:
+    """Quadrant labels; an item on a cut counts as high, a negative effect is its own label."""
+    high_i = importance >= importance_cut
+    high_r = rating >= rating_cut
+    label = np.where(high_i, np.where(high_r, KEEP_UP, FIX_FIRST),
+                     np.where(high_r, OVERKILL, LOW_PRIORITY))
+    return np.where(positive, label, NEGATIVE)
+
+
+@dataclass
+class _Fit:
+    share: np.ndarray
+    std_beta: np.ndarray
+    mean_rating: np.ndarray
+    r2: float
+
+
+def _fit(x: pd.DataFrame, y: pd.Series) -> _Fit:
+    raw, std_beta, r2 = relative_weights(x, y)
+    share = raw / r2 if r2 > 0 else np.zeros(x.shape[1])
+    return _Fit(share, std_beta, x.mean().to_numpy(dtype=float), r2)
+
+
+def _placement(f: _Fit, rule: QuadrantSettings) -> np.ndarray:
+    positive = f.std_beta >= 0
+    ic, rc = cuts(f.share, f.mean_rating, positive, rule)
+    return place(f.share, f.mean_rating, positive, ic, rc)
+
+
+def fit_with_bootstrap(x: pd.DataFrame, y: pd.Series, rule: QuadrantSettings,
+                       rng: np.random.Generator,
+                       max_rows: int = BOOTSTRAP_MAX_ROWS) -> pd.DataFrame:
+    """One goal x segment: importance, sign, mean rating, intervals and placement flip share.
+
+    Each resample refits both axes and recomputes the cuts (for mean/median rules the
+    cuts move with the items), so the flip share is the quadrant's own uncertainty.
+    """
+    point = _fit(x, y)
+    placed = _placement(point, rule)
+    n = len(y)
+    rows = min(n, max_rows)
+    shares, ratings, flips = [], [], np.zeros(x.shape[1])
+    for _ in range(rule.bootstrap_samples):
+        pick = rng.integers(0, n, rows)
+        b = _fit(x.iloc[pick], y.iloc[pick])
+        shares.append(b.share)
+        ratings.append(b.mean_rating)
+        flips += _placement(b, rule) != placed
+    lo, hi = np.nanpercentile(np.array(shares), [2.5, 97.5], axis=0)
+    r_lo, r_hi = np.nanpercentile(np.array(ratings), [2.5, 97.5], axis=0)
+    return pd.DataFrame({
+        "item_code": list(x.columns),
+        "n": x.notna().sum().to_numpy(dtype=int),
+        "importance": point.share, "importance_low": lo, "importance_high": hi,
+        "std_beta": point.std_beta, "effect_sign": np.where(point.std_beta >= 0, 1, -1),
+        "mean_rating": point.mean_rating, "mean_rating_low": r_lo, "mean_rating_high": r_hi,
+        "r_squared": point.r2, "placement_flip_share": flips / rule.bootstrap_samples,
+        "n_bootstrap": rule.bootstrap_samples,
+    })
+
+
+def goal_values(values: pd.Series, goal: Goal) -> pd.Series:
+    """The goal's answers on its declared scale; anything outside it becomes missing."""
+    y = pd.to_numeric(values, errors="coerce")
+    low, high = goal.range or (-np.inf, np.inf)
+    if goal.kind == "binary":
+        return y.where(y.isin([0, 1]))
+    return y.where(y.between(low, high))
+
+
+def importance_table(long: pd.DataFrame, goals: dict[str, Goal] | None = None,
+                     rule: QuadrantSettings | None = None,
+                     segment_by: Sequence[str] = DEFAULT_SEGMENT_BY,
+                     seed: int = 11) -> pd.DataFrame:
+    """Importance per goal x segment x item from ``int_driver_inputs`` rows.
+
+    Segments: 'all', then every value of each ``segment_by`` column present in ``long``.
+    """
     if long.empty:
         return pd.DataFrame()
+    goals = goals or Settings().goals
+    rule = rule or QuadrantSettings()
     wide = long.pivot_table(index="response_id", columns="item_code", values="rating",
                             aggfunc="mean")
-    meta = long.drop_duplicates("response_id").set_index("response_id")
-    items = list(wide.columns)
+    meta = long.drop_duplicates("response_id").set_index("response_id").loc[wide.index]
     touch = long.drop_duplicates("item_code").set_index("item_code")["touchpoint_code"]
     rng = np.random.default_rng(seed)
-    rows = []
-    segments = ["all"] + sorted(meta["segment"].dropna().unique())
-    for goal in GOALS:
-        for seg in segments:
-            ids = meta.index if seg == "all" else meta.index[meta["segment"] == seg]
-            y = pd.to_numeric(meta.loc[ids, goal], errors="coerce")
-            x = wide.loc[ids]
-            keep = y.notna()
-            x, y = x[keep], y[keep]
-            if len(y) < MIN_RESPONSES:
+    groups: list[tuple[str, str, pd.Index]] = [("all", "all", meta.index)]
+    for dim in segment_by:
+        if dim not in meta.columns:
+            log.warning("drivers: segment_by %r is not a column of int_driver_inputs; skipped", dim)
+            continue
+        for value in sorted(meta[dim].dropna().astype(str).unique()):
+            groups.append((dim, value, meta.index[meta[dim].astype(str) == value]))
+    out = []
+    for name, goal in goals.items():
+        if goal.column not in meta.columns:
+            log.warning("drivers: goal %s: column %s not in the inputs; skipped", name, goal.column)
+            continue
+        y_all = goal_values(meta[goal.column], goal)
+        for dim, value, ids in groups:
+            y = y_all.loc[ids].dropna()
+            if len(y) < MIN_RESPONSES or y.nunique() < 2:
                 continue
-            raw, std_beta, r2 = relative_weights(x, y)
-            share = raw / r2 if r2 > 0 else np.zeros(len(items))
-            boots = []
-            n_boot_rows = min(len(y), BOOTSTRAP_MAX_ROWS)
-            for _ in range(BOOTSTRAP):
-                pick = rng.integers(0, len(y), n_boot_rows)
-                b_raw, _, b_r2 = relative_weights(x.iloc[pick], y.iloc[pick])
-                boots.append(b_raw / b_r2 if b_r2 > 0 else np.zeros(len(items)))
-            lo, hi = np.percentile(np.array(boots), [2.5, 97.5], axis=0)
-            for i, item in enumerate(items):
-                rows.append({
-                    "goal": goal, "segment": seg, "item_code": item,
-                    "touchpoint_code": touch.get(item), "n": int(x[item].notna().sum()),
-                    "importance": float(share[i]), "importance_low": float(lo[i]),
-                    "importance_high": float(hi[i]), "std_beta": float(std_beta[i]),
-                    "mean_rating": float(x[item].mean()), "r_squared": r2,
-                    "method": "johnson_relative_weights",
-                })
-    return pd.DataFrame(rows)
+            x = wide.loc[y.index]
+            t = fit_with_bootstrap(x, y, rule, rng)
+            t.insert(0, "goal", name)
+            t.insert(1, "segment_by", dim)
+            t.insert(2, "segment", value)
+            t.insert(4, "touchpoint_code", t["item_code"].map(touch))
+            out.append(t)
+    if not out:
+        return pd.DataFrame()
+    table = pd.concat(out, ignore_index=True)
+    table["method"] = "johnson_relative_weights"
+    return table
 
 
-def run_drivers(wh: Warehouse) -> int:
+def segment_dimensions(settings: Settings) -> tuple[str, ...]:
+    """``domain.segment_by`` when configured, else the customer segment."""
+    domain = getattr(settings, "domain", None)
+    dims = getattr(domain, "segment_by", None)
+    return tuple(dims) if dims else DEFAULT_SEGMENT_BY
+
+
+def run_drivers(wh: Warehouse, settings: Settings | None = None) -> int:
     """Read the driver inputs, compute importances, replace the output table atomically."""
-    long = wh.read_frame("select response_id, segment, item_code, touchpoint_code, rating, "
-                         "overall_satisfaction, likelihood_to_renew "
-                         "from intermediate.int_driver_inputs")
-    table = importance_table(long)
+    settings = settings or load_settings(None)
+    dims = segment_dimensions(settings)
+    available = set(wh.read_frame("select * from intermediate.int_driver_inputs limit 0").columns)
+    wanted = ["response_id", "item_code", "touchpoint_code", "rating",
+              *[d for d in dims if d in available],
+              *sorted({g.column for g in settings.goals.values()} & available)]
+    query = sql.SQL("select {} from intermediate.int_driver_inputs").format(
+        sql.SQL(", ").join(sql.Identifier(c) for c in dict.fromkeys(wanted)))
+    long = wh.read_frame(query)  # a Composed: identifiers quoted by psycopg2
+    table = importance_table(long, settings.goals, settings.quadrant, dims)
     with wh.transaction() as cur:
         cur.execute("delete from intermediate.py_driver_importance")
         if len(table):
-            cols = list(table.columns)
-            execute_values(cur, f"insert into intermediate.py_driver_importance ({', '.join(cols)}) "
-                           "values %s", [tuple(r) for r in table.itertuples(index=False)])
+            cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.columns)
+            stmt = sql.SQL("insert into intermediate.py_driver_importance ({}) values %s").format(cols)
+            execute_values(cur, stmt,
+                           [tuple(_py(v) for v in r) for r in table.itertuples(index=False)])
     log.info("driver importance: %d rows", len(table))
     return len(table)
+
+
+def _py(v: object) -> object:
+    """numpy scalars -> Python (psycopg2 adapts only the latter)."""
+    return v.item() if isinstance(v, np.generic) else v

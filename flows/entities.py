@@ -19,6 +19,11 @@ class Column:
     pg_type: str
     required: bool = False  # null is a row-level failure
     pii: bool = False  # never leaves staging
+    # The file may leave the column out (older exports, CRMs without the field): it
+    # loads as null instead of rejecting the file.
+    optional: bool = False
+    # Smallest allowed value of a numeric column (a row below it is quarantined).
+    min_value: int | None = None
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,22 @@ class Entity:
 
     @property
     def column_names(self) -> list[str]:
+        """The columns of a contract-shaped file."""
         return [c.name for c in self.columns]
+
+    @property
+    def raw_columns(self) -> tuple[Column, ...]:
+        """What ``raw`` holds per row: the file's columns, then ``attributes``."""
+        return (*self.columns, ATTRIBUTES)
+
+    @property
+    def raw_column_names(self) -> list[str]:
+        return [c.name for c in self.raw_columns]
+
+    @property
+    def optional_columns(self) -> list[str]:
+        """Columns a file may leave out; they load as null."""
+        return [c.name for c in self.columns if c.optional]
 
     def column(self, name: str) -> Column:
         for c in self.columns:
@@ -45,7 +65,14 @@ class Entity:
         raise KeyError(f"entity {self.name!r} has no column {name!r}")
 
 
-def _c(name: str, pg_type: str = "text", **kw: bool) -> Column:
+# Columns of an export that the contract does not name (cabin class, industry), kept per
+# row as one JSON object so any of them can become a segmentation dimension later
+# (``attributes.<key>``). Optional: a contract-shaped file has no such column, and
+# flows/mapping.py fills it when a file brings extra columns.
+ATTRIBUTES = Column("attributes", "jsonb")
+
+
+def _c(name: str, pg_type: str = "text", **kw: bool | int) -> Column:
     return Column(name, pg_type, **kw)
 
 
@@ -75,7 +102,8 @@ ENTITIES: dict[str, Entity] = {
         Entity(
             name="subscriptions",
             source="crm",
-            description="Contracts: start, end or cancellation with a reason, monthly value.",
+            description="Contracts: start, end or cancellation with a reason, monthly value; "
+            "optionally the term end / next renewal, billing period and quantity.",
             key=("subscription_id",),
             event_time="updated_at",
             columns=(
@@ -88,6 +116,10 @@ ENTITIES: dict[str, Entity] = {
                 _c("cancel_reason"),
                 _c("monthly_value", "numeric(12,2)", required=True),
                 _c("updated_at", "timestamp", required=True),
+                # Optional: a file without them loads (null; quantity null counts as 1).
+                _c("renewal_date", "date", optional=True),
+                _c("billing_period", optional=True),
+                _c("quantity", "integer", optional=True, min_value=1),
             ),
         ),
         Entity(
@@ -171,42 +203,17 @@ ENTITIES: dict[str, Entity] = {
                 _c("item_code", required=True),
                 _c("touchpoint_code", required=True),
                 _c("dimension", required=True),
-                _c("rating", "integer", required=True),
+                # Empty = the respondent marked the item "not applicable" (an answer).
+                _c("rating", "integer"),
                 _c("responded_at", "timestamp", required=True),
             ),
         ),
     ]
 }
 
-# Score ranges checked on every batch (inclusive).
-SCORE_RANGES: dict[str, dict[str, tuple[int, int]]] = {
-    "responses": {
-        "nps": (0, 10),
-        "csat": (1, 5),
-        "ces": (1, 7),
-        "overall_satisfaction": (1, 10),
-        "likelihood_to_renew": (1, 5),
-    },
-    "item_ratings": {"rating": (1, 5)},
-}
-
-CHANNELS = ("web", "app", "phone", "store", "field")
-REGIONS = ("north", "south", "east", "west")
-SEGMENTS = ("consumer", "smb", "enterprise")
-PLANS = ("basic", "plus", "premium")
+# The survey types the marts tell apart: the pipeline's vocabulary, not a company's
+# domain (which lives in cxloop.yml ``domain:``, see flows/config.py).
 SURVEY_TYPES = ("transactional", "relationship")
-EXPERIENCE_DIMENSIONS = (
-    "trust",
-    "convenience",
-    "keeping_promises",
-    "respect",
-    "autonomy",
-    "choice",
-    "knowledge",
-    "recognition",
-    "benefit",
-    "status",
-)
 
 SOURCES = tuple(sorted({e.source for e in ENTITIES.values()}))
 

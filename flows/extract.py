@@ -10,6 +10,7 @@ line before anything is copied.
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import hashlib
 import io
@@ -20,7 +21,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from flows.config import FileSource, Settings, SqlSource
-from flows.entities import ENTITIES, Entity
+from flows.entities import ATTRIBUTES, ENTITIES, Entity
+from flows.mapping_config import EntityMapping
 
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
@@ -37,11 +39,19 @@ class Batch:
     encoding: str = "utf-8"
     delimiter: str = ","
     payload: bytes | None = field(default=None, repr=False)  # SQL sources keep bytes in memory
+    mapping: EntityMapping | None = field(default=None, repr=False)  # flows/mapping.py
+    # The id a loaded batch was recorded under (replay rebuilds batches from the record,
+    # which does not keep the mapping that went into the id).
+    recorded_id: str | None = field(default=None, repr=False)
 
     @property
     def batch_id(self) -> str:
+        if self.recorded_id is not None:
+            return self.recorded_id
         # Content plus identity: the same bytes delivered for another entity/date is another batch.
         key = f"{self.source}/{self.entity}/{self.extract_date}/{self.content_hash}"
+        if self.mapping is not None:  # read another way, the same bytes are other rows
+            key += f"/{self.mapping.fingerprint()}"
         return hashlib.sha256(key.encode()).hexdigest()[:24]
 
     @property
@@ -92,9 +102,8 @@ def find_file_batches(landing: Path, source: str, cfg: FileSource, day: date) ->
             continue
         for f in sorted(day_dir.iterdir()):
             if f.is_file() and f.name.lower().endswith(SUFFIXES) and not f.name.startswith("."):
-                out.append(
-                    Batch(source, ent_dir.name, day, f, file_hash(f), cfg.encoding, cfg.delimiter)
-                )
+                out.append(Batch(source, ent_dir.name, day, f, file_hash(f), cfg.encoding,
+                                 cfg.delimiter, mapping=cfg.mapping.get(ent_dir.name)))
     return out
 
 
@@ -125,7 +134,8 @@ def find_sql_batches(source: str, cfg: SqlSource, day: date) -> list[Batch]:
                 payload = buf.getvalue().encode("utf-8")
                 digest = hashlib.sha256(payload).hexdigest()
                 virtual = Path(f"sql://{source}/{ent_name}/{day.isoformat()}")
-                out.append(Batch(source, ent_name, day, virtual, digest, payload=payload))
+                out.append(Batch(source, ent_name, day, virtual, digest, payload=payload,
+                                 mapping=cfg.mapping.get(ent_name)))
     finally:
         conn.close()
     return out
@@ -149,6 +159,27 @@ def find_batches(settings: Settings, days: list[date],
             for b in found:
                 if entities is None or b.entity in entities:
                     yield b
+
+
+def missing_expected(settings: Settings, days: list[date], batches: list[Batch],
+                     entities: list[str] | None = None) -> list[str]:
+    """One warning per expected entity (``sources.<name>.entities``) missing on some days.
+
+    A partial delivery is not an error (every entity is optional), but a source that
+    promised a daily extract and sent none is worth a line in the summary.
+    """
+    have = {(b.source, b.entity, b.extract_date) for b in batches}
+    out = []
+    for name, src in sorted(settings.sources.items()):
+        for ent in getattr(src, "entities", []):
+            if entities is not None and ent not in entities:
+                continue
+            absent = [d for d in days if (name, ent, d) not in have]
+            if absent:
+                out.append(f"{name}/{ent}: no extract on {len(absent)} of {len(days)} day(s) "
+                           f"(first {absent[0]}); expected daily by cxloop.yml "
+                           f"sources.{name}.entities")
+    return out
 
 
 def read_header(batch: Batch) -> list[str]:
@@ -178,20 +209,36 @@ def read_header(batch: Batch) -> list[str]:
 
 
 def check_columns(batch: Batch, header: list[str], entity: Entity) -> None:
-    """Missing, renamed or unknown columns reject the whole batch."""
+    """Missing, renamed or repeated columns reject the whole batch.
+
+    Columns the contract does not name are no problem: they are kept per row in
+    ``attributes`` (flows/mapping.py). A file may bring ``attributes`` itself. Optional
+    contract columns may be left out: COPY names the header's columns, so the ones
+    absent load as null.
+    """
     expected = entity.column_names
-    missing = [c for c in expected if c not in header]
-    extra = [c for c in header if c not in expected]
+    missing = [c for c in expected if c not in header and c not in entity.optional_columns]
+    extra = [c for c in header if c not in expected and c != ATTRIBUTES.name]
     dupes = sorted({c for c in header if header.count(c) > 1})
     problems = []
     if missing:
         problems.append(f"missing column(s) {', '.join(missing)}")
-    if extra:
-        problems.append(f"unexpected column(s) {', '.join(extra)}")
+    # An extra column spelt almost like an absent optional one is a typo, not an attribute:
+    # kept in ``attributes`` it would leave the real column silently empty.
+    absent = [c for c in entity.optional_columns if c not in header]
+    for c in extra:
+        near = difflib.get_close_matches(c, absent, n=1, cutoff=0.85)
+        if near:
+            problems.append(f"column {c!r} looks like the optional column {near[0]!r} "
+                            "(misspelt?)")
     if dupes:
         problems.append(f"repeated column(s) {', '.join(dupes)}")
     if problems:
-        hint = " (renamed?)" if missing and extra else ""
-        raise StructuralError(
-            f"{batch.path}: line 1: {'; '.join(problems)}{hint}; expected {', '.join(expected)}"
-        )
+        hint = ""
+        if missing and extra:
+            hint = (f" (renamed? the file has {', '.join(extra)}: map it with "
+                    f"sources.{batch.source}.mapping.{entity.name}.rename in cxloop.yml)")
+        optional = (f" (optional: {', '.join(entity.optional_columns)})"
+                    if entity.optional_columns else "")
+        raise StructuralError(f"{batch.path}: line 1: {'; '.join(problems)}{hint}; "
+                              f"expected {', '.join(expected)}{optional}")

@@ -63,17 +63,17 @@ def plot_survival(wh: Warehouse) -> str | None:
 
 def plot_quadrant(wh: Warehouse) -> str | None:
     q = _frame(wh, "select touchpoint_code, quadrant, importance, performance, importance_cut, "
-                   "performance_cut from marts.mart_priority_quadrant")
+                   "rating_cut from marts.mart_priority_quadrant where is_headline")
     if q.empty:
         return None
     colours = {"fix_first": "#c0392b", "keep_up": "#27ae60", "low_priority": "#7f8c8d",
-               "possible_overkill": "#2980b9"}
+               "possible_overkill": "#2980b9", "negative_effect": "#8e44ad"}
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for _, r in q.iterrows():
         ax.scatter(r["performance"], r["importance"], color=colours.get(r["quadrant"], "k"), s=60)
         ax.annotate(r["touchpoint_code"], (r["performance"], r["importance"]), fontsize=8,
                     xytext=(4, 3), textcoords="offset points")
-    ax.axvline(q["performance_cut"].iloc[0], color="grey", lw=0.8, ls="--")
+    ax.axvline(q["rating_cut"].iloc[0], color="grey", lw=0.8, ls="--")
     ax.axhline(q["importance_cut"].iloc[0], color="grey", lw=0.8, ls="--")
     ax.set_xlabel("performance (mean rating)")
     ax.set_ylabel("importance (relative weight)")

@@ -16,14 +16,12 @@ stage with whatever it held), and a re-run skips what is recorded.
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import psycopg2
 from psycopg2 import sql
@@ -32,6 +30,14 @@ from flows.config import Settings
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
+from flows.mapping import (
+    Rewritten,
+    move_failures,
+    needs_rewrite,
+    record_failures,
+    rewrite,
+)
+from flows.rules import store_domain
 from flows.validate import (
     PARSE,
     TYPED,
@@ -112,41 +118,40 @@ def _pg_encoding(encoding: str) -> str:
 
 
 def refresh_reference(wh: Warehouse, settings: Settings) -> None:
-    """Copy the configured touchpoint catalogue and survey items into ``ops`` for the suites."""
-    specs = [
-        ("ref_touchpoints", "touchpoint_code", settings.reference.touchpoint_catalogue),
-        ("ref_survey_items", "item_code", settings.reference.survey_items),
-    ]
+    """Check the configured reference files and domain (a ConfigError before anything is
+    loaded), then copy the codes and the domain into ``ops`` for the suites."""
+    from flows.reference import check_reference
+
+    codes = check_reference(settings)
+    specs = [("ref_touchpoints", "touchpoint_code", codes.touchpoints),
+             ("ref_survey_items", "item_code", codes.items)]
     with wh.transaction() as cur:
-        for table, col, path in specs:
-            try:
-                with open(path, newline="", encoding="utf-8") as f:
-                    codes = sorted({row[col] for row in csv.DictReader(f)})
-            except FileNotFoundError:
-                from flows.errors import ConfigError
-
-                raise ConfigError(f"reference file {path} is missing (cxloop.yml: reference)") from None
-            except KeyError:
-                from flows.errors import ConfigError
-
-                raise ConfigError(f"{path}: line 1: no column {col!r}") from None
+        for table, col, values in specs:
             cur.execute(sql.SQL("create table if not exists ops.{} ({} text primary key)").format(
                 sql.Identifier(table), sql.Identifier(col)))
             cur.execute(sql.SQL("truncate ops.{}").format(sql.Identifier(table)))
             cur.executemany(sql.SQL("insert into ops.{} values (%s)").format(
-                sql.Identifier(table)), [(c,) for c in codes])
+                sql.Identifier(table)), [(c,) for c in values])
+        store_domain(cur, settings.domain)
 
 
 def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:
+    """Batches already dealt with, which a run skips. A rejected batch is not among them:
+    its file is tried again on every run, so a fix in cxloop.yml (an encoding, a
+    delimiter, a mapping) loads it without re-delivering the file."""
     if not batch_ids:
         return set()
     with wh.transaction() as cur:
-        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s)", (batch_ids,))
+        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s) "
+                    "and status <> 'rejected'", (batch_ids,))
         return {r[0] for r in cur.fetchall()}
 
 
-def _copy_source(batch: Batch) -> tuple[io.BufferedIOBase, str, str]:
+def _copy_source(batch: Batch, mapped: Rewritten | None = None
+                 ) -> tuple[io.BufferedIOBase, str, str]:
     """A byte stream of CSV for COPY, its Postgres encoding and delimiter."""
+    if mapped is not None:  # rewritten into contract shape by flows/mapping.py
+        return open(mapped.path, "rb"), "UTF8", ","
     if batch.fmt == "parquet":
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -182,7 +187,7 @@ def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     cur.execute(sql.SQL("drop table if exists {} cascade").format(t))
     cur.execute(sql.SQL("create table {} (like raw.{}) partition by list (_batch_id)")
                 .format(t, sql.Identifier(e.name)))
-    cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in e.column_names]
+    cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in e.raw_column_names]
     cur.execute(sql.SQL("drop table if exists raw.{}").format(tt))
     cur.execute(sql.SQL(
         "create unlogged table raw.{} ({}, _batch_id text, _source_file text, "
@@ -205,7 +210,7 @@ def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch
     # Left by a load whose record was removed (or by an earlier attempt): replaced.
     cur.execute(sql.SQL("drop table if exists {}").format(table))
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
-            for c in e.columns]
+            for c in e.raw_columns]
     if for_copy:
         cols.append(sql.SQL("_row_number bigint not null default nextval({})").format(
             sql.Literal(_seq(e.name).as_string(cur.connection))))
@@ -239,8 +244,8 @@ def _attach(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Co
 
 
 def _copy(cur: psycopg2.extensions.cursor, batch: Batch, table: sql.Composed,
-          header: list[str]) -> int:
-    stream, encoding, delimiter = _copy_source(batch)
+          header: list[str], mapped: Rewritten | None = None) -> int:
+    stream, encoding, delimiter = _copy_source(batch, mapped)
     copy = sql.SQL(
         "copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
         "encoding {}, null '')"
@@ -259,14 +264,29 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
     instead; if that fails too the file is broken and StructuralError says where.
     """
     header = read_header(batch)
-    check_columns(batch, header, e)
+    if batch.mapping is None:
+        check_columns(batch, header, e)
+    if not needs_rewrite(batch, header, e):  # contract-shaped: COPYed as delivered
+        return _stage_file(cur, e, batch, header, None)
+    mapped = rewrite(batch, header, e)
+    try:
+        kind, rows = _stage_file(cur, e, batch, mapped.header, mapped)
+        record_failures(cur, batch, mapped, kind)
+        return kind, rows
+    finally:
+        mapped.cleanup()
+
+
+def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header: list[str],
+                mapped: Rewritten | None) -> tuple[str, int]:
+    """The COPY of a file (or its contract-shaped rewrite): typed, else as text."""
     restart = sql.SQL("alter sequence {} restart with 1").format(_seq(e.name))
     cur.execute("savepoint batch")
     try:
         cur.execute(restart)
         table = _create_batch_table(cur, e, batch, batch_table(e.name, batch.batch_id),
                                     for_copy=True)
-        rows = _copy(cur, batch, table, header)
+        rows = _copy(cur, batch, table, header, mapped)
         add_lineage(cur, table, batch)
         _attach(cur, _stage_ref(e.name), table, batch.batch_id)
         cur.execute("release savepoint batch")
@@ -288,7 +308,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
              d=sql.Literal(batch.extract_date),
              s=sql.Literal(_seq(e.name).as_string(cur.connection))))
     try:
-        rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header)
+        rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header, mapped)
     except psycopg2.DataError as err:  # bad format, encoding or line: the file is broken
         cur.execute("rollback to savepoint batch")
         raise StructuralError(_copy_error_message(batch, err)) from None
@@ -332,8 +352,8 @@ def _cast_parsed_rows(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
     """Rows of a text-staged batch that passed the parse rules, cast into its typed table."""
     casts = sql.SQL(", ").join(
         sql.SQL("s.{c}::{t}").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
-        for c in e.columns)
-    cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + list(STAGE_LINEAGE)))
+        for c in e.raw_columns)
+    cols = sql.SQL(", ").join(map(sql.Identifier, e.raw_column_names + list(STAGE_LINEAGE)))
     cur.execute(sql.SQL(
         "insert into {table} ({cols}) select {casts}, s._batch_id, s._source_file, "
         "s._row_number, s._extract_date from raw.{stage} s where s._batch_id = %(b)s "
@@ -345,7 +365,8 @@ def _cast_parsed_rows(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
 
 
 def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e: Entity,
-                    suite: dict, staged: list[Staged], table_name: str | None = None) -> None:
+                    suite: dict, staged: list[Staged],
+                    table_for: Callable[[Staged], str] | None = None) -> None:
     """Run the suite on the committed stage and materialise the failing rows.
 
     Text-staged batches first go through the parse rules; their rows that parse are
@@ -353,6 +374,7 @@ def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e
     """
     with conn.cursor() as cur:
         _create_failures(cur)
+        move_failures(cur)  # rows a column mapping could not translate, found while staging
         params = reference_parameters(cur)
     conn.commit()
     text = [s for s in staged if s.kind == PARSE]
@@ -361,8 +383,8 @@ def validate_staged(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e
         with conn.cursor() as cur:
             _collect_failures(cur, e, outcome, f"raw.{text_stage_table(e.name)}", PARSE)
             for s in text:
-                table = _create_batch_table(
-                    cur, e, s.batch, table_name or batch_table(e.name, s.batch.batch_id))
+                name = table_for(s) if table_for else batch_table(e.name, s.batch.batch_id)
+                table = _create_batch_table(cur, e, s.batch, name)
                 s.typed_rows = _cast_parsed_rows(cur, e, s, table)
                 _attach(cur, _stage_ref(e.name), table, s.batch.batch_id)
         conn.commit()
@@ -398,7 +420,7 @@ def _quarantine(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
         moved += cur.rowcount
     values = sql.SQL(", ").join(
         sql.SQL("{n}, s.{c}::text").format(n=sql.Literal(c), c=sql.Identifier(c))
-        for c in e.column_names)
+        for c in e.raw_column_names)
     cur.execute(insert + sql.SQL(
         "select s._batch_id, s._source_file, s._row_number, s._extract_date, "
         "jsonb_build_object({values}), f.rules, f.reasons from {table} s join {failed} "
@@ -453,74 +475,16 @@ def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: 
         "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
         "content_hash, rows_in, rows_loaded, rows_quarantined, status, error, run_id, "
         "started_at, finished_at, seconds) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do nothing",
+        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do update "
+        # Only a rejected batch is tried again; its record then tells the latest attempt.
+        "set rows_in = excluded.rows_in, rows_loaded = excluded.rows_loaded, "
+        "rows_quarantined = excluded.rows_quarantined, status = excluded.status, "
+        "error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
+        "finished_at = excluded.finished_at, seconds = excluded.seconds "
+        "where ops.load_batches.status = 'rejected'",
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, str(batch.path),
          batch.content_hash, rows_in, loaded, quarantined, status, error, run_id, seconds, seconds),
     )
-
-
-
-
-def replay_quarantine(wh: Warehouse, gx_runner: GxRunner, batch_id: str) -> tuple[int, int]:
-    """Re-validate a batch's quarantined rows with today's suite and reference data.
-
-    Rows that pass now move to ``raw`` (keeping their original lineage); the rest
-    stay quarantined with refreshed reasons. Returns (moved to raw, still quarantined).
-    """
-    from flows.errors import CxloopError
-
-    with wh.transaction() as cur:
-        cur.execute("select entity, status, source, extract_date, source_file, content_hash "
-                    "from ops.load_batches where batch_id = %s", (batch_id,))
-        row = cur.fetchone()
-    if row is None:
-        raise CxloopError(f"no batch {batch_id!r} in ops.load_batches (see `cxloop batches`)")
-    entity, status, source, extract_date, source_file, content_hash = row
-    if status != "loaded":
-        raise CxloopError(f"batch {batch_id} is {status}: only loaded batches have quarantined "
-                          "rows to replay; a rejected file must be re-delivered")
-    e = ENTITIES[entity]
-    suite = load_suite(entity)
-    batch = Batch(source=source, entity=entity, extract_date=extract_date,
-                  path=Path(source_file), content_hash=content_hash)
-    replay_name = batch_table(entity, "replay")
-    conn = wh.connect()
-    try:
-        with conn.cursor() as cur:
-            _create_stage(cur, e)
-            cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + list(STAGE_LINEAGE)))
-            values = sql.SQL(", ").join(
-                sql.SQL("raw_values ->> {}").format(sql.Literal(c)) for c in e.column_names)
-            cur.execute(sql.SQL(
-                "insert into raw.{st} ({cols}) select {values}, _batch_id, _source_file, "
-                "_row_number, _extract_date from quarantine.{t} where _batch_id = %s"
-            ).format(st=sql.Identifier(text_stage_table(entity)), cols=cols, values=values,
-                     t=sql.Identifier(entity)), (batch_id,))
-            s = Staged(batch, cur.rowcount, PARSE, time.monotonic())
-        conn.commit()
-        validate_staged(conn, gx_runner, e, suite, [s], table_name=replay_name)
-        with conn.cursor() as cur:  # one transaction: move, re-quarantine, recount
-            cur.execute(sql.SQL("delete from quarantine.{} where _batch_id = %s").format(
-                sql.Identifier(entity)), (batch_id,))
-            table = _batch_ref(replay_name)
-            kept = _quarantine(cur, e, s, table)
-            moved = s.typed_rows
-            _detach(cur, e, table)
-            # Into the batch's own partition of raw.
-            cols = sql.SQL(", ").join(map(sql.Identifier, e.column_names + [
-                n for n, _ in LINEAGE_COLUMNS]))
-            cur.execute(sql.SQL("insert into raw.{} ({cols}) select {cols} from {}").format(
-                sql.Identifier(entity), table, cols=cols))
-            cur.execute(sql.SQL("drop table {}").format(table))
-            cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
-            cur.execute("update ops.load_batches set rows_loaded = rows_loaded + %s, "
-                        "rows_quarantined = %s where batch_id = %s", (moved, kept, batch_id))
-            cur.execute(sql.SQL("truncate raw.{}").format(
-                sql.Identifier(text_stage_table(entity))))
-        conn.commit()
-    finally:
-        conn.close()
-    return moved, kept
 
 
 def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],

@@ -37,6 +37,31 @@ Progress = Callable[[str, str], None]
 # Terminal front ends register here to hear "stage started/done" (flow parameters
 # must be serialisable, so a callback cannot travel as one).
 PROGRESS_LISTENERS: list[Progress] = []
+# ... and here to receive the run summary when a run ends, also when it fails, so what
+# was loaded and quarantined is shown even if a later stage stopped the run.
+SUMMARY_LISTENERS: list[Callable[[report.RunSummary], None]] = []
+
+# What each analysis stage needs loaded: without it the stage is skipped with one line
+# in the summary (a survey-only programme has no churn; a CRM-only one no drivers).
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "drivers": ("responses", "item_ratings"),
+    "churn": ("customers", "subscriptions"),
+}
+
+
+def missing_inputs(wh: Warehouse, stage: str) -> str | None:
+    """``"skipped, no subscriptions extract"`` when a stage's input entities hold no rows."""
+    from psycopg2 import sql
+
+    empty = []
+    with wh.transaction() as cur:
+        for name in STAGE_INPUTS.get(stage, ()):
+            cur.execute(sql.SQL("select exists (select 1 from raw.{})").format(sql.Identifier(name)))
+            if not cur.fetchone()[0]:
+                empty.append(name)
+    if not empty:
+        return None
+    return f"skipped, no {' or '.join(empty)} extract" + ("s" if len(empty) > 1 else "")
 
 
 def _notify(stage: str, event: str) -> None:
@@ -99,8 +124,8 @@ def dbt_task(wh: Warehouse, settings: Settings, run_date: date, label: str,
 
 
 @task(name="drivers", cache_policy=NONE, **RETRY)
-def drivers_task(wh: Warehouse) -> int:
-    return drivers.run_drivers(wh)
+def drivers_task(wh: Warehouse, settings: Settings) -> int:
+    return drivers.run_drivers(wh, settings)
 
 
 @task(name="churn-model", cache_policy=NONE, **RETRY)
@@ -134,12 +159,25 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
 def _timed(summary: report.RunSummary, name: str,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
     _notify(name, "start")
+    summary.current_stage = name
     failpoint(f"stage:{name}")
     t0 = time.monotonic()
     result = fn()
     summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result)}
     _notify(name, "done")
     return result
+
+
+def _unless_missing(wh: Warehouse, summary: report.RunSummary, name: str,
+                    fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
+    """Run a stage through ``_timed``, or record why it was skipped and return None."""
+    reason = missing_inputs(wh, name)
+    if reason is None:
+        return _timed(summary, name, fn, detail)
+    summary.stages[name] = {"seconds": 0.0, "detail": reason, "skipped": True}
+    _notify(name, "skipped")
+    get_run_logger().info("%s: %s", name, reason)
+    return None
 
 
 def run_range(settings: Settings, start: date, end: date, flow_name: str,
@@ -149,7 +187,8 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
     days = extract.dates_between(start, end)
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
     run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
-    s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end)
+    s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end,
+                          settings=settings.redacted())
     logger = get_run_logger()
     limit = settings.stage_timeout_seconds
 
@@ -166,6 +205,9 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             batches = _timed(s, "extract",
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
+            s.warnings += extract.missing_expected(settings, days, batches, entities)
+            for w in s.warnings:
+                logger.warning("%s", w)
             home = str(Path(settings.home).resolve())
             _notify("batches", str(len(batches)))
 
@@ -191,11 +233,16 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                                                exclude=transform.AFTER_PYTHON,
                                                full_refresh=full_refresh),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
-            _timed(s, "drivers", lambda: timed_out(drivers_task)(wh), lambda r: f"{r} rows")
-            res = _timed(s, "churn",
-                         lambda: timed_out(churn_task)(wh, settings, end, force_refit, run_id),
-                         lambda r: f"{r.scored} scored; {r.note}")
-            s.model_version, s.model_note = res.model_version, res.note
+            _unless_missing(wh, s, "drivers", lambda: timed_out(drivers_task)(wh, settings),
+                            lambda r: f"{r} rows")
+            res = _unless_missing(
+                wh, s, "churn",
+                lambda: timed_out(churn_task)(wh, settings, end, force_refit, run_id),
+                lambda r: f"{r.scored} scored; {r.note}")
+            if res is not None:
+                s.model_version, s.model_note = res.model_version, res.note
+            else:
+                s.model_note = s.stages["churn"]["detail"]
             _timed(s, "dbt build after scores",
                    lambda: timed_out(dbt_task)(wh, settings, end, "after python",
                                     select=transform.AFTER_PYTHON, full_refresh=full_refresh),
@@ -213,6 +260,8 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             s.status = "failed"
             s.error = str(e)
             report.finish_run(wh, s, "")
+            for listener in SUMMARY_LISTENERS:
+                listener(s)
             raise
         hl = report.highlights(wh)
         try:

@@ -29,6 +29,12 @@ class RunSummary:
     tasks: dict[str, Any] = field(default_factory=dict)
     docs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    # Things a person should know that did not stop the run (an expected extract missing).
+    warnings: list[str] = field(default_factory=list)
+    # The stage running now; after a failure, the one that failed.
+    current_stage: str | None = None
+    # The resolved configuration the run used (secrets masked), kept with its record.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         return sum(1 for b in self.batches if b.status == status)
@@ -81,10 +87,11 @@ def finish_run(wh: Warehouse, s: RunSummary, markdown: str) -> None:
             "update ops.pipeline_runs set status = %s, finished_at = now(), stages = %s, "
             "batches_loaded = %s, batches_rejected = %s, rows_loaded = %s, rows_quarantined = %s, "
             "model_version = %s, tasks_created = %s, tasks_updated = %s, tasks_escalated = %s, "
-            "summary_markdown = %s, error = %s where run_id = %s",
+            "summary_markdown = %s, error = %s, warnings = %s, settings = %s where run_id = %s",
             (s.status, Json(s.stages), s.count("loaded"), s.count("rejected"), s.rows_loaded,
              s.rows_quarantined, s.model_version, s.tasks.get("created"),
-             s.tasks.get("updated"), s.tasks.get("escalated"), markdown, s.error, s.run_id),
+             s.tasks.get("updated"), s.tasks.get("escalated"), markdown, s.error,
+             Json(s.warnings), Json(s.settings), s.run_id),
         )
 
 
@@ -119,7 +126,7 @@ def highlights(wh: Warehouse) -> dict[str, list[tuple]]:
             wh,
             "select touchpoint_code, quadrant, round(importance::numeric, 3), "
             "round(performance::numeric, 2) from marts.mart_priority_quadrant "
-            "order by (quadrant = 'fix_first') desc, importance desc limit 5"),
+            "where is_headline order by (quadrant = 'fix_first') desc, importance desc limit 5"),
         "at_risk": _query(
             wh,
             "select customer_id, segment, round(churn_prob_90::numeric, 3), "
@@ -156,6 +163,8 @@ def markdown(s: RunSummary, hl: dict[str, list[tuple]]) -> str:
     ]
     for b in s.rejected[:10]:
         lines.append(f"- rejected: {b.error}")
+    for w in s.warnings:
+        lines.append(f"- warning: {w}")
     lines += ["", "## Stages", _table(
         ["stage", "seconds", "detail"],
         [(k, f"{v.get('seconds', 0):.1f}", v.get("detail", "")) for k, v in s.stages.items()])]

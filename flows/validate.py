@@ -14,8 +14,10 @@ and we check it finds exactly as many as GX counted: a rule whose two forms
 disagree stops the run rather than losing or loading rows silently.
 
 The suites live as JSON in ``expectations/`` and are reviewed like code. They
-are generated from the extract contract (``flows/entities.py``) by
-``write_suites`` so they cannot drift from it; a test checks they are in sync.
+are generated from the extract contract (``flows/entities.py``) and the default
+domain by ``write_suites`` so they cannot drift from it; a test checks they are in
+sync. A run's own domain (cxloop.yml ``domain:``) reaches them as suite parameters
+(``flows/rules.py``).
 """
 
 from __future__ import annotations
@@ -32,28 +34,28 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.config import REPO_ROOT
-from flows.entities import (
-    CHANNELS,
-    ENTITIES,
-    EXPERIENCE_DIMENSIONS,
-    SCORE_RANGES,
-    SURVEY_TYPES,
-    Entity,
-)
+from flows.config import REPO_ROOT, Domain
+from flows.entities import ENTITIES, SURVEY_TYPES, Entity
 from flows.errors import StageError
+from flows.rules import (
+    PARSE,
+    TYPED,
+    Rule,
+    configure_suite,
+    domain_parameters,
+    domain_rules,
+    expectation,
+    literal_in_template,
+)
 
 log = logging.getLogger(__name__)
 
 SUITES_DIR = REPO_ROOT / "expectations"
 EMAIL_REGEX = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+# The pipeline's own vocabulary, the same for every company: literal in the suites.
 ALLOWED_SETS: dict[str, dict[str, tuple[str, ...]]] = {
-    "interactions": {"channel": CHANNELS},
     "invitations": {"survey_type": SURVEY_TYPES},
-    "responses": {"survey_type": SURVEY_TYPES, "comment_language": ("en", "zh")},
-    "item_ratings": {"dimension": EXPERIENCE_DIMENSIONS},
-    "subscriptions": {"status": ("active", "cancelled")},
-    "customers": {"acquisition_channel": CHANNELS},
+    "responses": {"survey_type": SURVEY_TYPES},
 }
 # Codes checked against reference tables the pipeline refreshes from the config;
 # GX gets their values as suite parameters at run time.
@@ -61,8 +63,6 @@ REFERENCE_SETS = {
     "touchpoint_code": ("ops.ref_touchpoints", "touchpoint_code", "the touchpoint catalogue"),
     "item_code": ("ops.ref_survey_items", "item_code", "the survey item list"),
 }
-
-
 def gx_type_name(pg_type: str) -> str:
     """The type name GX reads back from Postgres for a contract type (it compares strings)."""
     base, _, args = pg_type.partition("(")
@@ -70,20 +70,6 @@ def gx_type_name(pg_type: str) -> str:
     return f"{name}({args.replace(',', ', ')}" if args else name
 
 COUNT_ONLY = "expect_no_rows_from_query"
-PARSE, TYPED = "parse", "typed"  # the table a rule runs on: text stage or typed batches
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One row-level rule: its name, a message a person can act on, the GX expectation
-    that judges it, and the SQL of its bad rows (what quarantine moves)."""
-
-    name: str
-    description: str
-    expectation: str
-    kwargs: dict[str, Any]
-    bad_rows: str
-    on: str = TYPED
 
 
 def _parameter(column: str) -> str:
@@ -91,12 +77,13 @@ def _parameter(column: str) -> str:
     return column + "s"
 
 
-def reference_parameters(cur: Any) -> dict[str, list[str]]:
-    """The suite parameters of the reference-set rules, read from their ``ops`` tables."""
-    params = {}
+def reference_parameters(cur: Any) -> dict[str, Any]:
+    """The suite parameters of the reference-set and domain rules, read from ``ops``."""
+    params: dict[str, Any] = {}
     for col, (table, ref_col, _) in REFERENCE_SETS.items():
         cur.execute(f"select {ref_col} from {table} order by 1")  # constants above, not input
         params[_parameter(col)] = [r[0] for r in cur.fetchall()]
+    params.update(domain_parameters(cur))
     return params
 
 
@@ -104,17 +91,13 @@ def _lit(values: tuple[str, ...]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
-def _literal_in_template(value: str) -> str:
-    """A SQL string literal inside a bad-row template, which is filled with str.format
-    (as GX fills ``{batch}``): quotes doubled for SQL, braces doubled for format."""
-    return "'" + value.replace("'", "''").replace("{", "{{").replace("}", "}}") + "'"
-
-
-def entity_rules(e: Entity) -> list[Rule]:
-    """The row-level rules of an entity, derived from the extract contract."""
+def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
+    """The row-level rules of an entity, derived from the extract contract and the
+    domain (the committed suites use the default domain; a run passes its own values
+    as suite parameters)."""
     rules: list[Rule] = []
     q = '"{}"'.format
-    for c in e.columns:  # values that do not parse: only a text-staged file can have them
+    for c in e.raw_columns:  # values that do not parse: only a text-staged file can have them
         if c.pg_type != "text":
             bad = (f"select * from {{batch}} where {q(c.name)} is not null "
                    f"and not pg_input_is_valid({q(c.name)}, '{c.pg_type}')")
@@ -126,6 +109,13 @@ def entity_rules(e: Entity) -> list[Rule]:
             rules.append(Rule(f"{c.name}_not_null", f"{c.name} is required but empty",
                               "expect_column_values_to_not_be_null", {"column": c.name},
                               f"select * from {{batch}} where {q(c.name)} is null"))
+    for c in e.columns:
+        if c.min_value is not None:
+            rules.append(Rule(f"{c.name}_at_least_{c.min_value}",
+                              f"{c.name} must be at least {c.min_value}",
+                              "expect_column_values_to_be_between",
+                              {"column": c.name, "min_value": c.min_value},
+                              f"select * from {{batch}} where {q(c.name)} < {c.min_value}"))
     same_key = " and ".join(f"earlier.{q(k)} = later.{q(k)}" for k in e.key)
     # Every occurrence after the first is bad; the first one loads. A hash semi-join:
     # twice as fast here as numbering rows with a window.
@@ -136,11 +126,7 @@ def entity_rules(e: Entity) -> list[Rule]:
     rules.append(Rule("key_unique_in_batch",
                       f"{' + '.join(e.key)} repeats an earlier row of the same file",
                       COUNT_ONLY, {"unexpected_rows_query": dupes}, dupes))
-    for col, (lo, hi) in SCORE_RANGES.get(e.name, {}).items():
-        rules.append(Rule(f"{col}_in_range", f"{col} must be between {lo} and {hi}",
-                          "expect_column_values_to_be_between",
-                          {"column": col, "min_value": lo, "max_value": hi},
-                          f"select * from {{batch}} where {q(col)} not between {lo} and {hi}"))
+    rules += domain_rules(e, domain or Domain())
     for col, allowed in ALLOWED_SETS.get(e.name, {}).items():
         rules.append(Rule(f"{col}_allowed", f"{col} must be one of {', '.join(allowed)}",
                           "expect_column_values_to_be_in_set",
@@ -170,7 +156,7 @@ def entity_rules(e: Entity) -> list[Rule]:
                           "expect_column_values_to_match_regex",
                           {"column": "email", "regex": EMAIL_REGEX},
                           "select * from {batch} where email !~ "
-                          + _literal_in_template(EMAIL_REGEX)))
+                          + literal_in_template(EMAIL_REGEX)))
     return rules
 
 
@@ -182,7 +168,7 @@ def table_columns(e: Entity, on: str) -> list[str]:
     lineage = [n for n, _ in LINEAGE_COLUMNS]
     if on == PARSE:
         lineage.remove("_loaded_at")
-    return e.column_names + lineage
+    return e.raw_column_names + lineage
 
 
 def suite_dict(e: Entity) -> dict[str, Any]:
@@ -198,22 +184,17 @@ def suite_dict(e: Entity) -> dict[str, Any]:
             "kwargs": {"column_set": table_columns(e, on), "exact_match": True},
             "meta": {"rule": "columns_match_contract", "level": "batch", "on": on},
         })
-    for c in e.columns:
+    for c in e.raw_columns:
         expectations.append({
             "type": "expect_column_values_to_be_of_type",
             "kwargs": {"column": c.name, "type_": gx_type_name(c.pg_type)},
             "meta": {"rule": f"{c.name}_type", "level": "batch", "on": TYPED},
         })
-    for r in entity_rules(e):
-        expectations.append({
-            "type": r.expectation,
-            "kwargs": r.kwargs,
-            "description": r.description,
-            "meta": {"rule": r.name, "level": "row", "on": r.on, "bad_rows": r.bad_rows},
-        })
+    expectations += [expectation(r) for r in entity_rules(e)]
     return {"name": f"cxloop_{e.name}", "expectations": expectations,
             "meta": {"entity": e.name, "source": e.source,
-                     "generated_from": "flows/entities.py via flows.validate.write_suites"}}
+                     "generated_from": "flows/entities.py and the default domain of flows/config.py "
+                                       "via flows.validate.write_suites"}}
 
 
 def write_suites(directory: Path = SUITES_DIR) -> list[Path]:
@@ -330,6 +311,8 @@ class GxRunner:
                  on: str = TYPED, parameters: dict[str, Any] | None = None
                  ) -> ValidationOutcome:
         """Run the ``on`` part of an entity's suite on ``schema.table``."""
+        if parameters:
+            suite_json = configure_suite(suite_json, entity, parameters)
         with self._exclusive():
             try:
                 return self._validate(entity, schema, table, suite_json, on, parameters or {})

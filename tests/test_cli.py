@@ -23,7 +23,8 @@ def test_every_command_has_help(tmp_path):
                 ["demo", "generate", "--help"], ["warehouse", "url", "--help"],
                 ["batches", "--help"], ["quarantine", "show", "--help"],
                 ["quarantine", "replay", "--help"], ["model", "fit", "--help"],
-                ["tasks", "list", "--help"], ["report", "--help"], ["serve", "--help"]):
+                ["tasks", "list", "--help"], ["report", "--help"], ["serve", "--help"],
+                ["deploy", "--help"]):
         res = _cxloop(tmp_path, *cmd)
         assert res.returncode == 0, (cmd, res.stderr)
         assert "Usage" in res.stdout

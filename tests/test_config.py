@@ -66,3 +66,45 @@ def test_example_config_is_valid():
     example = Path(__file__).resolve().parent.parent / "cxloop.example.yml"
     s = load_settings(example)
     assert s.churn.refit_every_days == 7
+
+
+def test_goals_default_to_the_demo_scales_and_reach_dbt_vars(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    v = load_settings(None).dbt_vars()
+    assert [g["name"] for g in v["goals"]] == ["overall_satisfaction", "likelihood_to_renew"]
+    assert v["goals"][0]["range"] == [1, 10] and v["goals"][0]["top_box"] == [9, 10]
+    assert v["goals"][1]["top_box"] == [5] and v["quadrant_cut"] == "mean"
+
+
+def test_a_binary_goal_and_target_cuts_from_the_file(tmp_path):
+    p = tmp_path / "cxloop.yml"
+    p.write_text("goals:\n  satisfied: {column: overall_satisfaction, kind: binary}\n"
+                 "quadrant: {cut: target, importance_target: 0.2, rating_target: 3.5}\n")
+    s = load_settings(p)
+    assert s.goals["satisfied"].range == (0, 1) and s.goals["satisfied"].top_box == [1]
+    v = s.dbt_vars()
+    assert v["goals"] == [{"name": "satisfied", "column": "overall_satisfaction",
+                           "kind": "binary", "range": [0, 1], "top_box": [1]}]
+    assert (v["quadrant_cut"], v["quadrant_rating_target"]) == ("target", 3.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("goals:\n  g: {column: no_such, range: [1, 5]}\n",
+         "goals.g.column: Value error, column 'no_such' is not an integer column of responses"),
+        ("goals:\n  g: {column: nps}\n", "goals.g: Value error, a numeric goal needs range"),
+        ("goals:\n  g: {column: nps, range: [0, 10], top_box: [11]}\n", "top_box [11] outside"),
+        ("goals:\n  g: {column: nps, kind: binary, range: [1, 5]}\n", "binary goal has range [0, 1]"),
+        ("goals:\n  g: {column: nps, range: [0, 10], topbox: [9]}\n", "goals.g.topbox: unknown key"),
+        ("goals: {}\n", "at least one goal"),
+        ("quadrant: {cut: target}\n", "set both importance_target"),
+        ("quadrant: {cut: mode}\n", "quadrant.cut"),
+    ],
+)
+def test_bad_goals_and_quadrant_settings_are_named(tmp_path, text, needle):
+    p = tmp_path / "cxloop.yml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_settings(p)
+    assert needle in str(e.value) and str(p) in str(e.value)

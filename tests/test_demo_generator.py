@@ -19,17 +19,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flows.config import Domain
 from flows.demo import BETAS, FILE_FAULT_KINDS, ROW_FAULT_KINDS, generate, load_catalogue
-from flows.entities import (
-    CHANNELS,
-    ENTITIES,
-    EXPERIENCE_DIMENSIONS,
-    PLANS,
-    REGIONS,
-    SCORE_RANGES,
-    SEGMENTS,
-    SURVEY_TYPES,
-)
+from flows.entities import ENTITIES, SURVEY_TYPES
+
+# The demo writes the default domain of cxloop.yml: what a default run accepts.
+DOMAIN = Domain()
+CHANNELS = tuple(DOMAIN.categories["interactions.channel"])
+SCORE_RANGES: dict[str, dict[str, tuple]] = {}
+for _key, _bounds in DOMAIN.scales.items():
+    SCORE_RANGES.setdefault(_key.split(".")[0], {})[_key.split(".")[1]] = _bounds
 
 START = date(2026, 7, 1)
 CAT = load_catalogue()
@@ -37,15 +36,15 @@ TOUCHPOINTS = set(CAT.codes)
 ITEM_OF = dict(zip(CAT.codes, CAT.items, strict=True))
 EMAIL = re.compile(r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")
 CODES: dict[str, tuple[str, ...]] = {
-    "region": REGIONS,
-    "segment": SEGMENTS,
-    "plan": PLANS,
-    "acquisition_channel": CHANNELS,
+    "region": tuple(DOMAIN.categories["customers.region"]),
+    "segment": tuple(DOMAIN.categories["customers.segment"]),
+    "plan": tuple(DOMAIN.categories["customers.plan"]),
+    "acquisition_channel": tuple(DOMAIN.categories["customers.acquisition_channel"]),
     "channel": CHANNELS,
     "survey_type": SURVEY_TYPES,
-    "status": ("active", "cancelled"),
-    "comment_language": ("en", "zh"),
-    "dimension": EXPERIENCE_DIMENSIONS,
+    "status": tuple(DOMAIN.categories["subscriptions.status"]),
+    "comment_language": tuple(DOMAIN.categories["responses.comment_language"]),
+    "dimension": tuple(DOMAIN.experience_dimensions),
     "item_code": tuple(CAT.items),
     "cancel_reason": ("price", "competitor", "service", "billing", "moved", "other"),
 }

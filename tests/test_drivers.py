@@ -1,11 +1,23 @@
-"""Relative weights recover known driver importances from correlated synthetic ratings."""
+"""Relative weights recover known driver importances; signs, binary goals and the bootstrap
+flip share behave as stated on frames where the answer is known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from flows.drivers import importance_table, relative_weights
+from flows.config import Goal, QuadrantSettings
+from flows.drivers import (
+    FIX_FIRST,
+    KEEP_UP,
+    NEGATIVE,
+    fit_with_bootstrap,
+    importance_table,
+    place,
+    relative_weights,
+)
+
+WIDE = Goal(column="overall_satisfaction", range=(-100, 100))
 
 
 def _synthetic(n: int = 4000, seed: int = 3):
@@ -14,6 +26,16 @@ def _synthetic(n: int = 4000, seed: int = 3):
     x = pd.DataFrame({f"i{k}": 0.6 * common + rng.normal(size=n) for k in range(4)})
     y = 1.0 * x["i0"] + 0.5 * x["i1"] + 0.1 * x["i2"] + 0.0 * x["i3"] + rng.normal(size=n)
     return x, y
+
+
+def _long(x: pd.DataFrame, y: pd.Series, goal_column: str = "overall_satisfaction"):
+    rows = []
+    for rid in range(len(x)):
+        for k, item in enumerate(x.columns):
+            rows.append({"response_id": rid, "segment": "smb" if rid % 2 else "consumer",
+                         "item_code": item, "touchpoint_code": f"t{k}",
+                         "rating": x.iloc[rid, k], goal_column: y.iloc[rid]})
+    return pd.DataFrame(rows)
 
 
 def test_weights_sum_to_r_squared_and_rank_true_drivers():
@@ -30,18 +52,80 @@ def test_weights_sum_to_r_squared_and_rank_true_drivers():
 
 def test_importance_table_has_intervals_per_goal_and_segment():
     x, y = _synthetic(1200)
-    rows = []
-    for rid in range(len(x)):
-        for k in range(4):
-            rows.append({"response_id": rid, "segment": "smb" if rid % 2 else "consumer",
-                         "item_code": f"i{k}", "touchpoint_code": f"t{k}",
-                         "rating": x.iloc[rid, k], "overall_satisfaction": y.iloc[rid],
-                         "likelihood_to_renew": y.iloc[rid]})
-    t = importance_table(pd.DataFrame(rows))
+    t = importance_table(_long(x, y), {"goal_a": WIDE},
+                         QuadrantSettings(bootstrap_samples=50))
     assert set(t["segment"]) == {"all", "smb", "consumer"}
+    assert set(t.loc[t.segment == "all", "segment_by"]) == {"all"}
+    assert set(t.loc[t.segment != "all", "segment_by"]) == {"segment"}
     for _, g in t.groupby(["goal", "segment"]):
         assert abs(g["importance"].sum() - 1) < 1e-9
-    top = t[(t.goal == "overall_satisfaction") & (t.segment == "all")].set_index("item_code")
+    top = t[(t.goal == "goal_a") & (t.segment == "all")].set_index("item_code")
     assert top.loc["i0", "importance_low"] > top.loc["i3", "importance_high"]
     assert (top["importance_low"] <= top["importance"]).all()
     assert (top["importance"] <= top["importance_high"]).all()
+    assert (top["mean_rating_low"] <= top["mean_rating"]).all()
+    assert (top["mean_rating"] <= top["mean_rating_high"]).all()
+
+
+def test_a_binary_goal_drives_the_computation_and_other_values_are_ignored():
+    x, latent = _synthetic(3000, seed=8)
+    y = (latent > 0).astype(int)
+    y.iloc[:200] = 7  # not an answer of a 0/1 goal: left out, not read as "very yes"
+    goal = Goal(column="likelihood_to_renew", kind="binary")
+    assert goal.range == (0, 1) and goal.top_box == [1]
+    t = importance_table(_long(x, y, "likelihood_to_renew"), {"renewed": goal},
+                         QuadrantSettings(bootstrap_samples=30))
+    top = t[t.segment == "all"].set_index("item_code")
+    assert list(top["importance"].sort_values(ascending=False).index[:3]) == ["i0", "i1", "i2"]
+    assert (top.loc[["i0", "i1"], "effect_sign"] == 1).all()
+    # 200 rows with a 7 were dropped from every item's count
+    assert top["n"].max() == 2800
+
+
+def test_negative_weight_is_signed_and_never_fix_first():
+    rng = np.random.default_rng(5)
+    n = 3000
+    x = pd.DataFrame({"good": rng.normal(size=n), "bad": rng.normal(size=n),
+                      "weak": rng.normal(size=n)})
+    y = 1.0 * x["good"] - 0.6 * x["bad"] + 0.05 * x["weak"] + rng.normal(size=n)
+    t = fit_with_bootstrap(x, y, QuadrantSettings(bootstrap_samples=30),
+                           np.random.default_rng(1)).set_index("item_code")
+    assert t.loc["bad", "effect_sign"] == -1 and t.loc["bad", "std_beta"] < 0
+    assert t.loc["bad", "importance"] > t.loc["weak", "importance"]  # a share is unsigned
+    # important and rated low, but a negative effect: its own label, never fix_first
+    labels = place(np.array([0.6, 0.4]), np.array([2.0, 2.0]), np.array([True, False]), 0.3, 3.0)
+    assert list(labels) == [FIX_FIRST, NEGATIVE]
+
+
+def test_bootstrap_flip_share_is_half_at_the_cut_and_zero_far_from_it():
+    """Importance target 0: every item is important, so only the rating axis decides.
+    'edge' has its mean rating exactly on the rating target: a resample puts it above or
+    below about equally often. 'far' sits two standard deviations of the mean away."""
+    rng = np.random.default_rng(21)
+    n = 400
+    edge = rng.normal(size=n)
+    edge = edge - edge.mean() + 3.0
+    far = rng.normal(size=n)
+    far = far - far.mean() + 4.5
+    x = pd.DataFrame({"edge": edge, "far": far})
+    y = pd.Series(edge + far + rng.normal(size=n))
+    rule = QuadrantSettings(cut="target", importance_target=0.0, rating_target=3.0,
+                            bootstrap_samples=400)
+    t = fit_with_bootstrap(x, y, rule, np.random.default_rng(2)).set_index("item_code")
+    assert 0.4 <= t.loc["edge", "placement_flip_share"] <= 0.6
+    assert t.loc["far", "placement_flip_share"] == 0.0
+    # the point placement: on the cut counts as high
+    labels = place(t["importance"].to_numpy(), t["mean_rating"].to_numpy(),
+                   np.array([True, True]), 0.0, 3.0)
+    assert list(labels) == [KEEP_UP, KEEP_UP]
+
+
+def test_every_segment_by_dimension_gets_its_own_groups():
+    x, y = _synthetic(800, seed=4)
+    long = _long(x, y)
+    long["plan"] = np.where(long["response_id"] % 3 == 0, "basic", "plus")
+    t = importance_table(long, {"goal_a": WIDE}, QuadrantSettings(bootstrap_samples=20),
+                         segment_by=("segment", "plan", "not_a_column"))
+    groups = set(map(tuple, t[["segment_by", "segment"]].drop_duplicates().to_numpy()))
+    assert groups == {("all", "all"), ("segment", "smb"), ("segment", "consumer"),
+                      ("plan", "basic"), ("plan", "plus")}

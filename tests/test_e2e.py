@@ -142,7 +142,8 @@ def test_planted_touchpoints_land_in_the_right_quadrants(demo_home):
     url = _cxloop(home, "warehouse", "url").stdout.strip()
     conn = psycopg2.connect(url)
     with conn, conn.cursor() as cur:
-        cur.execute("select touchpoint_code, quadrant from marts.mart_priority_quadrant")
+        cur.execute("select touchpoint_code, quadrant from marts.mart_priority_quadrant "
+                    "where is_headline")
         quadrant = dict(cur.fetchall())
     conn.close()
     for tp in planted_fix:

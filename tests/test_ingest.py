@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import load
+from flows import load, replay
 from flows.config import load_settings
 from flows.entities import ENTITIES
 from flows.extract import find_batches
@@ -55,6 +55,16 @@ def _ingest(wh, landing: Path, home: Path, day: date = D):
         if mine:
             results += load.ingest_entity(wh, gx, name, mine, "test-run")
     return results
+
+
+def _catalogue_with(folder: Path, code: str) -> Path:
+    """The default catalogue plus one touchpoint (a copy of its last row)."""
+    lines = load_settings(None).reference.touchpoint_catalogue.read_text().splitlines()
+    new = lines[-1].split(",")
+    new[0], new[3] = code, "99"  # touchpoint_code, stage_order
+    path = folder / "catalogue.csv"
+    path.write_text("\n".join([*lines, ",".join(new)]) + "\n")
+    return path
 
 
 def _count(wh, table: str) -> int:
@@ -163,14 +173,14 @@ def test_quarantine_replay_after_a_reference_fix(warehouse, tmp_path):
     [r] = _ingest(warehouse, landing, tmp_path)
     assert (r.rows_loaded, r.rows_quarantined) == (3, 1)
     # The catalogue learns the new touchpoint; the quarantined row now passes.
-    catalogue = tmp_path / "catalogue.csv"
-    catalogue.write_text("touchpoint_code\nbilling\nsupport_call\napp_usage\nno_such_touchpoint\n")
+    catalogue = _catalogue_with(tmp_path, "no_such_touchpoint")
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     settings = load_settings(cfg, landing=str(landing), home=str(tmp_path))
     load.refresh_reference(warehouse, settings)
-    moved, kept = load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
-                                         r.batch_id)
+    moved, kept = replay.replay_quarantine(warehouse,
+                                           GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+                                           r.batch_id)
     assert (moved, kept) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 4
     assert _count(warehouse, "quarantine.interactions") == 0
@@ -252,9 +262,11 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     [r] = _ingest(warehouse, landing, tmp_path)
     # Rebuild raw.interactions the way earlier versions kept it: one plain table.
     e = ENTITIES["interactions"]
+    # (and before `attributes`: the migration adds it to the old table's rows too).
     cols = [f'"{c.name}" {c.pg_type}' for c in e.columns] + [f"{n} {t}" for n, t in LINEAGE_COLUMNS]
+    names = ", ".join([f'"{c}"' for c in e.column_names] + [n for n, _ in LINEAGE_COLUMNS])
     with warehouse.transaction() as cur:
-        cur.execute("create table public.keep as select * from raw.interactions")
+        cur.execute(f"create table public.keep as select {names} from raw.interactions")
         cur.execute("drop table raw.interactions")
         cur.execute(sql.SQL("create table raw.interactions ({})").format(sql.SQL(", ".join(cols))))
         cur.execute("insert into raw.interactions select * from public.keep")
@@ -271,12 +283,11 @@ def test_a_warehouse_from_before_partitioning_is_migrated_without_losing_rows(wa
     _write(landing, "interactions", date(2026, 8, 4), [HEADER, "i9,c9,billing,web,"
                                                        "2026-08-04 10:00:00,1,1,true,true"])
     assert [x.status for x in _ingest(warehouse, landing, tmp_path, date(2026, 8, 4))] == ["loaded"]
-    catalogue = tmp_path / "catalogue.csv"
-    catalogue.write_text("touchpoint_code\nbilling\nsupport_call\napp_usage\nno_such_touchpoint\n")
+    catalogue = _catalogue_with(tmp_path, "no_such_touchpoint")
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"reference:\n  touchpoint_catalogue: {catalogue}\n")
     load.refresh_reference(warehouse, load_settings(cfg, landing=str(landing), home=str(tmp_path)))
-    assert load.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
+    assert replay.replay_quarantine(warehouse, GxRunner(tmp_path, warehouse.sqlalchemy_url()),
                                   r.batch_id) == (1, 0)
     assert _count(warehouse, "raw.interactions") == 5
 

@@ -93,3 +93,51 @@ def test_bi_reader_over_tcp_reads_marts_only_with_its_password(tmp_path):
 def test_highlights_on_a_warehouse_without_marts_are_empty_not_errors(warehouse):
     hl = report.highlights(warehouse)
     assert hl == {"worst_touchpoints": [], "at_risk": [], "tasks_by_owner": []}
+
+
+def test_warehouse_serve_waits_for_a_running_pipeline_and_survives_a_restart(tmp_path):
+    """`warehouse serve` restarts the server: never under a running pipeline (it waits for
+    the run lock, then names the holder), and the TCP listener comes back after a stop."""
+    import psycopg2
+
+    from flows.errors import LockTimeoutError
+    from flows.warehouse import open_warehouse, run_lock, serve_embedded_tcp, stop_embedded
+
+    home = tmp_path / "h"
+    wh = open_warehouse(home)
+    with wh.transaction() as cur:
+        cur.execute("insert into ops.pipeline_runs (run_id, flow, start_date, end_date, status, "
+                    "started_at) values ('nightly-busy', 'nightly', current_date, current_date, "
+                    "'running', now())")
+        cur.execute("create table marts.bi_probe as select 1 as x")
+    port = 56000 + (hash(str(tmp_path)) % 900)
+    try:
+        with run_lock(wh, 0, "nightly-busy"):
+            worker = wh.connect()  # the "pipeline": a session that must not be cut off
+            with pytest.raises(LockTimeoutError, match="nightly-busy"):
+                serve_embedded_tcp(home, "127.0.0.1", port, "pw-1", lock_timeout_seconds=0.5)
+            with worker.cursor() as cur:
+                cur.execute("select 1")  # still connected: no restart happened
+                assert cur.fetchone() == (1,)
+            worker.close()
+        url = serve_embedded_tcp(home, "127.0.0.1", port, "pw-1", lock_timeout_seconds=5)
+        psycopg2.connect(url, password="pw-1").close()
+        stop_embedded(home)
+        with pytest.raises(psycopg2.OperationalError):
+            psycopg2.connect(url, password="pw-1", connect_timeout=2)
+        # Any later cxloop command (a new process, as after a reboot) starts it again.
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "CXLOOP_HOME": str(home)}
+        env.pop("CXLOOP_WAREHOUSE_URL", None)
+        subprocess.run([sys.executable, "-m", "flows", "warehouse", "url"], env=env,
+                       check=True, capture_output=True, timeout=120)
+        conn = psycopg2.connect(url, password="pw-1")
+        with conn.cursor() as cur:
+            cur.execute("select x from marts.bi_probe")
+            assert cur.fetchone() == (1,)
+        conn.close()
+    finally:
+        stop_embedded(home)

@@ -87,13 +87,18 @@ def uninterrupted(landing, tmp_path_factory) -> dict[str, str]:
     return snap
 
 
+# Two crash points run in every `make test`; the rest (same mechanism, other stages) in
+# `make test-all`, the scheduled full run.
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("failpoint", [
-    "stage:validate+load",           # before anything is loaded
+    pytest.param("stage:validate+load", marks=SLOW),           # before anything is loaded
     "load:after-batch-commit",       # in the middle of loading: one batch committed
-    "stage:dbt build",               # loaded, marts not built
-    "stage:churn",                   # marts built, no scores
+    pytest.param("stage:dbt build", marks=SLOW),               # loaded, marts not built
+    pytest.param("stage:churn", marks=SLOW),                   # marts built, no scores
     "stage:dbt build after scores",  # scores written, downstream marts not rebuilt
-    "stage:tasks",                   # marts final, no tasks
+    pytest.param("stage:tasks", marks=SLOW),                   # marts final, no tasks
 ])
 def test_killed_run_then_rerun_equals_uninterrupted_run(failpoint, landing, uninterrupted,
                                                         tmp_path):
@@ -139,6 +144,7 @@ def test_incremental_run_after_one_new_day_equals_full_refresh(landing, tmp_path
         stop_embedded(home)
 
 
+@pytest.mark.slow
 def test_dask_task_runner_gives_the_same_marts(landing, uninterrupted, tmp_path):
     """Entities loaded in parallel on a Dask LocalCluster: same warehouse as the default."""
     pytest.importorskip("prefect_dask")  # installed by the dev extra

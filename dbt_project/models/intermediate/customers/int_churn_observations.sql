@@ -7,8 +7,8 @@
 {%- set every_days = var('churn_observation_every_days') %}
 {%- set grace_days = var('survey_answer_grace_days') %}
 {%- set rating_stages = var('churn_rating_stages') %}
-{%- set ltr_range = var('churn_renewal_intention_range') %}
-{%- set os_range = var('churn_satisfaction_range') %}
+{%- set ltr_range = var('domain_scales')['responses.likelihood_to_renew'] %}
+{%- set os_range = var('domain_scales')['responses.overall_satisfaction'] %}
 {%- set renewal_column = first_present_column(ref('stg_crm__subscriptions'), var('churn_renewal_date_columns')) %}
 with
 

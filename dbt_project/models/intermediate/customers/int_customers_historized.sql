@@ -2,7 +2,8 @@
 -- batches (no snapshot state): a backfill for any run_date rebuilds exactly the
 -- history that date would have seen.
 --   * a version starts when the CRM record changed (updated_at; extract date if missing),
---   * consecutive versions with the same tracked attributes are merged,
+--   * consecutive versions with the same tracked attributes are merged (the
+--     `attributes` jsonb of extra export columns counts as one attribute),
 --   * valid_to is the next version's valid_from (exclusive); null = current.
 -- The first version is back-dated to the signup date so events between signup
 -- and the first export find the customer's attributes.
@@ -23,6 +24,7 @@ fingerprinted as (
         plan,
         acquisition_channel,
         marketing_consent,
+        attributes,
         signup_date,
         coalesce(updated_at, cast(extract_date as timestamp)) as changed_at,
         md5(
@@ -32,7 +34,8 @@ fingerprinted as (
                 coalesce(segment, '~'),
                 coalesce(plan, '~'),
                 coalesce(acquisition_channel, '~'),
-                coalesce(cast(marketing_consent as text), '~')
+                coalesce(cast(marketing_consent as text), '~'),
+                coalesce(cast(attributes as text), '~')
             )
         ) as attributes_hash
     from versions
@@ -66,6 +69,7 @@ numbered as (
         plan,
         acquisition_channel,
         marketing_consent,
+        attributes,
         signup_date,
         changed_at,
         row_number() over (
@@ -89,6 +93,7 @@ final as (
         plan,
         acquisition_channel,
         marketing_consent,
+        attributes,
         signup_date,
         case
             when version_number = 1 and signup_date is not null

@@ -20,6 +20,7 @@ final as (
         cast(plan as text) as plan,
         cast(acquisition_channel as text) as acquisition_channel,
         cast(marketing_consent as boolean) as marketing_consent,
+        cast(attributes as jsonb) as attributes,
         cast(signup_date as date) as signup_date,
         cast(valid_from as timestamp) as valid_from,
         cast(valid_to as timestamp) as valid_to,

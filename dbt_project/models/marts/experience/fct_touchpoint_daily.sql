@@ -6,11 +6,12 @@
         on_schema_change='append_new_columns',
     )
 }}
--- Day x touchpoint x channel x segment: volumes, survey scores and the
--- touchpoint's operational KPI. Additive parts (sums and counts) are kept so
--- periods can be re-aggregated.
+-- Day x touchpoint x channel x segment: volumes, survey scores, relationship-
+-- survey item ratings and the touchpoint's operational KPI. Additive parts
+-- (sums and counts) are kept so periods can be re-aggregated.
 -- Dates: interactions by occurred_at, invitations by sent_at (answered =
--- answered when the day was last rebuilt), scores by responded_at.
+-- answered when the day was last rebuilt), scores and item ratings by
+-- responded_at (item ratings on the touchpoint's default channel).
 -- Incremental: a run rebuilds every day from the earliest of
 --   * `lookback_days` before the older of run_date and the latest day built,
 --   * any day up to run_date whose events include rows extracted after the
@@ -26,9 +27,11 @@
 with
 
 {% if is_incremental() -%}
-{#- a table built before as_of_date existed counts as built as of nothing: rebuild all -#}
+{#- a table built before as_of_date (or the item ratings) existed counts as built as of
+    nothing: every day is rebuilt, so no day keeps null item-rating counts -#}
 {%- set built_columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
-{%- set built_as_of = 'min(as_of_date)' if 'as_of_date' in built_columns else "date '1900-01-01'" -%}
+{%- set up_to_date = 'as_of_date' in built_columns and 'item_rating_n' in built_columns -%}
+{%- set built_as_of = 'min(as_of_date)' if up_to_date else "date '1900-01-01'" -%}
 last_build as (
 
     select
@@ -74,6 +77,14 @@ source_days as (
     where touchpoint_code is not null
     group by response_date
 
+    union all
+
+    select
+        rating_date as date_day,
+        max(extract_date) as max_extract_date
+    from {{ ref('int_item_ratings_enriched') }}
+    group by rating_date
+
 ),
 
 stale_days as (
@@ -111,6 +122,11 @@ rebuild_window as (
                 (
                     select min(least(late.response_date, cast(late.invited_at as date)))
                     from {{ ref('int_responses_enriched') }} as late
+                    where late.loaded_at > last_build.last_built_at
+                ),
+                (
+                    select min(late.rating_date)
+                    from {{ ref('int_item_ratings_enriched') }} as late
                     where late.loaded_at > last_build.last_built_at
                 )
             ),
@@ -164,6 +180,13 @@ responses as (
     where
         response_date >= (select rebuild_window.first_day from rebuild_window)
         and touchpoint_code is not null
+
+),
+
+item_ratings as (
+
+    select * from {{ ref('int_item_ratings_enriched') }}
+    where rating_date >= (select rebuild_window.first_day from rebuild_window)
 
 ),
 
@@ -227,6 +250,20 @@ responses_daily as (
 
 ),
 
+item_ratings_daily as (
+
+    select
+        rating_date as date_day,
+        touchpoint_code,
+        channel,
+        segment,
+        count(rating) as item_rating_n,
+        sum(rating) as item_rating_sum
+    from item_ratings
+    group by date_day, touchpoint_code, channel, segment
+
+),
+
 grain as (
 
     select
@@ -249,6 +286,13 @@ grain as (
         channel,
         segment
     from responses_daily
+    union
+    select
+        date_day,
+        touchpoint_code,
+        channel,
+        segment
+    from item_ratings_daily
     {%- if is_incremental() %}
     union
     select
@@ -281,6 +325,8 @@ joined as (
         coalesce(responses_daily.nps_detractors, 0) as nps_detractors,
         coalesce(responses_daily.ces_n, 0) as ces_n,
         coalesce(responses_daily.ces_sum, 0) as ces_sum,
+        coalesce(item_ratings_daily.item_rating_n, 0) as item_rating_n,
+        coalesce(item_ratings_daily.item_rating_sum, 0) as item_rating_sum,
         coalesce(interactions_daily.kpi_n, 0) as kpi_n,
         coalesce(interactions_daily.kpi_sum, 0) as kpi_sum,
         interactions_daily.avg_wait_seconds,
@@ -306,6 +352,12 @@ joined as (
             and grain.touchpoint_code = responses_daily.touchpoint_code
             and grain.channel = responses_daily.channel
             and grain.segment = responses_daily.segment
+    left join item_ratings_daily
+        on
+            grain.date_day = item_ratings_daily.date_day
+            and grain.touchpoint_code = item_ratings_daily.touchpoint_code
+            and grain.channel = item_ratings_daily.channel
+            and grain.segment = item_ratings_daily.segment
     left join catalogue
         on grain.touchpoint_code = catalogue.touchpoint_code
 
@@ -346,6 +398,9 @@ final as (
         cast(ces_sum as bigint) as ces_sum,
         cast(kpi_n as integer) as kpi_n,
         cast(kpi_sum as double precision) as kpi_sum,
+        cast(item_rating_sum * 1.0 / nullif(item_rating_n, 0) as double precision) as item_rating_avg,
+        cast(item_rating_n as integer) as item_rating_n,
+        cast(item_rating_sum as bigint) as item_rating_sum,
         cast({{ run_date() }} as date) as as_of_date,
         cast(now() as timestamptz) as built_at
     from joined

@@ -1,7 +1,8 @@
 {{ config(tags=['after_python']) }}
 -- Driver importance (from the Python step): how strongly each survey item /
--- touchpoint moves each goal (overall satisfaction, likelihood to renew), per
--- segment, with the bootstrap interval and the touchpoint's owner.
+-- touchpoint moves each goal (cxloop.yml `goals:`), for all customers and per
+-- segment_by value, with the sign of its effect, the bootstrap interval and the
+-- touchpoint's owner.
 with
 
 importance as (
@@ -25,9 +26,12 @@ catalogue as (
 final as (
 
     select
-        cast(importance.goal || '|' || importance.segment || '|' || importance.item_code as text)
-            as driver_importance_key,
+        cast(
+            importance.goal || '|' || importance.segment_by || '|' || importance.segment
+            || '|' || importance.item_code as text
+        ) as driver_importance_key,
         cast(importance.goal as text) as goal,
+        cast(importance.segment_by as text) as segment_by,
         cast(importance.segment as text) as segment,
         cast(importance.item_code as text) as item_code,
         cast(items.item_text as text) as item_text,
@@ -42,10 +46,12 @@ final as (
         cast(importance.importance_low as double precision) as importance_low,
         cast(importance.importance_high as double precision) as importance_high,
         cast(importance.std_beta as double precision) as std_beta,
+        cast(importance.effect_sign as integer) as effect_sign,
         cast(importance.mean_rating as double precision) as mean_rating,
+        cast(importance.r_squared as double precision) as r_squared,
         cast(
             rank() over (
-                partition by importance.goal, importance.segment
+                partition by importance.goal, importance.segment_by, importance.segment
                 order by importance.importance desc
             ) as integer
         ) as importance_rank,

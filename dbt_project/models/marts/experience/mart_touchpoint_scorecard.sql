@@ -4,6 +4,18 @@
 -- expectation, its benchmark-scaled score (expectation = 0, benchmark = 100,
 -- macro benchmark_scaled) and the trend against the previous period
 -- (previous month; the 30 days before the last 30).
+-- Relationship-survey item ratings appear beside transactional CSAT
+-- (item_rating_avg, item_ratings), so a survey-only programme with item ratings
+-- alone still gets a row per touchpoint; their benchmark-scaled item_score needs
+-- the optional catalogue columns item_rating_expectation / item_rating_benchmark
+-- (null without them).
+{%- set catalogue_columns = [] %}
+{%- if execute %}
+    {%- set catalogue_columns = adapter.get_columns_in_relation(ref('touchpoint_catalogue'))
+        | map(attribute='name') | list %}
+{%- endif %}
+{%- set has_item_levels = 'item_rating_expectation' in catalogue_columns
+    and 'item_rating_benchmark' in catalogue_columns %}
 with
 
 daily as (
@@ -63,7 +75,9 @@ aggregated as (
         sum(csat_sum) * 1.0 / nullif(sum(csat_n), 0) as csat,
         100.0 * (sum(nps_promoters) - sum(nps_detractors)) / nullif(sum(nps_n), 0) as nps,
         sum(ces_sum) * 1.0 / nullif(sum(ces_n), 0) as ces,
-        sum(kpi_sum) / nullif(sum(kpi_n), 0) as kpi_value
+        sum(kpi_sum) / nullif(sum(kpi_n), 0) as kpi_value,
+        sum(item_rating_n) as item_ratings,
+        sum(item_rating_sum) * 1.0 / nullif(sum(item_rating_n), 0) as item_rating_avg
     from periodized
     group by grouping sets (
         (touchpoint_code, segment, period_type, period_start),
@@ -103,6 +117,19 @@ scored as (
         catalogue.ces_benchmark,
         catalogue.kpi_expectation,
         catalogue.kpi_benchmark,
+        {%- if has_item_levels %}
+        cast(catalogue.item_rating_expectation as double precision) as item_rating_expectation,
+        cast(catalogue.item_rating_benchmark as double precision) as item_rating_benchmark,
+        {{ benchmark_scaled(
+            'aggregated.item_rating_avg',
+            'catalogue.item_rating_expectation',
+            'catalogue.item_rating_benchmark'
+        ) }} as item_score,
+        {%- else %}
+        cast(null as double precision) as item_rating_expectation,
+        cast(null as double precision) as item_rating_benchmark,
+        cast(null as double precision) as item_score,
+        {%- endif %}
         {{ benchmark_scaled(
             'aggregated.csat', 'catalogue.csat_expectation', 'catalogue.csat_benchmark'
         ) }} as csat_score,
@@ -142,7 +169,9 @@ with_previous as (
         previous_period.csat_score as previous_csat_score,
         previous_period.nps_score as previous_nps_score,
         previous_period.ces_score as previous_ces_score,
-        previous_period.kpi_score as previous_kpi_score
+        previous_period.kpi_score as previous_kpi_score,
+        previous_period.item_rating_avg as previous_item_rating_avg,
+        previous_period.item_score as previous_item_score
     from scored as current_period
     left join scored as previous_period
         on
@@ -195,14 +224,20 @@ final as (
         cast(kpi_benchmark as double precision) as kpi_benchmark,
         cast(kpi_gap as double precision) as kpi_gap,
         cast(kpi_score as double precision) as kpi_score,
+        cast(item_ratings as integer) as item_ratings,
+        cast(item_rating_avg as double precision) as item_rating_avg,
+        cast(item_rating_expectation as double precision) as item_rating_expectation,
+        cast(item_rating_benchmark as double precision) as item_rating_benchmark,
+        cast(item_score as double precision) as item_score,
         cast(
             (
                 coalesce(csat_score, 0) + coalesce(nps_score, 0)
-                + coalesce(ces_score, 0) + coalesce(kpi_score, 0)
+                + coalesce(ces_score, 0) + coalesce(kpi_score, 0) + coalesce(item_score, 0)
             )
             / nullif(
                 cast(csat_score is not null as integer) + cast(nps_score is not null as integer)
-                + cast(ces_score is not null as integer) + cast(kpi_score is not null as integer),
+                + cast(ces_score is not null as integer) + cast(kpi_score is not null as integer)
+                + cast(item_score is not null as integer),
                 0
             ) as double precision
         ) as experience_score,
@@ -212,10 +247,12 @@ final as (
         cast(previous_nps as double precision) as previous_nps,
         cast(previous_ces as double precision) as previous_ces,
         cast(previous_kpi_value as double precision) as previous_kpi_value,
+        cast(previous_item_rating_avg as double precision) as previous_item_rating_avg,
         cast(csat_score - previous_csat_score as double precision) as csat_score_trend,
         cast(nps_score - previous_nps_score as double precision) as nps_score_trend,
         cast(ces_score - previous_ces_score as double precision) as ces_score_trend,
-        cast(kpi_score - previous_kpi_score as double precision) as kpi_score_trend
+        cast(kpi_score - previous_kpi_score as double precision) as kpi_score_trend,
+        cast(item_score - previous_item_score as double precision) as item_score_trend
     from with_previous
 
 )

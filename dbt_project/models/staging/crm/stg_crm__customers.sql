@@ -34,6 +34,8 @@ renamed as (
         cast(lower(trim(plan)) as text) as plan,
         cast(lower(trim(acquisition_channel)) as text) as acquisition_channel,
         cast(marketing_consent as boolean) as marketing_consent,
+        -- columns of the export the contract does not name (column mapping)
+        cast(attributes as jsonb) as attributes,
 
         -- dates and timestamps
         cast(signup_date as date) as signup_date,

@@ -1,4 +1,6 @@
--- The latest version of each subscription as of run_date.
+-- The latest version of each subscription as of run_date. renewal_date,
+-- billing_period and quantity are optional contract columns (null when a file
+-- leaves them out); quantity then counts as 1.
 with
 
 source as (
@@ -29,13 +31,17 @@ renamed as (
         cast(lower(trim(plan)) as text) as plan,
         cast(lower(trim(status)) as text) as status,
         cast(nullif(trim(cancel_reason), '') as text) as cancel_reason,
+        cast(nullif(lower(trim(billing_period)), '') as text) as billing_period,
 
-        -- numerics
+        -- numerics (quantity is optional in the extract: absent or empty = 1)
         cast(monthly_value as numeric(12, 2)) as monthly_value,
+        cast(coalesce(quantity, 1) as integer) as quantity,
+        cast(monthly_value * coalesce(quantity, 1) as numeric(14, 2)) as total_monthly_value,
 
         -- dates and timestamps
         cast(start_date as date) as start_date,
         cast(end_date as date) as end_date,
+        cast(renewal_date as date) as renewal_date,
         cast(updated_at as timestamp) as updated_at,
 
         -- lineage
