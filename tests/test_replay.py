@@ -67,9 +67,10 @@ def landed(warehouse, tmp_path):
     default = Path(settings.reference.touchpoint_catalogue).read_text(encoding="utf-8")
     catalogue = tmp_path / "catalogue.csv"
     fields = default.splitlines()[0].split(",")
+    first = default.splitlines()[1].split(",")
+    new = {"touchpoint_code": NEW_TP, "stage_order": "99"}  # both unique in the catalogue
     catalogue.write_text(default.rstrip("\n") + "\n" + ",".join(
-        NEW_TP if f == "touchpoint_code" else (default.splitlines()[1].split(",")[i])
-        for i, f in enumerate(fields)) + "\n", encoding="utf-8")
+        new.get(f, first[i]) for i, f in enumerate(fields)) + "\n", encoding="utf-8")
     cfg = tmp_path / "cxloop.yml"
     cfg.write_text(f"landing: {landing}\nreference:\n  touchpoint_catalogue: {catalogue}\n")
     return cfg
