@@ -37,8 +37,8 @@ Progress = Callable[[str, str], None]
 # Terminal front ends register here to hear "stage started/done" (flow parameters
 # must be serialisable, so a callback cannot travel as one).
 PROGRESS_LISTENERS: list[Progress] = []
-# ... and here to receive the run summary when a run ends, also when it fails, so what
-# was loaded and quarantined is shown even if a later stage stopped the run.
+# ... and here to receive the run summary when a run fails, so what was loaded and
+# quarantined is shown even if a later stage stopped the run (success returns it).
 SUMMARY_LISTENERS: list[Callable[[report.RunSummary], None]] = []
 
 # What each analysis stage needs loaded: without it the stage is skipped with one line
