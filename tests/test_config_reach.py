@@ -243,3 +243,32 @@ def test_prefect_yaml_schedule_and_serve_share_the_configured_zone(company):
     nightly = next(d for d in rendered["deployments"] if d["name"] == "nightly")
     assert nightly["schedules"][0]["timezone"] == "Pacific/Kiritimati"
     assert nightly["parameters"]["config"] == str(config.resolve())
+
+
+def test_cxloop_deploy_registers_the_configured_zone_and_config(company, prefect_server):
+    """`cxloop deploy` against a real Prefect server: the nightly deployment's schedule
+    runs in the zone of cxloop.yml and its flow runs receive that file."""
+    if not prefect_server:
+        pytest.skip("needs the session's Prefect server")
+    import json
+
+    _, config, elsewhere, _ = company
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CXLOOP_")},
+           "PREFECT_API_URL": prefect_server}
+    subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "cxloop-process",
+                    "--type", "process"], env=env, capture_output=True, timeout=120)
+    res = subprocess.run([sys.executable, "-m", "flows", "deploy", "--config", str(config)],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=elsewhere)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    from prefect.client.orchestration import get_client
+
+    async def nightly() -> dict:
+        async with get_client() as client:
+            d = await client.read_deployment_by_name("nightly/nightly")
+            return json.loads(d.model_dump_json())
+
+    import asyncio
+
+    d = asyncio.run(nightly())
+    assert d["parameters"]["config"] == str(config.resolve())
+    assert d["schedules"][0]["schedule"]["timezone"] == "Pacific/Kiritimati"
