@@ -88,6 +88,63 @@ def dates_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+def _inside(path: Path, landing: Path) -> bool:
+    """The file a path names (links followed) lies under the landing folder."""
+    return path.resolve().is_relative_to(landing.resolve())
+
+
+def _is_day(name: str) -> bool:
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return len(name) == 10
+
+
+def misplaced_input(settings: Settings, days: list[date]) -> list[str]:
+    """Warnings for what sits in the landing folder but will never load, and why.
+
+    A misspelt entity folder, a date folder that is not a date, a ``.txt`` file, a
+    dangling link or a link out of the landing folder would otherwise be skipped without
+    a word. Only names are reported, never content.
+    """
+    landing = Path(settings.landing)
+    out: list[str] = []
+    wanted = {d.isoformat() for d in days}
+    for name, src in sorted(settings.sources.items()):
+        src_dir = landing / name
+        if isinstance(src, SqlSource) or not src_dir.is_dir():
+            continue
+        mine = sorted(e for e, ent in ENTITIES.items() if ent.source == name)
+        for ent_dir in sorted(src_dir.iterdir()):
+            if ent_dir.name.startswith("."):
+                continue
+            if not ent_dir.is_dir() or ent_dir.name not in mine:
+                near = difflib.get_close_matches(ent_dir.name, mine, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                out.append(f"{ent_dir}: not an entity folder of source {name}{hint}; "
+                           f"expected one of {', '.join(mine)}; nothing in it is loaded")
+                continue
+            for day_dir in sorted(ent_dir.iterdir()):
+                if day_dir.name.startswith("."):
+                    continue
+                if not day_dir.is_dir() or not _is_day(day_dir.name):
+                    out.append(f"{day_dir}: not a date folder (YYYY-MM-DD); not loaded")
+                    continue
+                if day_dir.name not in wanted:
+                    continue
+                for f in sorted(day_dir.iterdir()):
+                    if f.name.startswith("."):
+                        continue
+                    if f.is_symlink() and not f.exists():
+                        out.append(f"{f}: a link to a missing file; not loaded")
+                    elif not _inside(f, landing):
+                        out.append(f"{f}: links outside the landing folder; not loaded")
+                    elif not f.is_file() or not f.name.lower().endswith(SUFFIXES):
+                        out.append(f"{f}: not a {', '.join(SUFFIXES)} file; not loaded")
+    return out
+
+
 def find_file_batches(landing: Path, source: str, cfg: FileSource, day: date) -> list[Batch]:
     """Every extract file of ``source`` for ``day``, in a stable order."""
     out: list[Batch] = []
@@ -101,6 +158,8 @@ def find_file_batches(landing: Path, source: str, cfg: FileSource, day: date) ->
         if not day_dir.is_dir():
             continue
         for f in sorted(day_dir.iterdir()):
+            if not _inside(f, landing):
+                continue  # a link out of the landing folder is never read (misplaced_input)
             if f.is_file() and f.name.lower().endswith(SUFFIXES) and not f.name.startswith("."):
                 out.append(Batch(source, ent_dir.name, day, f, file_hash(f), cfg.encoding,
                                  cfg.delimiter, mapping=cfg.mapping.get(ent_dir.name)))

@@ -205,6 +205,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             batches = _timed(s, "extract",
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
+            s.warnings += extract.misplaced_input(settings, days)
             s.warnings += extract.missing_expected(settings, days, batches, entities)
             for w in s.warnings:
                 logger.warning("%s", w)
