@@ -187,6 +187,22 @@ class Settings(_Strict):
         return v
 
     @model_validator(mode="after")
+    def _goals_fit_their_scales(self) -> Settings:
+        """A goal's answers must be allowed by the scale GX checks them against: a binary
+        goal on a 1-10 column would have every 0 quarantined before the goal saw it."""
+        for name, goal in self.goals.items():
+            scale = self.domain.scales.get(f"responses.{goal.column}")
+            if scale is None or goal.range is None:
+                continue
+            if goal.range[0] < scale[0] or goal.range[1] > scale[1]:
+                raise ValueError(
+                    f"goals.{name}: range {list(goal.range)} is outside domain.scales "
+                    f"responses.{goal.column} {list(scale)}; answers outside the scale are "
+                    f"quarantined before the goal sees them: set domain.scales "
+                    f"responses.{goal.column}: {list(goal.range)}")
+        return self
+
+    @model_validator(mode="after")
     def _active_statuses_are_statuses(self) -> Settings:
         """An active status that no row can have is a typo: say so before loading."""
         domain = getattr(self, "domain", None)  # the domain settings, where configured

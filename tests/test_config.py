@@ -79,6 +79,7 @@ def test_goals_default_to_the_demo_scales_and_reach_dbt_vars(tmp_path, monkeypat
 def test_a_binary_goal_and_target_cuts_from_the_file(tmp_path):
     p = tmp_path / "cxloop.yml"
     p.write_text("goals:\n  satisfied: {column: overall_satisfaction, kind: binary}\n"
+                 "domain: {scales: {responses.overall_satisfaction: [0, 1]}}\n"
                  "quadrant: {cut: target, importance_target: 0.2, rating_target: 3.5}\n")
     s = load_settings(p)
     assert s.goals["satisfied"].range == (0, 1) and s.goals["satisfied"].top_box == [1]
@@ -108,3 +109,15 @@ def test_bad_goals_and_quadrant_settings_are_named(tmp_path, text, needle):
     with pytest.raises(ConfigError) as e:
         load_settings(p)
     assert needle in str(e.value) and str(p) in str(e.value)
+
+
+def test_a_goal_outside_its_validation_scale_is_a_config_error(tmp_path):
+    """A binary goal on a 1-10 column would have every 0 quarantined before it counts."""
+    p = tmp_path / "cxloop.yml"
+    p.write_text("goals:\n  sat:\n    column: overall_satisfaction\n    kind: binary\n")
+    with pytest.raises(ConfigError) as e:
+        load_settings(p)
+    assert "goals.sat: range [0, 1] is outside domain.scales responses.overall_satisfaction" \
+        in str(e.value)
+    p.write_text(p.read_text() + "domain:\n  scales:\n    responses.overall_satisfaction: [0, 1]\n")
+    assert load_settings(p).goals["sat"].range == (0, 1)
