@@ -205,8 +205,7 @@ class Settings(_Strict):
     @model_validator(mode="after")
     def _active_statuses_are_statuses(self) -> Settings:
         """An active status that no row can have is a typo: say so before loading."""
-        domain = getattr(self, "domain", None)  # the domain settings, where configured
-        allowed = (getattr(domain, "categories", None) or {}).get("subscriptions.status")
+        allowed = self.domain.categories.get("subscriptions.status")
         unknown = [s for s in self.subscriptions.active_statuses
                    if allowed is not None and s not in {a.lower() for a in allowed}]
         if unknown:

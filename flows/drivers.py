@@ -28,7 +28,7 @@ import pandas as pd
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from flows.config import Goal, QuadrantSettings, Settings, load_settings
+from flows.config import Goal, QuadrantSettings, Settings
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -199,15 +199,14 @@ def importance_table(long: pd.DataFrame, goals: dict[str, Goal] | None = None,
 
 
 def segment_dimensions(settings: Settings) -> tuple[str, ...]:
-    """``domain.segment_by`` when configured, else the customer segment."""
-    domain = getattr(settings, "domain", None)
-    dims = getattr(domain, "segment_by", None)
-    return tuple(dims) if dims else DEFAULT_SEGMENT_BY
+    """``domain.segment_by`` (default: the customer segment)."""
+    return tuple(settings.domain.segment_by) or DEFAULT_SEGMENT_BY
 
 
-def run_drivers(wh: Warehouse, settings: Settings | None = None) -> int:
-    """Read the driver inputs, compute importances, replace the output table atomically."""
-    settings = settings or load_settings(None)
+def run_drivers(wh: Warehouse, settings: Settings) -> int:
+    """Read the driver inputs, compute importances, replace the output table atomically.
+
+    The settings are the run's own (never re-read from the working directory)."""
     dims = segment_dimensions(settings)
     available = set(wh.read_frame("select * from intermediate.int_driver_inputs limit 0").columns)
     wanted = ["response_id", "item_code", "touchpoint_code", "rating",
