@@ -62,6 +62,9 @@ class Rule(BaseModel):
     severity: int = Field(2, ge=1, le=3)
     sla_hours: int = Field(168, ge=1)
     contact: bool = False  # contacts a customer: consent and contact cap apply
+    # Opened by the intra-day alerts run as soon as its evidence lands (a hot alert), not
+    # only by the nightly run; the nightly run finds it under the same natural key.
+    realtime: bool = False
     # Thresholds a trigger reads as %(name)s, so they are tuned here rather than in SQL.
     params: dict[str, float | int | str | bool] = Field(default_factory=dict)
 
