@@ -219,7 +219,8 @@ def _print_run(summary: dict[str, Any]) -> None:
     b = summary["batches"]
     console.print(f"[bold]{summary['flow']}[/] {summary['start_date']}..{summary['end_date']}: "
                   f"[bold]{summary['status']}[/] — batches loaded {b['loaded']}, skipped "
-                  f"{b['skipped']}, rejected {b['rejected']}; rows loaded "
+                  f"{b['skipped']} (unchanged), rejected {b['rejected']}, retried "
+                  f"{b.get('retried', 0)} (rejected before); rows loaded "
                   f"{summary['rows_loaded']:,}, quarantined {summary['rows_quarantined']:,}")
     t = Table("stage", "seconds", "detail", title="stages")
     for name, st in summary["stages"].items():
@@ -511,28 +512,6 @@ def warehouse_stop(config: ConfigOpt = None) -> None:
 
 # --- operator tools ------------------------------------------------------------------
 
-@app.command()
-@handle_errors
-def batches(
-    config: ConfigOpt = None,
-    limit: Annotated[int, typer.Option(help="How many recent batches.")] = 30,
-    status: Annotated[str | None, typer.Option(help="loaded, rejected or superseded.")] = None,
-) -> None:
-    """List recent batches and what happened to them."""
-    s, wh = _open(config)
-    with wh.transaction() as cur:
-        cur.execute("select batch_id, extract_date, entity, status, rows_in, rows_loaded, "
-                    "rows_quarantined, source_file, coalesce(error, '') from ops.load_batches "
-                    "where %(st)s::text is null or status = %(st)s "
-                    "order by started_at desc, extract_date desc limit %(n)s",
-                    {"st": status, "n": limit})
-        rows = cur.fetchall()
-    t = Table("batch", "date", "entity", "status", "in", "loaded", "quarantined", "file", "error")
-    for r in rows:
-        t.add_row(*["" if v is None else str(v) for v in r])
-    console.print(t)
-
-
 @quarantine_app.command("show")
 @handle_errors
 def quarantine_show(
@@ -651,7 +630,7 @@ def _print_replay(results: list) -> None:
 
 
 # Stage-specific commands live beside their stage and register on the apps above.
-from flows import cli_model, cli_tasks  # noqa: E402,F401
+from flows import cli_batches, cli_model, cli_tasks  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -16,7 +16,6 @@ stage with whatever it held), and a re-run skips what is recorded.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -36,6 +35,15 @@ from flows.mapping import (
     needs_rewrite,
     record_failures,
     rewrite,
+)
+from flows.readers import (
+    NUL_MARK,
+    ChunkStream,
+    TrackedStream,
+    count_rows,
+    parquet_csv_chunks,
+    safe_message,
+    unreadable_parquet_columns,
 )
 from flows.rules import store_domain
 from flows.validate import (
@@ -70,6 +78,9 @@ class BatchResult:
     rows_quarantined: int = 0
     error: str | None = None
     seconds: float = 0.0
+    # Tried again because an earlier attempt rejected it (a rejected batch is never
+    # "skipped"): the summary tells these apart from batches skipped as unchanged.
+    retried: bool = False
 
 
 @dataclass
@@ -139,31 +150,74 @@ def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:
     """Batches already dealt with, which a run skips. A rejected batch is not among them:
     its file is tried again on every run, so a fix in cxloop.yml (an encoding, a
     delimiter, a mapping) loads it without re-delivering the file."""
+    return {b for b, st in batch_statuses(wh, batch_ids).items() if st != "rejected"}
+
+
+def batch_statuses(wh: Warehouse, batch_ids: list[str]) -> dict[str, str]:
+    """The recorded status of each of these batches that has a record."""
     if not batch_ids:
+        return {}
+    with wh.transaction() as cur:
+        cur.execute("select batch_id, status from ops.load_batches where batch_id = any(%s)",
+                    (batch_ids,))
+        return dict(cur.fetchall())
+
+
+def rejected_files(wh: Warehouse, entity: str, paths: list[str]) -> set[str]:
+    """Which of these files of ``entity`` have a rejected batch on record."""
+    if not paths:
         return set()
     with wh.transaction() as cur:
-        cur.execute("select batch_id from ops.load_batches where batch_id = any(%s) "
-                    "and status <> 'rejected'", (batch_ids,))
+        cur.execute("select distinct source_file from ops.load_batches where entity = %s "
+                    "and status = 'rejected' and source_file = any(%s)", (entity, paths))
         return {r[0] for r in cur.fetchall()}
 
 
-def _copy_source(batch: Batch, mapped: Rewritten | None = None
-                 ) -> tuple[io.BufferedIOBase, str, str]:
-    """A byte stream of CSV for COPY, its Postgres encoding and delimiter."""
-    if mapped is not None:  # rewritten into contract shape by flows/mapping.py
-        return open(mapped.path, "rb"), "UTF8", ","
-    if batch.fmt == "parquet":
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-        import pyarrow.parquet as pq
+def _copy_source(batch: Batch, mapped: Rewritten | None = None, replace_nul: bool = False
+                 ) -> tuple[TrackedStream, str, str]:
+    """A byte stream of CSV for COPY, its Postgres encoding and delimiter.
 
-        table = pq.read_table(batch.path)
-        table = table.cast(pa.schema([(n, pa.string()) for n in table.column_names]))
-        buf = io.BytesIO()
-        pacsv.write_csv(table, buf)
-        buf.seek(0)
-        return buf, "UTF8", ","
-    return batch.open_binary(), _pg_encoding(batch.encoding), batch.delimiter
+    The stream keeps any error its source raises (COPY only says "error in .read()").
+    Parquet is turned into CSV one record batch at a time: memory stays bounded by
+    a batch, as for a CSV file.
+    """
+    if mapped is not None:  # rewritten into contract shape by flows/mapping.py
+        return TrackedStream(open(mapped.path, "rb"), replace_nul), "UTF8", ","
+    if batch.fmt == "parquet":
+        return (TrackedStream(ChunkStream(parquet_csv_chunks(str(batch.path))), replace_nul),
+                "UTF8", ",")
+    return (TrackedStream(batch.open_binary(), replace_nul), _pg_encoding(batch.encoding),
+            batch.delimiter)
+
+
+def _read_error_message(batch: Batch, stream: TrackedStream) -> str:
+    """A read that failed mid-file: where, and what the reader said (no content)."""
+    err = stream.error
+    assert err is not None
+    hint = ""
+    if isinstance(err, EOFError) or "ended before" in str(err):
+        hint = "; the file ends early (truncated?), ask the sender to re-deliver it"
+    elif isinstance(err, OSError) and batch.fmt == "csv.gz":
+        hint = "; not readable as gzip, ask the sender to re-deliver it"
+    return (f"{batch.path}: line {stream.lines + 1}: cannot read: {safe_message(err)}{hint}"
+            f" ({stream.lines} line(s) were readable)")
+
+
+def file_error(batch: Batch, err: BaseException, stream: TrackedStream | None = None
+               ) -> StructuralError | None:
+    """The rejection for an error that came from the file, or None when it did not
+    (a lost connection, a full disk: the run's problem, not the file's)."""
+    import pyarrow as pa
+
+    if isinstance(err, StructuralError):
+        return err
+    if stream is not None and stream.error is not None:
+        return StructuralError(_read_error_message(batch, stream))
+    if isinstance(err, psycopg2.DataError):
+        return StructuralError(_copy_error_message(batch, err))
+    if isinstance(err, (OSError, EOFError, UnicodeError, ValueError, pa.ArrowException)):
+        return StructuralError(f"{batch.path}: cannot read: {safe_message(err)}")
+    return None
 
 
 def _copy_error_message(batch: Batch, e: psycopg2.Error) -> str:
@@ -172,7 +226,7 @@ def _copy_error_message(batch: Batch, e: psycopg2.Error) -> str:
     where = ""
     if ctx and ", line " in ctx[0]:
         where = "line " + ctx[0].split(", line ", 1)[1].split(",")[0].split(":")[0] + ": "
-    msg = (e.diag.message_primary or str(e)).strip()
+    msg = safe_message(psycopg2.Error(e.diag.message_primary or str(e)))
     hint = ""
     if "invalid byte sequence" in msg or "has no equivalent" in msg:
         hint = "; check the source's encoding in cxloop.yml (utf-8 or gb18030)"
@@ -244,8 +298,14 @@ def _attach(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Co
 
 
 def _copy(cur: psycopg2.extensions.cursor, batch: Batch, table: sql.Composed,
-          header: list[str], mapped: Rewritten | None = None) -> int:
-    stream, encoding, delimiter = _copy_source(batch, mapped)
+          header: list[str], mapped: Rewritten | None = None,
+          stream: TrackedStream | None = None) -> int:
+    """COPY the file into ``table``; ``stream`` (from ``_copy_source``) when the caller
+    wants to look at it afterwards (its error, NULs replaced)."""
+    if stream is None:
+        stream, encoding, delimiter = _copy_source(batch, mapped)
+    else:
+        encoding, delimiter = _copy_format(batch, mapped)
     copy = sql.SQL(
         "copy {} ({}) from stdin with (format csv, header true, delimiter {}, "
         "encoding {}, null '')"
@@ -256,6 +316,12 @@ def _copy(cur: psycopg2.extensions.cursor, batch: Batch, table: sql.Composed,
     return cur.rowcount
 
 
+def _copy_format(batch: Batch, mapped: Rewritten | None) -> tuple[str, str]:
+    if mapped is not None or batch.fmt == "parquet":
+        return "UTF8", ","
+    return _pg_encoding(batch.encoding), batch.delimiter
+
+
 def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tuple[str, int]:
     """COPY one batch onto the stage; returns how it was staged and its row count.
 
@@ -264,6 +330,14 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
     instead; if that fails too the file is broken and StructuralError says where.
     """
     header = read_header(batch)
+    if batch.fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        bad = unreadable_parquet_columns(pq.read_schema(batch.path))
+        if bad:
+            raise StructuralError(
+                f"{batch.path}: column(s) {', '.join(bad)} have no text form (lists, "
+                "structs and maps cannot load into a column); export them as plain values")
     if batch.mapping is None:
         check_columns(batch, header, e)
     if not needs_rewrite(batch, header, e):  # contract-shaped: COPYed as delivered
@@ -279,23 +353,34 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
 
 def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header: list[str],
                 mapped: Rewritten | None) -> tuple[str, int]:
-    """The COPY of a file (or its contract-shaped rewrite): typed, else as text."""
+    """The COPY of a file (or its contract-shaped rewrite): typed, else as text.
+
+    Any error reading, decompressing or parsing the file rolls the savepoint back and
+    becomes a StructuralError naming the file, line and problem; a database error
+    that is not the file's (a lost connection) goes up unchanged.
+    """
     restart = sql.SQL("alter sequence {} restart with 1").format(_seq(e.name))
     cur.execute("savepoint batch")
+    stream = None
     try:
         cur.execute(restart)
         table = _create_batch_table(cur, e, batch, batch_table(e.name, batch.batch_id),
                                     for_copy=True)
-        rows = _copy(cur, batch, table, header, mapped)
+        stream = _copy_source(batch, mapped)[0]
+        rows = _copy(cur, batch, table, header, mapped, stream)
         add_lineage(cur, table, batch)
         _attach(cur, _stage_ref(e.name), table, batch.batch_id)
         cur.execute("release savepoint batch")
         return TYPED, rows
-    except psycopg2.DataError:
+    except Exception as err:
         cur.execute("rollback to savepoint batch")
-    except (OSError, EOFError) as err:  # a corrupt gzip stream
-        cur.execute("rollback to savepoint batch")
-        raise StructuralError(f"{batch.path}: cannot read: {err}") from None
+        # A value that does not parse as its type: staged as text below. Anything else
+        # from the file rejects it.
+        if not (isinstance(err, psycopg2.DataError) and (stream is None or stream.error is None)):
+            rejection = file_error(batch, err, stream)
+            if rejection is None:
+                raise
+            raise rejection from None
     tt = sql.Identifier(text_stage_table(e.name))
     cur.execute(restart)
     # Lineage values ride on column defaults here too.
@@ -307,17 +392,41 @@ def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header
     ).format(t=tt, b=sql.Literal(batch.batch_id), f=sql.Literal(str(batch.path)),
              d=sql.Literal(batch.extract_date),
              s=sql.Literal(_seq(e.name).as_string(cur.connection))))
+    # NUL bytes (which text cannot hold) are marked, and their rows quarantined.
+    stream = _copy_source(batch, mapped, replace_nul=True)[0]
     try:
-        rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header, mapped)
-    except psycopg2.DataError as err:  # bad format, encoding or line: the file is broken
+        rows = _copy(cur, batch, sql.SQL("raw.{}").format(tt), header, mapped, stream)
+    except Exception as err:  # bad format, encoding or line: the file is broken
         cur.execute("rollback to savepoint batch")
-        raise StructuralError(_copy_error_message(batch, err)) from None
-    except (OSError, EOFError) as err:
-        cur.execute("rollback to savepoint batch")
-        raise StructuralError(f"{batch.path}: cannot read: {err}") from None
+        rejection = file_error(batch, err, stream)
+        if rejection is None:
+            raise
+        raise rejection from None
+    if stream.nuls:
+        _flag_nul_rows(cur, e, batch)
     cur.execute("release savepoint batch")
     # A header-only file is a valid "nothing changed today" extract: a batch of 0 rows.
     return PARSE, rows
+
+
+NUL_RULE = "nul_byte"
+
+
+def _flag_nul_rows(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> None:
+    """Rows with a NUL byte go to quarantine with the columns that held one; the rest of
+    the file loads. They ride with the mapping's failures (``move_failures``)."""
+    mark = NUL_MARK.decode("ascii")
+    hit = [sql.SQL("case when strpos({c}, {m}) > 0 then {n} end").format(
+        c=sql.Identifier(c), m=sql.Literal(mark), n=sql.Literal(c)) for c in e.raw_column_names]
+    cur.execute("create temp table if not exists _mapping_failures "
+                "(batch_id text, row_number bigint, rule text, reason text, stage text)")
+    cur.execute(sql.SQL(
+        "insert into _mapping_failures select _batch_id, _row_number, {rule}, "
+        "'NUL byte (0x00) in column(s) ' || concat_ws(', ', {hit}) || ', which a text column "
+        "cannot hold (shown as U+001A); ask the sender to re-deliver the row without it', {st} "
+        "from raw.{t} where _batch_id = %s and concat_ws(', ', {hit}) <> ''"
+    ).format(rule=sql.Literal(NUL_RULE), hit=sql.SQL(", ").join(hit), st=sql.Literal(PARSE),
+             t=sql.Identifier(text_stage_table(e.name))), (batch.batch_id,))
 
 
 def _create_failures(cur: psycopg2.extensions.cursor) -> None:
@@ -493,7 +602,13 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
     """Stage, validate and load every new batch of one entity; returns one result per batch."""
     e = ENTITIES[entity]
     results: list[BatchResult] = []
-    known = known_batches(wh, [b.batch_id for b in batches])
+    statuses = batch_statuses(wh, [b.batch_id for b in batches])
+    known = {b for b, st in statuses.items() if st != "rejected"}
+    # Tried again: rejected before, as this batch or as this file read another way
+    # (a fixed mapping gives the same file a new batch id).
+    was_rejected = rejected_files(wh, entity, [str(b.path) for b in batches])
+    retried = {b.batch_id for b in batches if b.batch_id not in known
+               and (statuses.get(b.batch_id) == "rejected" or str(b.path) in was_rejected)}
     todo: list[Batch] = []
     seen: set[str] = set()
     for b in batches:
@@ -518,12 +633,17 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
                 try:
                     kind, rows = stage_batch(cur, e, b)
                     staged.append(Staged(b, rows, kind, started, rows if kind == TYPED else 0))
-                except StructuralError as err:
+                except Exception as exc:
+                    err = file_error(b, exc)
+                    if err is None:
+                        raise
                     log.warning("rejected %s", err)
-                    _record(cur, b, "rejected", run_id, None, None, None, str(err),
+                    rows_in = count_rows(b)
+                    _record(cur, b, "rejected", run_id, rows_in, 0, 0, str(err),
                             time.monotonic() - started)
                     r = BatchResult(b.batch_id, b.source, b.entity, b.extract_date, str(b.path),
-                                    "rejected", error=str(err))
+                                    "rejected", rows_in or 0, error=str(err),
+                                    retried=b.batch_id in retried)
                     results.append(r)
                     if on_batch:
                         on_batch(r)
@@ -534,6 +654,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
         for s in staged:
             with conn.cursor() as cur:
                 r = _commit_batch(cur, e, s, run_id)
+            r.retried = s.batch.batch_id in retried
             conn.commit()  # one transaction per batch
             failpoint("load:after-batch-commit")
             results.append(r)

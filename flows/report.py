@@ -57,6 +57,8 @@ class RunSummary:
     def as_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "batches"}
         d["batches"] = {s: self.count(s) for s in ("loaded", "skipped", "rejected")}
+        # Of those loaded or rejected, how many were earlier rejections tried again.
+        d["batches"]["retried"] = sum(1 for b in self.batches if b.retried)
         d["rows_loaded"] = self.rows_loaded
         d["rows_quarantined"] = self.rows_quarantined
         d["rejections"] = [{"file": b.source_file, "error": b.error} for b in self.rejected]
@@ -157,8 +159,9 @@ def markdown(s: RunSummary, hl: dict[str, list[tuple]]) -> str:
         f"Status **{s.status}** · run `{s.run_id}` · {when}",
         "",
         "## Ingestion",
-        f"- batches loaded {s.count('loaded')}, skipped (already loaded) {s.count('skipped')}, "
-        f"rejected {s.count('rejected')}",
+        f"- batches loaded {s.count('loaded')}, skipped (unchanged) {s.count('skipped')}, "
+        f"rejected {s.count('rejected')}; retried (rejected before) "
+        f"{sum(1 for b in s.batches if b.retried)}",
         f"- rows loaded {s.rows_loaded:,}, quarantined {s.rows_quarantined:,}",
     ]
     for b in s.rejected[:10]:
