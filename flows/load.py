@@ -199,6 +199,9 @@ def _read_error_message(batch: Batch, stream: TrackedStream) -> str:
         hint = "; the file ends early (truncated?), ask the sender to re-deliver it"
     elif isinstance(err, OSError) and batch.fmt == "csv.gz":
         hint = "; not readable as gzip, ask the sender to re-deliver it"
+    if batch.fmt == "parquet":  # lines of the CSV it becomes: rows after the header
+        return (f"{batch.path}: cannot read: {safe_message(err)} (after row "
+                f"{max(stream.lines - 1, 0)})")
     return (f"{batch.path}: line {stream.lines + 1}: cannot read: {safe_message(err)}{hint}"
             f" ({stream.lines} line(s) were readable)")
 

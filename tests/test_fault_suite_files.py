@@ -1,0 +1,249 @@
+"""Broken files, hand-crafted: each is a rejected batch naming file, line and problem,
+every other file and entity of the day loads, and every row is accounted for in ``ops``.
+
+One landing holds all the cases for one date; one real run (the CLI, real Postgres,
+GX and dbt) loads it, and the tests read what it left. The rows come from the demo
+generator's first day, so they are valid for the configured domain whatever it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import date, timedelta
+from pathlib import Path
+
+import psycopg2
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from psycopg2 import sql
+
+from flows.demo import generate
+
+pytestmark = pytest.mark.integration
+
+D = date(2026, 8, 3)
+SECRET = "SECRET-CONTENT-7f3a"  # planted in broken files: must never reach a message
+
+
+def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        r = list(csv.reader(f))
+    return r[0], r[1:]
+
+
+def _csv(header: list[str], rows: list[list[str]]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def _table(header: list[str], rows: list[list[str]]) -> pa.Table:
+    return pa.table({h: pa.array([r[i] or None for r in rows], pa.string())
+                     for i, h in enumerate(header)})
+
+
+def build_landing(root: Path) -> dict[str, dict]:
+    """The cases, one file each (plus good files beside them); returns what each holds."""
+    gen = root / "gen"
+    generate(gen, customers=150, days=6, start=D - timedelta(days=5), seed=11)
+    landing = root / "landing"
+    cases: dict[str, dict] = {}
+
+    def src(ent: str) -> tuple[list[str], list[list[str]]]:
+        """The entity's rows of the generated days up to D, as one day's delivery
+        (customers: the first day's snapshot only, one row per customer)."""
+        source = "survey" if ent in ("invitations", "responses", "item_ratings") else "crm"
+        files = sorted((gen / source / ent).glob("*/*.csv"))
+        header, rows = _rows(files[0])
+        for f in files[1:] if ent not in ("customers", "subscriptions") else []:
+            rows += _rows(f)[1]
+        return header, rows
+
+    def put(ent: str, name: str, data: bytes) -> Path:
+        source = "survey" if ent in ("invitations", "responses", "item_ratings") else "crm"
+        folder = landing / source / ent / D.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+        return folder / name
+
+    # customers: a good file, and a gzip cut in the middle beside it (same entity)
+    header, rows = src("customers")
+    put("customers", "customers_a.csv", _csv(header, rows[:20]))
+    whole = gzip.compress(_csv(header, [[*r[:1], SECRET, *r[2:]] for r in rows[20:]] * 30))
+    put("customers", "customers_b.csv.gz", whole[: len(whole) * 2 // 3])
+    cases["truncated_gzip"] = {"entity": "customers", "file": "customers_b.csv.gz"}
+    put("subscriptions", "subscriptions.csv", _csv(*src("subscriptions")))
+
+    # interactions: a NUL byte in one field of row 2; the other rows load
+    header, rows = src("customers")
+    ih = ["interaction_id", "customer_id", "touchpoint_code", "channel", "occurred_at",
+          "wait_seconds", "handle_seconds", "resolved", "first_contact_resolution"]
+    _, irows = src("item_ratings")
+    tp = irows[0][3]
+    inter = [[f"I{i}", rows[i][0], tp, "web", f"{D} 0{i}:00:00", "30", "120", "true", "true"]
+             for i in range(4)]
+    data = _csv(ih, inter)
+    line2 = data.split(b"\n")[2]
+    put("interactions", "interactions.csv",
+        data.replace(line2, line2.replace(b",web,", b",w\x00eb,")))
+    cases["nul_byte"] = {"entity": "interactions", "file": "interactions.csv", "rows": 4}
+
+    # responses: a parquet file with a list column
+    header, rows = src("responses")
+    t = _table(header, rows).append_column("tags", pa.array([[SECRET]] * len(rows),
+                                                            pa.list_(pa.string())))
+    path = put("responses", "responses_tags.parquet", b"")
+    pq.write_table(t, path)
+    cases["list_column"] = {"entity": "responses", "file": "responses_tags.parquet",
+                            "rows": len(rows)}
+
+    # item_ratings: parquet with wrong types: rating float (one 4.5), responded_at a
+    # timestamp; the 4.5 row is quarantined, the rest load
+    header, rows = src("item_ratings")
+    cols = {h: pa.array([r[i] for r in rows], pa.string()) for i, h in enumerate(header)}
+    ratings = [float(r[header.index("rating")]) for r in rows]
+    ratings[1] = 4.5
+    cols["rating"] = pa.array(ratings, pa.float64())
+    cols["responded_at"] = pa.array([r[header.index("responded_at")] for r in rows],
+                                    pa.string()).cast(pa.timestamp("s"))
+    path = put("item_ratings", "item_ratings_types.parquet", b"")
+    pq.write_table(pa.table(cols), path)
+    cases["wrong_types"] = {"entity": "item_ratings", "file": "item_ratings_types.parquet",
+                            "rows": len(rows)}
+
+    # invitations: parquet whose text column holds bytes that are not UTF-8
+    header, rows = src("invitations")
+    cols = {h: pa.array([r[i] for r in rows], pa.string()) for i, h in enumerate(header)}
+    cols["customer_id"] = pa.array([SECRET.encode() + b"\xff\xfe"] * len(rows), pa.binary())
+    path = put("invitations", "invitations_bytes.parquet", b"")
+    pq.write_table(pa.table(cols), path)
+    cases["not_utf8_parquet"] = {"entity": "invitations", "file": "invitations_bytes.parquet",
+                                 "rows": len(rows)}
+    put("orders", "orders.csv", _csv(*src("orders")))
+    return cases
+
+
+def _cli(root: Path, url: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXLOOP_")}
+    env.update({"CXLOOP_WAREHOUSE_URL": url, "COLUMNS": "250"})
+    return subprocess.run([sys.executable, "-m", "flows", *args, "--config",
+                           str(root / "cxloop.yml")], env=env, capture_output=True,
+                          text=True, timeout=timeout, cwd=root)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, pg_server):
+    root = Path(tmp_path_factory.mktemp("faultsuite"))
+    cases = build_landing(root)
+    (root / "cxloop.yml").write_text("landing: landing\nhome: home\n")
+    name = "fs_" + uuid.uuid4().hex[:8]
+    admin = psycopg2.connect(pg_server.url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    admin.close()
+    url = pg_server.url.replace("/cxloop_session?", f"/{name}?")
+    res = _cli(root, url, "run", "--date", D.isoformat(), "--json")
+    return root, url, cases, res
+
+
+def _batches(url: str) -> dict[str, tuple]:
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("select source_file, status, rows_in, rows_loaded, rows_quarantined, "
+                        "error from ops.load_batches")
+            return {Path(r[0]).name: r[1:] for r in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_the_run_goes_on_and_exits_4_naming_each_broken_file(suite):
+    root, url, cases, res = suite
+    assert res.returncode == 4, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["status"] == "completed_with_rejections"
+    rejected = {Path(r["file"]).name: r["error"] for r in summary["rejections"]}
+    assert set(rejected) == {"customers_b.csv.gz", "responses_tags.parquet",
+                             "invitations_bytes.parquet"}
+    assert "dbt build" in summary["stages"] and "tasks" in summary["stages"]
+    for err in rejected.values():
+        assert SECRET not in err
+    assert SECRET not in res.stdout + res.stderr
+
+
+def test_truncated_gzip_is_rejected_with_line_and_rows_counted(suite):
+    _, url, _, _ = suite
+    b = _batches(url)
+    status, rows_in, loaded, quarantined, error = b["customers_b.csv.gz"]
+    assert status == "rejected" and rows_in and rows_in > 0
+    assert "line " in error and "truncated" in error and "customers_b.csv.gz" in error
+    assert b["customers_a.csv"][:2] == ("loaded", 20)  # the same entity's other file loads
+
+
+def test_list_column_parquet_is_rejected_naming_the_column(suite):
+    _, url, cases, _ = suite
+    status, rows_in, _, _, error = _batches(url)["responses_tags.parquet"]
+    assert status == "rejected" and rows_in == cases["list_column"]["rows"]
+    assert "tags (list<" in error and "responses_tags.parquet" in error
+
+
+def test_wrong_parquet_types_quarantine_the_row_that_does_not_fit(suite):
+    _, url, cases, _ = suite
+    status, rows_in, loaded, quarantined, _ = _batches(url)["item_ratings_types.parquet"]
+    assert (status, rows_in) == ("loaded", cases["wrong_types"]["rows"])
+    assert quarantined == 1 and loaded == rows_in - 1
+    status, rows_in, _, _, error = _batches(url)["invitations_bytes.parquet"]
+    assert status == "rejected" and rows_in == cases["not_utf8_parquet"]["rows"]
+    assert "invitations_bytes.parquet: cannot read: Invalid UTF8" in error
+
+
+def test_a_nul_byte_quarantines_its_row_not_the_file(suite):
+    _, url, _, _ = suite
+    status, rows_in, loaded, quarantined, error = _batches(url)["interactions.csv"]
+    assert (status, rows_in, loaded, quarantined, error) == ("loaded", 4, 3, 1, None)
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("select _row_number, failed_expectations, reasons from "
+                    "quarantine.interactions")
+        [(row, rules, reasons)] = cur.fetchall()
+    conn.close()
+    assert row == 2 and "nul_byte" in rules and "channel" in reasons
+
+
+def test_reconcile_balances_every_row_of_the_day(suite):
+    root, url, _, _ = suite
+    res = _cli(root, url, "batches", "reconcile", timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "balanced: 7 entity-date(s)" in res.stdout
+    assert "NOT BALANCED" not in res.stdout
+
+
+def test_reconcile_fails_when_ops_and_raw_disagree_and_retry_reports(suite):
+    """A row deleted from raw behind the pipeline's back does not balance (exit 1); a
+    retry of the rejected files with nothing fixed leaves them rejected (exit 4)."""
+    root, url, _, _ = suite
+    res = _cli(root, url, "batches", "retry", "--rejected", timeout=300)
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "still rejected" in res.stderr and "retried 3 batch(es): 0 loaded" in res.stdout
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("delete from raw.customers where customer_id in "
+                    "(select customer_id from raw.customers limit 1)")
+        assert cur.rowcount == 1
+    conn.close()
+    res = _cli(root, url, "batches", "reconcile", "--entity", "customers", timeout=120)
+    assert res.returncode == 1
+    assert "does not balance" in res.stderr and "raw holds" in res.stderr
