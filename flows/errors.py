@@ -7,6 +7,9 @@ class CxloopError(Exception):
     """Base: the message says what went wrong, where, and what to do."""
 
     exit_code = 2
+    # True when the cause can heal by itself (a lost connection, a lock, a serialization
+    # failure): Prefect retries the task (flows/transient.py). Set by whoever raises.
+    transient = False
 
 
 class ConfigError(CxloopError):

@@ -20,7 +20,6 @@ from typing import Any
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import psycopg2  # noqa: E402
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
@@ -30,6 +29,7 @@ from flows.config import Settings, load_settings  # noqa: E402
 from flows.entities import ENTITIES  # noqa: E402
 from flows.errors import CxloopError, NoExtractsError  # noqa: E402
 from flows.failpoints import failpoint  # noqa: E402
+from flows.transient import is_transient  # noqa: E402
 from flows.validate import gx_runner_for  # noqa: E402
 from flows.warehouse import Warehouse, open_warehouse, run_lock  # noqa: E402
 
@@ -70,14 +70,17 @@ def _notify(stage: str, event: str) -> None:
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what can heal by itself: a lost connection, a lock or serialization timeout."""
+    """Retry only what can heal by itself: a lost connection, a lock timeout, a
+    serialization failure or deadlock (flows/transient.py); never a broken file, a
+    failing dbt test or a bad query, which would fail the same way again."""
     try:
         state.result()
-    except (psycopg2.OperationalError, psycopg2.errors.LockNotAvailable,
-            psycopg2.errors.SerializationFailure, psycopg2.errors.DeadlockDetected):
-        return True
-    except Exception:
-        return False
+    except Exception as e:
+        retry = is_transient(e)
+        logging.getLogger(__name__).warning("%s failed (%s): %s", task_run.name,
+                                 "transient, retrying" if retry else "not retried",
+                                 str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return retry
     return False
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from flows.config import REPO_ROOT, Settings
 from flows.errors import StageError
+from flows.transient import is_transient, message_is_transient
 from flows.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,9 @@ def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
         res = dbtRunner().invoke(cmd)
     outcome = DbtOutcome(command=args, success=bool(res.success))
     if res.exception is not None:
-        raise StageError(f"dbt {' '.join(args)} could not run: {res.exception}")
+        err = StageError(f"dbt {' '.join(args)} could not run: {res.exception}")
+        err.transient = is_transient(res.exception) or message_is_transient(str(res.exception))
+        raise err
     results = getattr(res.result, "results", None) or []
     for r in results:
         status = str(getattr(r, "status", "unknown"))
@@ -125,7 +128,12 @@ def build(wh: Warehouse, settings: Settings, run_date: date, select: str | None 
     outcome = run_dbt(wh, settings, args, run_date)
     if not outcome.success:
         shown = "\n  ".join(outcome.failures[:10]) or "see the dbt log under CXLOOP_HOME/dbt/logs"
-        raise StageError(f"dbt {' '.join(args)} failed:\n  {shown}")
+        err = StageError(f"dbt {' '.join(args)} failed:\n  {shown}")
+        # A model that lost its connection or a lock may build on a second try; a failing
+        # test or a SQL error fails again. Retry only when every failure is the former.
+        err.transient = bool(outcome.failures) and all(
+            message_is_transient(f) for f in outcome.failures)
+        raise err
     return outcome
 
 

@@ -98,11 +98,17 @@ class Warehouse:
             conn = psycopg2.connect(self.url, connect_timeout=10)
         except psycopg2.OperationalError as e:
             where = "the embedded warehouse" if self.embedded else "CXLOOP_WAREHOUSE_URL"
+            from flows.transient import is_transient
+
             first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
-            raise WarehouseError(
+            err = WarehouseError(
                 f"cannot connect to {where} ({redact(self.url)}): {first}\n"
                 "Check that the server is running and the URL, user and password are right."
-            ) from None
+            )
+            # A refused or dropped connection may come back (a restart); a wrong password
+            # or database does not: only the first is retried.
+            err.transient = is_transient(e)
+            raise err from None
         conn.autocommit = autocommit
         return conn
 

@@ -247,3 +247,143 @@ def test_reconcile_fails_when_ops_and_raw_disagree_and_retry_reports(suite):
     res = _cli(root, url, "batches", "reconcile", "--entity", "customers", timeout=120)
     assert res.returncode == 1
     assert "does not balance" in res.stderr and "raw holds" in res.stderr
+
+
+# --- only transient errors are retried ---------------------------------------------
+
+def _orders_landing(root: Path) -> Path:
+    folder = root / "landing" / "crm" / "orders" / D.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "orders.csv").write_text("order_id,customer_id,order_date,amount\n"
+                                       f"o1,c1,{D},19.90\no2,c2,{D},5.00\n")
+    return root / "landing"
+
+
+def test_a_terminated_backend_is_retried_and_the_batch_loads(warehouse, prefect_harness,
+                                                             tmp_path):
+    """The ingest task's connection is killed (pg_terminate_backend) while it waits for a
+    lock; Prefect retries the task once and the second attempt loads the file."""
+    import threading
+    import time
+
+    from prefect import flow
+
+    from flows import load, pipeline
+    from flows.config import load_settings
+    from flows.extract import find_batches
+
+    settings = load_settings(None, landing=str(_orders_landing(tmp_path)), home=str(tmp_path))
+    load.refresh_reference(warehouse, settings)
+    batches = list(find_batches(settings, [D], ["orders"]))
+    blocker = warehouse.connect()
+    with blocker.cursor() as cur:
+        cur.execute("lock table raw.orders in access exclusive mode")
+        cur.execute("select pg_backend_pid()")
+        blocker_pid = cur.fetchone()[0]
+    killed: list[int] = []
+
+    def kill_the_waiter() -> None:
+        watch = warehouse.connect(autocommit=True)
+        deadline = time.monotonic() + 120
+        with watch.cursor() as cur:
+            while time.monotonic() < deadline:
+                cur.execute("select pid from pg_stat_activity where datname = current_database() "
+                            "and wait_event_type = 'Lock' and pid <> %s", (blocker_pid,))
+                row = cur.fetchone()
+                if row:
+                    cur.execute("select pg_terminate_backend(%s)", row)
+                    killed.append(row[0])
+                    break
+                time.sleep(0.1)
+        watch.close()
+        blocker.rollback()  # the lock goes: the retry finds the table free
+
+    @flow(name="retry-probe")
+    def probe() -> list:
+        return pipeline.ingest_task(warehouse, str(tmp_path), "orders", batches, "t-retry")
+
+    t = threading.Thread(target=kill_the_waiter)
+    t.start()
+    try:
+        [r] = probe()
+    finally:
+        t.join()
+        blocker.close()
+    assert len(killed) == 1
+    assert (r.status, r.rows_loaded) == ("loaded", 2)
+
+
+def test_a_statement_timeout_is_not_retried(warehouse, prefect_harness):
+    """57014 (query canceled) is an OperationalError that used to be retried: a statement
+    timeout fails the same way again, so it is tried once."""
+    from prefect import flow, task
+
+    from flows import pipeline
+
+    attempts: list[int] = []
+
+    @task(name="timeout-probe", **pipeline.RETRY)
+    def slow() -> None:
+        attempts.append(1)
+        with warehouse.transaction() as cur:
+            cur.execute("set local statement_timeout = '50ms'")
+            cur.execute("select pg_sleep(2)")
+
+    @flow(name="no-retry-probe")
+    def probe() -> None:
+        slow()
+
+    with pytest.raises(psycopg2.errors.QueryCanceled):
+        probe()
+    assert attempts == [1]
+
+
+def test_errors_are_classified_on_real_postgres(warehouse):
+    """Lock timeout and serialization failure are transient; a wrong database name and a
+    division by zero are not; a refused connection is."""
+    from flows.errors import WarehouseError
+    from flows.transient import is_transient
+    from flows.warehouse import Warehouse
+
+    def provoke(*stmts: str) -> BaseException:
+        try:
+            with warehouse.transaction() as cur:
+                for s in stmts:
+                    cur.execute(s)
+        except Exception as e:  # noqa: BLE001 - the error is what we look at
+            return e
+        raise AssertionError("no error")
+
+    with warehouse.transaction() as cur:
+        cur.execute("create table public.t_probe (k int primary key, v int)")
+        cur.execute("insert into public.t_probe values (1, 0)")
+    holder = warehouse.connect()
+    with holder.cursor() as cur:
+        cur.execute("lock table public.t_probe in access exclusive mode")
+    lock = provoke("set local lock_timeout = '100ms'", "select * from public.t_probe")
+    holder.rollback()
+    assert isinstance(lock, psycopg2.errors.LockNotAvailable) and is_transient(lock)
+
+    first = warehouse.connect()
+    with first.cursor() as cur:
+        cur.execute("set transaction isolation level repeatable read")
+        cur.execute("select v from public.t_probe")
+    with warehouse.transaction() as cur:  # commits after first's snapshot
+        cur.execute("update public.t_probe set v = 1")
+    with first.cursor() as cur:
+        try:
+            cur.execute("update public.t_probe set v = 2")
+            raise AssertionError("no serialization failure")
+        except psycopg2.errors.SerializationFailure as e:
+            assert is_transient(e)
+    first.close()
+
+    assert not is_transient(provoke("select 1 / 0"))
+    bad_db = Warehouse(url=warehouse.url.replace("/t_", "/nosuch_"))
+    with pytest.raises(WarehouseError) as missing:
+        bad_db.connect()
+    assert not is_transient(missing.value)
+    refused = Warehouse(url="postgresql://postgres@127.0.0.1:1/x")
+    with pytest.raises(WarehouseError) as down:
+        refused.connect()
+    assert is_transient(down.value)
