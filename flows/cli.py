@@ -184,6 +184,9 @@ def _run(settings, start: date, end: date, flow_name: str, **kw: Any) -> dict[st
     runner = _task_runner(kw.get("task_runner", "default"), kw.get("dask_address"))
     try:
         with status:
+            from flows.prefect_server import tie_temporary_server
+
+            tie_temporary_server()  # dies with this process, even on kill -9
             if flow_name == "nightly":
                 nightly = pipeline.nightly.with_options(task_runner=runner) if runner \
                     else pipeline.nightly

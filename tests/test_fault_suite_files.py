@@ -387,3 +387,62 @@ def test_errors_are_classified_on_real_postgres(warehouse):
     with pytest.raises(WarehouseError) as down:
         refused.connect()
     assert is_transient(down.value)
+
+
+# --- killing the main process leaves nothing behind ---------------------------------
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_main_process_leaves_no_prefect_server_behind(tmp_path, pg_server):
+    """Without PREFECT_API_URL a run starts Prefect's temporary server; SIGKILL of the
+    run must not leave it listening (nor the watchdog that stops it)."""
+    import signal
+    import time
+
+    landing = _orders_landing(tmp_path)
+    (tmp_path / "cxloop.yml").write_text(f"landing: {landing}\nhome: home\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("CXLOOP_", "PREFECT_API_URL"))}
+    env["CXLOOP_WAREHOUSE_URL"] = pg_server.url
+    env["PREFECT_HOME"] = str(tmp_path / "prefect")
+    main = subprocess.Popen([sys.executable, "-m", "flows", "run", "--date", D.isoformat(),
+                             "--config", str(tmp_path / "cxloop.yml"), "--quiet"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 180
+    server = []
+    while time.monotonic() < deadline and main.poll() is None:
+        kids = _children(main.pid)
+        server = [k for k in kids if b"uvicorn" in Path(f"/proc/{k}/cmdline").read_bytes()]
+        if server:
+            break
+        time.sleep(0.2)
+    assert server, "the run started no temporary Prefect server"
+    time.sleep(3)  # the server answers health checks, the run goes on
+    left = _children(main.pid)
+    assert main.poll() is None and server[0] in left
+    os.kill(main.pid, signal.SIGKILL)
+    main.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(_alive(p) for p in left):
+        time.sleep(0.2)
+    assert not [p for p in left if _alive(p)], "processes left behind after kill -9"
