@@ -8,6 +8,8 @@ ratios are meaningful on a noisy machine:
   bare ``COPY`` of the same file into a scratch table, in alternating rounds
   (targets: load at least half as fast as bare COPY, validation costing no more
   than the load), plus the same file with one value that does not parse;
+- ``ingest_memory``: peak RSS of ingesting the same rows as one CSV and as one
+  Parquet batch, each in its own subprocess (target: Parquet within 1.2x of CSV);
 - ``churn``: cxloop's fit + score against a plain ``CoxPHFitter().fit`` on the
   same feature frame.
 
@@ -322,6 +324,10 @@ def main(argv: list[str] | None = None) -> Path:
     result["churn"] = bench_churn(home)
     if args.ingest_rows:
         result["ingest"] = bench_ingest(home, args.ingest_rows)
+        from benchmarks.ingest_memory import measure
+
+        # Peak RSS of the same batch as CSV and as Parquet, a subprocess each (target 1.2x).
+        result["ingest_memory"] = measure(home, args.ingest_rows)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"bench-{args.customers}x{args.days}-{datetime.now():%Y%m%dT%H%M%S}.json"

