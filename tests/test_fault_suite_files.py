@@ -107,6 +107,14 @@ def build_landing(root: Path) -> dict[str, dict]:
     cases["list_column"] = {"entity": "responses", "file": "responses_tags.parquet",
                             "rows": len(rows)}
 
+    # responses: a CSV in gb18030 where the source is read as utf-8 (fixed by config later)
+    header, rows = src("responses")
+    ci = header.index("comment")
+    zh = [[*r[:ci], "账单清楚，谢谢", *r[ci + 1:]] for r in rows]
+    put("responses", "responses_zh.csv", _csv(header, zh).decode().encode("gb18030"))
+    cases["wrong_encoding"] = {"entity": "responses", "file": "responses_zh.csv",
+                               "rows": len(rows)}
+
     # item_ratings: parquet with wrong types: rating float (one 4.5), responded_at a
     # timestamp; the 4.5 row is quarantined, the rest load
     header, rows = src("item_ratings")
@@ -141,20 +149,44 @@ def _cli(root: Path, url: str, *args: str, timeout: int = 600) -> subprocess.Com
                           text=True, timeout=timeout, cwd=root)
 
 
-@pytest.fixture(scope="module")
-def suite(tmp_path_factory, pg_server):
-    root = Path(tmp_path_factory.mktemp("faultsuite"))
-    cases = build_landing(root)
-    (root / "cxloop.yml").write_text("landing: landing\nhome: home\n")
+def _database(pg_server) -> str:
+    """A fresh database on the session's server; its URL."""
     name = "fs_" + uuid.uuid4().hex[:8]
     admin = psycopg2.connect(pg_server.url)
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     admin.close()
-    url = pg_server.url.replace("/cxloop_session?", f"/{name}?")
-    res = _cli(root, url, "run", "--date", D.isoformat(), "--json")
-    return root, url, cases, res
+    return pg_server.url.replace("/cxloop_session?", f"/{name}?")
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory, pg_server):
+    """The cases ingested (stage, GX, load: what a run does before dbt) into one database."""
+    from flows import load
+    from flows.config import load_settings
+    from flows.entities import ENTITIES
+    from flows.extract import find_batches
+    from flows.validate import GxRunner
+    from flows.warehouse import Warehouse, migrate
+
+    root = Path(tmp_path_factory.mktemp("faultsuite"))
+    cases = build_landing(root)
+    (root / "cxloop.yml").write_text("landing: landing\nhome: home\n")
+    url = _database(pg_server)
+    wh = Warehouse(url=url, pgdata=pg_server.pgdata)
+    conn = wh.connect()
+    migrate(conn)
+    conn.close()
+    settings = load_settings(root / "cxloop.yml")
+    load.refresh_reference(wh, settings)
+    gx = GxRunner(root / "home", wh.sqlalchemy_url())
+    batches = list(find_batches(settings, [D]))
+    results = []
+    for name in ENTITIES:
+        results += load.ingest_entity(wh, gx, name, [b for b in batches if b.entity == name],
+                                      "t-suite")
+    return root, url, cases, results
 
 
 def _batches(url: str) -> dict[str, tuple]:
@@ -168,18 +200,31 @@ def _batches(url: str) -> dict[str, tuple]:
         conn.close()
 
 
-def test_the_run_goes_on_and_exits_4_naming_each_broken_file(suite):
-    root, url, cases, res = suite
+def test_each_broken_file_is_rejected_alone_and_says_why_without_content(suite):
+    _, url, _, results = suite
+    by_file = {Path(r.source_file).name: r for r in results}
+    rejected = {n for n, r in by_file.items() if r.status == "rejected"}
+    assert rejected == {"customers_b.csv.gz", "responses_tags.parquet",
+                        "invitations_bytes.parquet", "responses_zh.csv"}
+    assert all(r.status == "loaded" for n, r in by_file.items() if n not in rejected)
+    for name, (_, _, _, _, error) in _batches(url).items():
+        assert error is None or (name in error and SECRET not in error), error
+
+
+@pytest.mark.slow
+def test_the_run_goes_on_and_exits_4_naming_each_broken_file(tmp_path, pg_server):
+    """The whole run through the CLI: every stage runs, exit 4, the rejections listed."""
+    build_landing(tmp_path)
+    (tmp_path / "cxloop.yml").write_text("landing: landing\nhome: home\n")
+    res = _cli(tmp_path, _database(pg_server), "run", "--date", D.isoformat(), "--json")
     assert res.returncode == 4, res.stderr[-3000:]
     assert "Traceback" not in res.stderr
     summary = json.loads(res.stdout)
     assert summary["status"] == "completed_with_rejections"
     rejected = {Path(r["file"]).name: r["error"] for r in summary["rejections"]}
     assert set(rejected) == {"customers_b.csv.gz", "responses_tags.parquet",
-                             "invitations_bytes.parquet"}
+                             "invitations_bytes.parquet", "responses_zh.csv"}
     assert "dbt build" in summary["stages"] and "tasks" in summary["stages"]
-    for err in rejected.values():
-        assert SECRET not in err
     assert SECRET not in res.stdout + res.stderr
 
 
@@ -230,13 +275,42 @@ def test_reconcile_balances_every_row_of_the_day(suite):
     assert "NOT BALANCED" not in res.stdout
 
 
+def test_a_fixed_encoding_loads_the_rejected_file_on_retry(suite):
+    root, url, cases, _ = suite
+    status, rows_in, _, _, error = _batches(url)["responses_zh.csv"]
+    assert status == "rejected" and rows_in == cases["wrong_encoding"]["rows"]
+    assert "gb18030" in error and "账单" not in error
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute("select batch_id from ops.load_batches where source_file like %s",
+                    ("%responses_zh.csv",))
+        [(batch_id,)] = cur.fetchall()
+    conn.close()
+    fixed = root / "cxloop.yml"
+    fixed.write_text("landing: landing\nhome: home\nsources:\n  crm: {}\n"
+                     "  survey:\n    encoding: gb18030\n")
+    res = _cli(root, url, "batches", "retry", batch_id, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "retried 1 batch(es): 1 loaded" in res.stdout
+    assert _batches(url)["responses_zh.csv"][:3] == ("loaded", rows_in, rows_in)
+    res = _cli(root, url, "batches", "reconcile", "--entity", "responses", timeout=120)
+    assert res.returncode == 0 and "balanced: 1 entity-date(s)" in res.stdout, res.stdout
+
+
 def test_reconcile_fails_when_ops_and_raw_disagree_and_retry_reports(suite):
     """A row deleted from raw behind the pipeline's back does not balance (exit 1); a
     retry of the rejected files with nothing fixed leaves them rejected (exit 4)."""
+    from flows import batches
+    from flows.config import load_settings
+    from flows.warehouse import Warehouse
+
     root, url, _, _ = suite
-    res = _cli(root, url, "batches", "retry", "--rejected", timeout=300)
-    assert res.returncode == 4, res.stdout + res.stderr
-    assert "still rejected" in res.stderr and "retried 3 batch(es): 0 loaded" in res.stdout
+    wh = Warehouse(url=url)
+    waiting = batches.rejected_batch_ids(wh)
+    assert len(waiting) == 3  # the encoding case was fixed and loaded above
+    results, problems = batches.retry(wh, load_settings(root / "cxloop.yml"), waiting)
+    assert not problems and [r.status for r in results] == ["rejected"] * 3
+    assert all(r.retried and r.rows_in > 0 for r in results)
     conn = psycopg2.connect(url)
     conn.autocommit = True
     with conn.cursor() as cur:
