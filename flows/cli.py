@@ -460,9 +460,11 @@ def serve(config: ConfigOpt = None) -> None:
 
     from flows.pipeline import backfill as backfill_flow
     from flows.pipeline import nightly as nightly_flow
+    from flows.prefect_server import tie_temporary_server
 
     s = _settings(config)
     params = {"config": str(s.config_path)} if s.config_path else {}
+    tie_temporary_server()  # without PREFECT_API_URL: the temporary server dies with us
     prefect_serve(
         nightly_flow.to_deployment(name="nightly", parameters=params,
                                    schedules=[Cron("0 2 * * *", timezone=s.timezone)]),
