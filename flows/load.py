@@ -27,6 +27,7 @@ import psycopg2
 from psycopg2 import sql
 
 from flows.config import Settings
+from flows.corrections import Change, load_order, supersede
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
@@ -70,6 +71,7 @@ class BatchResult:
     rows_quarantined: int = 0
     error: str | None = None
     seconds: float = 0.0
+    change: Change | None = None  # set when the batch replaced an earlier delivery
 
 
 @dataclass
@@ -458,14 +460,12 @@ def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
     _attach(cur, sql.SQL("raw.{}").format(sql.Identifier(e.name)), table, batch.batch_id)
     seconds = time.monotonic() - s.started
     _record(cur, batch, "loaded", run_id, s.rows_in, loaded, quarantined, None, seconds)
-    # A re-delivered file (same name, same date, new content) supersedes the earlier one.
-    cur.execute(
-        "update ops.load_batches set status = 'superseded' where source = %s and entity = %s "
-        "and extract_date = %s and source_file = %s and batch_id <> %s and status = 'loaded'",
-        (batch.source, batch.entity, batch.extract_date, str(batch.path), batch.batch_id),
-    )
+    # A re-delivery of the entity's day (by the source's rule) replaces the earlier batch:
+    # its rows leave raw in this same transaction (flows/corrections.py).
+    change = supersede(cur, e, batch, run_id)
     return BatchResult(batch.batch_id, batch.source, batch.entity, batch.extract_date,
-                       str(batch.path), "loaded", s.rows_in, loaded, quarantined, None, seconds)
+                       str(batch.path), "loaded", s.rows_in, loaded, quarantined, None, seconds,
+                       change)
 
 
 def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: str,
@@ -496,7 +496,7 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
     known = known_batches(wh, [b.batch_id for b in batches])
     todo: list[Batch] = []
     seen: set[str] = set()
-    for b in batches:
+    for b in load_order(batches):
         if b.batch_id in known or b.batch_id in seen:
             results.append(BatchResult(b.batch_id, b.source, b.entity, b.extract_date,
                                        str(b.path), "skipped"))

@@ -1,0 +1,184 @@
+"""Corrections: a re-delivery of an entity's day replaces the earlier delivery's rows.
+
+A sender who finds a mistake in yesterday's export sends the day again. Which earlier
+batches the new one replaces is the source's rule (``sources.<name>.corrections``):
+
+* ``same_name`` (default): the loaded batch of the same file name, entity and extract
+  date (the file was overwritten in its day folder);
+* ``newest_of_day``: every loaded batch of the entity's day; the file loaded last is
+  the day's delivery (files found together load oldest first: modification time, then
+  name), so a correction may come under a new name (``orders_v2.csv``).
+
+Replacing happens in the new batch's load transaction: the replaced batches' tables
+are detached from ``raw.<entity>`` and moved to ``raw_superseded`` (kept for audit,
+out of every reader's way), their ``ops.load_batches`` rows become ``superseded`` with
+the replacing batch named, and ``ops.batch_changes`` records the rows added, removed
+and changed by the entity's key, and the earliest date the change touches.
+
+Why detach rather than filter on status in staging: every staging view, and every dbt
+model and test over it, re-sorts all of ``raw`` with ``distinct on``; a detached
+partition costs those reads nothing (Postgres does not even plan it), while a status
+filter would add a join to ``ops.load_batches`` to each of them and still scan the
+replaced rows. Detaching is a catalogue change, not a rewrite of rows.
+
+The replaced batches' quarantined rows stay in ``quarantine.<entity>`` for audit; replay
+takes only loaded batches, and ``cxloop quarantine show`` lists the current ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import PurePath
+
+import psycopg2
+from psycopg2 import sql
+
+from flows.entities import Entity
+from flows.extract import Batch
+
+RULES = ("same_name", "newest_of_day")
+SUPERSEDED_SCHEMA = "raw_superseded"
+BATCH_SCHEMA = "raw_batches"  # as flows/load.py; not imported to keep the modules apart
+
+
+@dataclass
+class Change:
+    """What a replacing batch changed in the rows served for its entity and day."""
+
+    replaces: list[str]
+    rows_added: int
+    rows_removed: int
+    rows_changed: int
+    first_affected_date: date | None = None
+
+    def describe(self) -> str:
+        return (f"replaces {', '.join(b[:12] for b in self.replaces)}: "
+                f"{self.rows_added} added, {self.rows_removed} removed, "
+                f"{self.rows_changed} changed")
+
+
+def _file_name(path: str | PurePath) -> str:
+    """The name a delivery is known by: the last part of its path (a moved landing
+    folder keeps its files' names)."""
+    return PurePath(str(path)).name
+
+
+def _mtime(b: Batch) -> float:
+    try:
+        return os.stat(b.path).st_mtime if b.payload is None else 0.0
+    except OSError:
+        return 0.0
+
+
+def load_order(batches: Iterable[Batch]) -> list[Batch]:
+    """Batches in the order they should load: as found (date by date), except that the
+    files of one day under ``newest_of_day`` go oldest first, so the newest is the one
+    that ends up replacing the others."""
+    found = list(batches)
+    pos = {id(b): i for i, b in enumerate(found)}
+    return sorted(found, key=lambda b: (
+        b.extract_date, b.source,
+        (_mtime(b), _file_name(b.path)) if b.corrections == "newest_of_day" else (0.0, ""),
+        pos[id(b)]))
+
+
+def replaced_batches(cur: psycopg2.extensions.cursor, batch: Batch) -> list[str]:
+    """The loaded batches of the entity's day that ``batch`` replaces, by its source's rule."""
+    cur.execute("select batch_id, source_file from ops.load_batches where source = %s "
+                "and entity = %s and extract_date = %s and status = 'loaded' "
+                "and batch_id <> %s order by started_at, batch_id",
+                (batch.source, batch.entity, batch.extract_date, batch.batch_id))
+    rows = cur.fetchall()
+    if batch.corrections == "newest_of_day":
+        return [b for b, _ in rows]
+    name = _file_name(batch.path)
+    return [b for b, f in rows if _file_name(f) == name]
+
+
+def _earliest_date(e: Entity, alias: str) -> sql.Composable:
+    """The earliest of a row's dates and timestamps, as a date: the first day whose marts
+    a change to the row can touch (a response moves its invitation's day too, a customer
+    version its segment back to signup)."""
+    dated = [c.name for c in e.raw_columns if c.pg_type.startswith(("date", "timestamp"))]
+    if not dated:
+        return sql.SQL("null::date")
+    return sql.SQL("least({})").format(sql.SQL(", ").join(
+        sql.SQL("cast({}.{} as date)").format(sql.Identifier(alias), sql.Identifier(c))
+        for c in dated))
+
+
+def _diff(cur: psycopg2.extensions.cursor, e: Entity, new_id: str,
+          old_ids: list[str]) -> tuple[int, int, int, date | None]:
+    """Rows added, removed and changed by key between the old batches and the new one,
+    each side taken as staging would (the latest row per key), and the earliest date
+    among the rows that differ."""
+    raw = sql.SQL("raw.{}").format(sql.Identifier(e.name))
+    keys = sql.SQL(", ").join(map(sql.Identifier, e.key))
+    latest = sql.SQL("_extract_date desc, _loaded_at desc, _row_number desc")
+    on = sql.SQL(" and ").join(sql.SQL("n.{k} = o.{k}").format(k=sql.Identifier(k))
+                               for k in e.key)
+    cols = [c for c in e.raw_column_names if c not in e.key]
+    n_row = sql.SQL(", ").join(sql.SQL("n.{}").format(sql.Identifier(c)) for c in cols)
+    o_row = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c)) for c in cols)
+    n_ev, o_ev = _earliest_date(e, "n"), _earliest_date(e, "o")
+    cur.execute(sql.SQL(
+        "with n as (select distinct on ({keys}) * from {raw} where _batch_id = %(new)s "
+        "order by {keys}, {latest}), "
+        "o as (select distinct on ({keys}) * from {raw} where _batch_id = any(%(old)s) "
+        "order by {keys}, {latest}), "
+        "j as (select n._row_number is not null as in_new, o._row_number is not null as in_old, "
+        "row({n_row}) is distinct from row({o_row}) as differs, {n_ev} as n_ev, {o_ev} as o_ev "
+        "from n full join o on {on}) "
+        "select count(*) filter (where not in_old), count(*) filter (where not in_new), "
+        "count(*) filter (where in_new and in_old and differs), "
+        "min(least(n_ev, o_ev)) filter (where not (in_new and in_old) or differs) from j"
+    ).format(keys=keys, raw=raw, latest=latest, n_row=n_row, o_row=o_row, n_ev=n_ev,
+             o_ev=o_ev, on=on), {"new": new_id, "old": old_ids})
+    added, removed, changed, first = cur.fetchone()
+    return int(added), int(removed), int(changed), first
+
+
+def _set_aside(cur: psycopg2.extensions.cursor, e: Entity, batch_id: str) -> None:
+    """Take a replaced batch's rows out of ``raw.<entity>`` into ``raw_superseded``."""
+    name = f"{e.name}__{batch_id}"
+    raw = sql.SQL("raw.{}").format(sql.Identifier(e.name))
+    kept = sql.SQL("{}.{}").format(sql.Identifier(SUPERSEDED_SCHEMA), sql.Identifier(name))
+    cur.execute(sql.SQL("drop table if exists {}").format(kept))
+    cur.execute(
+        "select exists (select 1 from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+        "where i.inhparent = %s::regclass and c.relnamespace = %s::regnamespace "
+        "and c.relname = %s)", (f'raw."{e.name}"', BATCH_SCHEMA, name))
+    if cur.fetchone()[0]:  # its own partition: detached and moved, no row is rewritten
+        own = sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
+        cur.execute(sql.SQL("alter table {} detach partition {}").format(raw, own))
+        cur.execute(sql.SQL("alter table {} set schema {}").format(
+            own, sql.Identifier(SUPERSEDED_SCHEMA)))
+        return
+    # A partition shared by several batches (a warehouse from before partitioning).
+    cur.execute(sql.SQL("create table {} (like {})").format(kept, raw))
+    cur.execute(sql.SQL("with moved as (delete from {} where _batch_id = %s returning *) "
+                        "insert into {} select * from moved").format(raw, kept), (batch_id,))
+
+
+def supersede(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
+              run_id: str) -> Change | None:
+    """Let ``batch`` (attached to raw, recorded as loaded) replace the earlier delivery of
+    its entity and day; None when it replaces nothing. Runs in the batch's transaction."""
+    old = replaced_batches(cur, batch)
+    if not old:
+        return None
+    added, removed, changed, first = _diff(cur, e, batch.batch_id, old)
+    for b in old:
+        _set_aside(cur, e, b)
+    cur.execute("update ops.load_batches set status = 'superseded', superseded_by = %s "
+                "where batch_id = any(%s)", (batch.batch_id, old))
+    cur.execute(
+        "insert into ops.batch_changes (batch_id, source, entity, extract_date, rule, "
+        "replaces_batch_ids, rows_added, rows_removed, rows_changed, first_affected_date, run_id) "
+        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (batch_id) do nothing",
+        (batch.batch_id, batch.source, batch.entity, batch.extract_date, batch.corrections,
+         old, added, removed, changed, first, run_id))
+    return Change(old, added, removed, changed, first)
