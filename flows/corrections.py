@@ -32,12 +32,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
 import psycopg2
 from psycopg2 import sql
 
-from flows.entities import Entity
-from flows.extract import Batch
+from flows.entities import ENTITIES, Entity
+
+if TYPE_CHECKING:  # annotations only: flows.warehouse imports this module
+    from flows.extract import Batch
 
 RULES = ("same_name", "newest_of_day")
 SUPERSEDED_SCHEMA = "raw_superseded"
@@ -182,3 +185,20 @@ def supersede(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, batch.corrections,
          old, added, removed, changed, first, run_id))
     return Change(old, added, removed, changed, first)
+
+
+def set_aside_superseded(cur: psycopg2.extensions.cursor) -> int:
+    """Migration: batches marked superseded before replacing took their rows out of raw
+    (they were only labelled) are set aside now; returns how many. Idempotent: a batch
+    already in ``raw_superseded`` is left alone."""
+    cur.execute("select to_regclass('ops.load_batches') is not null")
+    if not cur.fetchone()[0]:
+        return 0
+    cur.execute("select entity, batch_id from ops.load_batches where status = 'superseded' "
+                "and entity = any(%s) and to_regclass(format('%%I.%%I', %s::text, "
+                "entity || '__' || batch_id)) is null order by entity, started_at",
+                (list(ENTITIES), SUPERSEDED_SCHEMA))
+    todo = cur.fetchall()
+    for entity, batch_id in todo:
+        _set_aside(cur, ENTITIES[entity], batch_id)
+    return len(todo)

@@ -509,6 +509,9 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
             cur.execute(quarantine_table_ddl(e))
         for stmt in OPS_DDL + PYTHON_OUTPUT_DDL:
             cur.execute(stmt)
+        from flows.corrections import set_aside_superseded  # helper "corrections"
+
+        set_aside_superseded(cur)  # superseded before corrections took rows out of raw
         cur.execute(
             """do $$ begin
                  if not exists (select 1 from pg_roles where rolname = 'bi_reader') then

@@ -288,3 +288,24 @@ def test_under_same_name_a_new_file_name_is_one_more_file_of_the_day(world):
     assert second.status == "loaded" and second.change is None
     assert _q(world.wh, "select response_id from raw.responses where _extract_date = %s "
               "order by 1", (day,)) == [("r20",), ("r21",)]
+
+
+def test_a_batch_labelled_superseded_before_this_change_is_set_aside_on_migrate(world):
+    """Warehouses from before: a correction only relabelled the old batch, whose rows
+    stayed in raw. The migration takes them out (and is a no-op the second time)."""
+    tp = _touchpoint(world.settings())
+    lo, hi = world.settings().domain.scales["responses.nps"]
+    day = D + timedelta(days=3)
+    _write(world.landing, day, "old.csv", [_response("r30", "c30", tp, day, 9, hi)])
+    [old] = world.ingest(day)
+    with world.wh.transaction() as cur:
+        cur.execute("update ops.load_batches set status = 'superseded' where batch_id = %s",
+                    (old.batch_id,))
+    for _ in range(2):
+        conn = world.wh.connect()
+        migrate(conn)
+        conn.close()
+    assert _q(world.wh, "select count(*) from raw.responses where _batch_id = %s",
+              (old.batch_id,)) == [(0,)]
+    assert _q(world.wh, sql.SQL("select response_id from raw_superseded.{}").format(
+        sql.Identifier(f"responses__{old.batch_id}"))) == [("r30",)]
