@@ -247,6 +247,25 @@ def test_the_replaced_batch_quarantined_rows_are_not_replayable(world):
     assert replay.batches_to_replay(world.wh, "responses") == []
 
 
+def test_cli_names_the_replacing_batch_and_hides_the_replaced_quarantine(world, monkeypatch):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    [first] = world.steps["first"]
+    [corr] = world.steps["correction"]
+    monkeypatch.setenv("CXLOOP_WAREHOUSE_URL", world.wh.url)
+    monkeypatch.setenv("COLUMNS", "400")
+    cfg = world.root / "cxloop-same_name.yml"
+    runner = CliRunner()
+    res = runner.invoke(app, ["batches", "--config", str(cfg), "--status", "superseded"])
+    assert res.exit_code == 0, res.output
+    assert first.batch_id in res.output and f"superseded by {corr.batch_id}" in res.output
+    res = runner.invoke(app, ["quarantine", "show", "responses", "--config", str(cfg)])
+    assert res.exit_code == 0, res.output
+    assert "reasons" in res.output and "c9" not in res.output  # r9 was in the replaced batch
+
+
 def test_re_running_the_same_correction_changes_nothing(world):
     assert [r.status for r in world.steps["rerun"]] == ["skipped"]
     assert _q(world.wh, "select * from ops.batch_changes") == world.facts["changes_before_rerun"]
