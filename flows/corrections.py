@@ -23,6 +23,9 @@ replaced rows. Detaching is a catalogue change, not a rewrite of rows.
 
 The replaced batches' quarantined rows stay in ``quarantine.<entity>`` for audit; replay
 takes only loaded batches, and ``cxloop quarantine show`` lists the current ones.
+
+Under ``same_name``, a replaced delivery found again (the sender took the correction
+back) is reinstated: it becomes current and replaces what had replaced it.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 import psycopg2
+import psycopg2.errors
 from psycopg2 import sql
 
 from flows.entities import ENTITIES, Entity
@@ -56,9 +60,11 @@ class Change:
     rows_removed: int
     rows_changed: int
     first_affected_date: date | None = None
+    reinstated: bool = False  # a replaced delivery found again, current once more
 
     def describe(self) -> str:
-        return (f"replaces {', '.join(b[:12] for b in self.replaces)}: "
+        again = "reinstated, " if self.reinstated else ""
+        return (f"{again}replaces {', '.join(b[:12] for b in self.replaces)}: "
                 f"{self.rows_added} added, {self.rows_removed} removed, "
                 f"{self.rows_changed} changed")
 
@@ -181,7 +187,7 @@ def supersede(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
     cur.execute(
         "insert into ops.batch_changes (batch_id, source, entity, extract_date, rule, "
         "replaces_batch_ids, rows_added, rows_removed, rows_changed, first_affected_date, run_id) "
-        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) on conflict (batch_id) do nothing",
+        "values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, batch.corrections,
          old, added, removed, changed, first, run_id))
     return Change(old, added, removed, changed, first)
@@ -202,3 +208,49 @@ def set_aside_superseded(cur: psycopg2.extensions.cursor) -> int:
     for entity, batch_id in todo:
         _set_aside(cur, ENTITIES[entity], batch_id)
     return len(todo)
+
+
+def reinstatable(cur: psycopg2.extensions.cursor, batches: list[Batch]) -> list[Batch]:
+    """Known batches found again that should be the current delivery once more.
+
+    Under ``same_name`` a superseded batch found again means its file now holds the
+    replaced content again (the sender took the correction back, or a SQL source's
+    query returns the earlier rows): it replaces whatever replaced it. Under
+    ``newest_of_day`` earlier files stay in the folder beside their correction, so
+    finding them again means nothing.
+    """
+    cands = [b for b in batches if b.corrections == "same_name"]
+    if not cands:
+        return []
+    cur.execute("select batch_id from ops.load_batches where batch_id = any(%s) "
+                "and status = 'superseded'", ([b.batch_id for b in cands],))
+    superseded = {r[0] for r in cur.fetchall()}
+    return [b for b in cands if b.batch_id in superseded and replaced_batches(cur, b)]
+
+
+def reinstate(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
+              run_id: str) -> Change | None:
+    """Make a superseded batch current again: its table back into ``raw`` (or its rows,
+    when it was cut out of a partition shared by several batches), its record
+    ``loaded``, and whatever replaced it superseded in turn. One transaction."""
+    name = f"{e.name}__{batch.batch_id}"
+    raw = sql.SQL("raw.{}").format(sql.Identifier(e.name))
+    kept = sql.SQL("{}.{}").format(sql.Identifier(SUPERSEDED_SCHEMA), sql.Identifier(name))
+    own = sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
+    cur.execute("savepoint reinstate")
+    try:
+        cur.execute(sql.SQL("alter table {} set schema {}").format(
+            kept, sql.Identifier(BATCH_SCHEMA)))
+        cur.execute(sql.SQL("alter table {} attach partition {} for values in ({})").format(
+            raw, own, sql.Literal(batch.batch_id)))
+        cur.execute("release savepoint reinstate")
+    except psycopg2.errors.InvalidObjectDefinition:  # its id is in a legacy shared partition
+        cur.execute("rollback to savepoint reinstate")
+        cur.execute(sql.SQL("insert into {} select * from {}").format(raw, kept))
+        cur.execute(sql.SQL("drop table {}").format(kept))
+    cur.execute("update ops.load_batches set status = 'loaded', superseded_by = null "
+                "where batch_id = %s", (batch.batch_id,))
+    change = supersede(cur, e, batch, run_id)
+    if change is not None:
+        change.reinstated = True
+    return change

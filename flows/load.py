@@ -27,7 +27,7 @@ import psycopg2
 from psycopg2 import sql
 
 from flows.config import Settings
-from flows.corrections import Change, load_order, supersede
+from flows.corrections import Change, load_order, reinstatable, reinstate, supersede
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
@@ -496,7 +496,11 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
     known = known_batches(wh, [b.batch_id for b in batches])
     todo: list[Batch] = []
     seen: set[str] = set()
+    again = {b.batch_id for b in _reinstate(wh, e, [b for b in batches if b.batch_id in known],
+                                            run_id, results, on_batch)}
     for b in load_order(batches):
+        if b.batch_id in again:
+            continue
         if b.batch_id in known or b.batch_id in seen:
             results.append(BatchResult(b.batch_id, b.source, b.entity, b.extract_date,
                                        str(b.path), "skipped"))
@@ -555,6 +559,28 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
     finally:
         conn.close()
     return results
+
+
+def _reinstate(wh: Warehouse, e: Entity, known: list[Batch], run_id: str,
+               results: list[BatchResult], on_batch: Callable[[BatchResult], None] | None
+               ) -> list[Batch]:
+    """Replaced deliveries found again that are current once more (flows/corrections.py),
+    one transaction each; their results join ``results``."""
+    with wh.transaction() as cur:
+        back = reinstatable(cur, known)
+    for b in back:
+        t0 = time.monotonic()
+        with wh.transaction() as cur:
+            change = reinstate(cur, e, b, run_id)
+            cur.execute("select rows_in, rows_loaded, rows_quarantined from ops.load_batches "
+                        "where batch_id = %s", (b.batch_id,))
+            rows_in, loaded, quarantined = cur.fetchone()
+        results.append(BatchResult(b.batch_id, b.source, b.entity, b.extract_date, str(b.path),
+                                   "loaded", rows_in or 0, loaded or 0, quarantined or 0, None,
+                                   time.monotonic() - t0, change))
+        if on_batch:
+            on_batch(results[-1])
+    return back
 
 
 def _validate_stage(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e: Entity,

@@ -404,7 +404,8 @@ OPS_DDL = [
     # incremental marts rebuild (fct_touchpoint_daily).
     "alter table ops.load_batches add column if not exists superseded_by text",
     """create table if not exists ops.batch_changes (
-        batch_id text primary key,
+        change_id bigserial primary key,
+        batch_id text not null,
         source text not null,
         entity text not null,
         extract_date date not null,
@@ -418,6 +419,7 @@ OPS_DDL = [
         at timestamptz not null default now()
     )""",
     "create index if not exists batch_changes_at on ops.batch_changes (at)",
+    "create index if not exists batch_changes_batch on ops.batch_changes (batch_id)",
 ]
 
 

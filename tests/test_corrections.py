@@ -328,3 +328,33 @@ def test_a_batch_labelled_superseded_before_this_change_is_set_aside_on_migrate(
               (old.batch_id,)) == [(0,)]
     assert _q(world.wh, sql.SQL("select response_id from raw_superseded.{}").format(
         sql.Identifier(f"responses__{old.batch_id}"))) == [("r30",)]
+
+
+def test_a_correction_taken_back_reinstates_the_replaced_delivery(world):
+    """Same name: the file holds the first delivery's bytes again, so that batch is the
+    day's delivery again (not skipped as known), and it replaces the correction."""
+    tp = _touchpoint(world.settings())
+    lo, hi = world.settings().domain.scales["responses.nps"]
+    day = D + timedelta(days=4)
+    v1 = [_response("r40", "c40", tp, day, 9, hi), _response("r41", "c41", tp, day, 10, lo)]
+    _write(world.landing, day, "responses.csv", v1)
+    [first] = world.ingest(day)
+    _write(world.landing, day, "responses.csv", v1[:1])
+    [corr] = world.ingest(day)
+    assert corr.change is not None and corr.change.rows_removed == 1
+    _write(world.landing, day, "responses.csv", v1)  # taken back: the same bytes as at first
+    [back] = world.ingest(day)
+    assert back.batch_id == first.batch_id and back.status == "loaded"
+    assert back.change is not None and back.change.reinstated
+    assert back.change.replaces == [corr.batch_id]
+    assert (back.change.rows_added, back.change.rows_removed, back.change.rows_changed) == (
+        1, 0, 0)
+    assert _q(world.wh, "select response_id, _batch_id = %s from raw.responses "
+              "where _extract_date = %s order by 1", (first.batch_id, day)) == [
+        ("r40", True), ("r41", True)]
+    assert _q(world.wh, "select batch_id, status, superseded_by from ops.load_batches "
+              "where extract_date = %s order by started_at", (day,)) == [
+        (first.batch_id, "loaded", None), (corr.batch_id, "superseded", first.batch_id)]
+    assert [r.status for r in world.ingest(day)] == ["skipped"]  # and that is idempotent
+    assert _q(world.wh, "select count(*) from ops.batch_changes where extract_date = %s",
+              (day,)) == [(2,)]
