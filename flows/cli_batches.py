@@ -30,8 +30,9 @@ def batches(
         return
     s, wh = _open(config)
     with wh.transaction() as cur:
-        cur.execute("select batch_id, extract_date, entity, status, rows_in, rows_loaded, "
-                    "rows_quarantined, source_file, coalesce(error, '') from ops.load_batches "
+        cur.execute("select batch_id, extract_date, entity, status || coalesce(' by ' || "
+                    "superseded_by, ''), rows_in, rows_loaded, rows_quarantined, source_file, "
+                    "coalesce(error, '') from ops.load_batches "
                     "where %(st)s::text is null or status = %(st)s "
                     "order by started_at desc, extract_date desc limit %(n)s",
                     {"st": status, "n": limit})

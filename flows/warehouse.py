@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # raw_batches holds raw's partitions, one table per loaded batch, out of sight of
-# raw's readers (dbt's catalogue lists the raw schema).
-SCHEMAS = ("raw", "raw_batches", "quarantine", "ops", "staging", "intermediate", "marts")
+# raw's readers (dbt's catalogue lists the raw schema); raw_superseded the tables of
+# batches a correction replaced, detached from raw and kept for audit (flows/corrections.py).
+SCHEMAS = ("raw", "raw_batches", "raw_superseded", "quarantine", "ops", "staging",
+           "intermediate", "marts")
 LINEAGE_COLUMNS = (
     ("_batch_id", "text not null"),
     ("_source_file", "text not null"),
@@ -402,6 +404,28 @@ OPS_DDL = [
     )""",
     # The as-of time of the run that wrote the event (the pipeline's timeline, not the clock).
     "alter table ops.improvement_task_events add column if not exists as_of timestamptz",
+    # --- helper "corrections" (issue 14): deliveries that replace an earlier one. The batch
+    # that replaced a superseded one, and per replacing batch what changed in the rows
+    # served (by the entity's key) and the earliest date touched, from which the
+    # incremental marts rebuild (fct_touchpoint_daily).
+    "alter table ops.load_batches add column if not exists superseded_by text",
+    """create table if not exists ops.batch_changes (
+        change_id bigserial primary key,
+        batch_id text not null,
+        source text not null,
+        entity text not null,
+        extract_date date not null,
+        rule text not null,
+        replaces_batch_ids text[] not null,
+        rows_added bigint not null,
+        rows_removed bigint not null,
+        rows_changed bigint not null,
+        first_affected_date date,
+        run_id text,
+        at timestamptz not null default now()
+    )""",
+    "create index if not exists batch_changes_at on ops.batch_changes (at)",
+    "create index if not exists batch_changes_batch on ops.batch_changes (batch_id)",
 ]
 
 
@@ -493,6 +517,9 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
             cur.execute(quarantine_table_ddl(e))
         for stmt in OPS_DDL + PYTHON_OUTPUT_DDL:
             cur.execute(stmt)
+        from flows.corrections import set_aside_superseded  # helper "corrections"
+
+        set_aside_superseded(cur)  # superseded before corrections took rows out of raw
         cur.execute(
             """do $$ begin
                  if not exists (select 1 from pg_roles where rolname = 'bi_reader') then
@@ -501,8 +528,8 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
                end $$"""
         )
         # bi_reader sees marts only; everything else is refused.
-        cur.execute("revoke all on schema raw, raw_batches, quarantine, ops, staging, "
-                    "intermediate from bi_reader")
+        cur.execute("revoke all on schema raw, raw_batches, raw_superseded, quarantine, ops, "
+                    "staging, intermediate from bi_reader")
         cur.execute("grant usage on schema marts to bi_reader")
         cur.execute("grant select on all tables in schema marts to bi_reader")
         cur.execute("alter default privileges in schema marts grant select on tables to bi_reader")
