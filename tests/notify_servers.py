@@ -7,6 +7,7 @@ import email
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from email import policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +60,7 @@ class WebhookServer:
 
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict]] = []
+        self.received_at: list[float] = []  # wall clock of each accepted post (latency bench)
         self.attempts: list[str] = []
         self.fail_next: dict[str, int] = {}
         outer = self
@@ -73,6 +75,7 @@ class WebhookServer:
                     self.end_headers()
                     return
                 outer.posts.append((self.path, json.loads(body or b"{}")))
+                outer.received_at.append(time.time())
                 self.send_response(200)
                 self.end_headers()
 
