@@ -3,7 +3,8 @@ notifies its owner at a real SMTP server (aiosmtpd) and webhook (http.server) on
 127.0.0.1; re-runs send nothing twice; the nightly run keeps the task and sends digests;
 a suppressed customer is never mentioned; a resolved task invites a recovery survey once.
 
-One tiny demo (120 customers x 8 days) is backfilled once for the module (~20 s).
+One tiny demo (120 customers x 8 days) is backfilled once for the module (the bulk of
+the default-suite cost); the test with a real nightly run on top is marked slow.
 """
 
 from __future__ import annotations
@@ -132,30 +133,35 @@ def _everything_received(loop) -> str:
     return "\n".join(mails + posts)
 
 
-def test_hot_alert_is_opened_routed_and_notified_once_then_the_nightly_run_keeps_it(loop):
-    from flows.alerts import after_nightly_tasks, alerts_flow
-    from flows.pipeline import nightly
+def _hot_alert(loop, name: str) -> tuple[dict, dict, dict, dict, dict]:
+    """Drop a consenting and a non-consenting detractor into today's folder; run alerts."""
+    from flows.alerts import alerts_flow
 
-    wh, smtp, hook = loop["wh"], loop["smtp"], loop["hook"]
+    wh = loop["wh"]
     yes, no = _pick_customers(wh)
-    _drop_detractors(loop["landing"], [yes["id"], no["id"]], "hot_0910.csv")
-
+    _drop_detractors(loop["landing"], [yes["id"], no["id"]], name)
     s = alerts_flow(run_date=HOT, config=str(loop["config"]))
     assert s["status"] == "completed", s
     assert s["batches"]["loaded"] == 1 and s["rows_loaded"] == 2
-    assert "dbt run" in s["stages"] and "stg_survey__responses" in s["stages"]["dbt run"]["detail"]
-    hot = _task(wh, yes["id"])
+    return s, yes, no, _task(wh, yes["id"]), _task(wh, no["id"])
+
+
+def test_hot_alert_is_opened_routed_and_notified_once_and_digested_once(loop):
+    from flows.alerts import after_nightly_tasks, alerts_flow
+
+    wh, smtp, hook = loop["wh"], loop["smtp"], loop["hook"]
+    s, yes, no, hot, quiet = _hot_alert(loop, "hot_0910.csv")
+    assert "stg_survey__responses" in s["stages"]["dbt run"]["detail"]
     route = actions.Router(ROUTING).route("customer", yes["region"], yes["segment"])
     assert (hot["status"], hot["owner_team"], hot["owner_person"]) == (
         "open", route.owner_team, route.owner_person)
     assert hot["created_run_id"] == s["run_id"]
-    quiet = _task(wh, no["id"])
     assert quiet["status"] == "suppressed" and "consent" in quiet["suppressed_reason"]
     assert _one(wh, "select flow, status from ops.pipeline_runs where run_id = %s",
                 (s["run_id"],)) == [("alerts", "completed")]
 
     # one immediate message per channel of the owner: the person's inbox, the team's webhook
-    mails = [m for m in smtp.inbox.mentioning(hot["task_id"])]
+    mails = smtp.inbox.mentioning(hot["task_id"])
     assert [m[0] for m in mails] == [[f"{route.owner_person}@test.example"]]
     assert "Call back detractor" in mails[0][1] and "Due: " in mails[0][2]
     posts = [p for p in hook.at(f"/team/{route.owner_team}") if hot["task_id"] in p["message"]]
@@ -169,17 +175,16 @@ def test_hot_alert_is_opened_routed_and_notified_once_then_the_nightly_run_keeps
     assert _sent(loop) == before
     assert _task(wh, yes["id"])["task_id"] == hot["task_id"]
 
-    night = nightly(run_date=HOT, config=str(loop["config"]))
-    assert night["status"] == "completed", night
-    assert "notifications" in night["stages"]
-    after = _task(wh, yes["id"])
-    assert {k: after[k] for k in ("task_id", "status", "owner_person", "created_run_id")} == \
-        {k: hot[k] for k in ("task_id", "status", "owner_person", "created_run_id")}
+    # the nightly hook (the plain function the nightly run calls after its tasks stage)
+    settings = load_settings(loop["config"])
+    warnings: list[str] = []
+    after_nightly_tasks(wh, settings, HOT, "night-1", warnings)
     digests = [m for m in smtp.inbox.messages[before[0]:] if " new, " in m[1]]
-    assert digests, "the nightly run sends digests"
-    owner_digest = [m for m in digests if m[0] == [f"{route.owner_person}@test.example"]]
-    for _, _, body in owner_digest:  # already told at once: not "new" to them again
-        assert hot["task_id"] not in body.split("Overdue")[0]
+    assert digests and all(m[2].startswith("cxloop digest for") for m in digests)
+    assert any(p["title"].endswith("overdue") for _, p in hook.posts[before[1]:])
+    for rcpt, _, body in digests:  # the owner was told at once: not "new" to them again
+        if rcpt == [f"{route.owner_person}@test.example"]:
+            assert hot["task_id"] not in body.split("Overdue")[0]
     assert len(smtp.inbox.mentioning(hot["task_id"])) == 1
     everything = _everything_received(loop)
     assert no["id"] not in everything and quiet["task_id"] not in everything
@@ -188,11 +193,9 @@ def test_hot_alert_is_opened_routed_and_notified_once_then_the_nightly_run_keeps
     with wh.transaction() as cur:
         cur.execute("update ops.improvement_tasks set status = 'resolved' where task_id = any(%s)",
                     ([hot["task_id"], quiet["task_id"]],))
-    settings = load_settings(loop["config"])
     sent = _sent(loop)
     for _ in range(2):
-        warnings: list[str] = []
-        after_nightly_tasks(wh, settings, HOT, "rerun", warnings)
+        after_nightly_tasks(wh, settings, HOT, "night-2", warnings)
     assert _sent(loop) == sent  # the night's digests were sent already
     inv = loop["home"] / "outbound" / "survey" / "invitations" / HOT.isoformat() / "invitations.csv"
     rows = list(csv.DictReader(open(inv, encoding="utf-8")))
@@ -202,15 +205,40 @@ def test_hot_alert_is_opened_routed_and_notified_once_then_the_nightly_run_keeps
                 (quiet["task_id"],)) == [("not_invited", "no consent to contact")]
 
 
-def test_the_alerts_deployment_runs_on_the_configured_schedule(loop, tmp_path):
+@pytest.mark.slow
+def test_the_nightly_run_keeps_the_hot_alert_and_sends_nothing_twice(loop):
+    """The real nightly run after an alerts run: the batch is skipped as loaded, the task
+    keeps its id, owner and status, the digest does not repeat it, nothing about the
+    suppressed customer is sent."""
+    from flows.pipeline import nightly
+
+    wh, smtp = loop["wh"], loop["smtp"]
+    _, yes, no, hot, quiet = _hot_alert(loop, "late_1130.csv")
+    before = _sent(loop)
+    night = nightly(run_date=HOT, config=str(loop["config"]))
+    assert night["status"] == "completed", night
+    assert night["batches"]["skipped"] >= 1
+    assert "digest" in night["stages"]["notifications"]["detail"]
+    after = _task(wh, yes["id"])
+    keys = ("task_id", "status", "owner_person", "created_run_id", "natural_key")
+    assert {k: after[k] for k in keys} == {k: hot[k] for k in keys}
+    assert len(smtp.inbox.mentioning(hot["task_id"])) == 1  # the immediate alert only
+    everything = _everything_received(loop)
+    assert no["id"] not in everything and quiet["task_id"] not in everything
+    assert _sent(loop) >= before
+    again = nightly(run_date=HOT, config=str(loop["config"]))
+    assert again["status"] == "completed"
+    # overdue reminders and digests were already sent for the night: nothing new
+    assert _sent(loop)[0] == len(smtp.inbox.messages)
+
+
+def test_the_alerts_deployment_runs_on_the_configured_schedule(tmp_path):
     from prefect.utilities.templating import apply_values
 
     from flows.cli import deployment_env
 
-    cfg = yaml.safe_load(loop["config"].read_text())
-    cfg["alerts"]["schedule"] = "*/30 * * * *"
     path = tmp_path / "cxloop.yml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump({"alerts": {"schedule": "*/30 * * * *"}}))
     env = deployment_env(load_settings(path))
     spec = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     rendered = apply_values(spec, env, remove_notset=False)

@@ -181,3 +181,21 @@ def test_contacts_file_problems_are_configuration_errors(tmp_path):
     bad.write_text("who,how\nana,email\n")
     with pytest.raises(ConfigError, match="missing column"):
         notify.load_contacts(bad)
+
+
+def test_alerts_configuration_errors_name_the_key(tmp_path):
+    from flows.config import load_settings
+    from flows.errors import ConfigError
+
+    cases = [({"schedule": "99 * * *"}, "alerts.schedule"),
+             ({"quiet_hours": ["22:00", "7 am"]}, "alerts.quiet_hours"),
+             ({"entities": ["response"]}, "alerts.entities"),
+             ({"smtp": {"hots": "x"}}, "alerts.smtp.hots")]
+    for alerts, key in cases:
+        path = tmp_path / "cxloop.yml"
+        path.write_text(__import__("yaml").safe_dump({"alerts": alerts}))
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_settings(path)
+    path.write_text("alerts: {outbound: out, smtp: {from: a@b.example, password_env: X}}\n")
+    s = load_settings(path)
+    assert s.alerts.outbound == str(tmp_path / "out") and s.alerts.smtp.from_addr == "a@b.example"
