@@ -106,13 +106,19 @@ def notify_new_alerts(n: notify.Notifier, wh: Warehouse, run_id: str,
 
 
 def _escalation_key(t: dict[str, Any]) -> str:
-    return f"escalation|{t['task_id']}|{t['escalated_due_at'].isoformat()}"
+    return f"escalation|{t['task_id']}|{t['escalated_due_at'].astimezone(UTC).isoformat()}"
 
 
 def notify_escalations(n: notify.Notifier, wh: Warehouse, link: str | None) -> int:
     """The escalation owner hears of each breach once (the key holds the missed due date)."""
     tasks = _tasks(wh, "status = any(%(open)s) and escalated_due_at is not null",
                    {"open": list(actions.OPEN_STATUSES)})
+    with wh.transaction() as cur:  # breaches fully dealt with: one query, not one per task
+        cur.execute("select message_key from ops.notifications where message_key like "
+                    "'escalation|%%' group by message_key "
+                    "having bool_and(status = any(%s))", (list(notify.FINAL),))
+        done = {r[0] for r in cur.fetchall()}
+    tasks = [t for t in tasks if _escalation_key(t) not in done]
     for t in tasks:
         body = "Escalated to you (overdue since {:%Y-%m-%d %H:%M}).\n".format(
             t["escalated_due_at"]) + notify.task_text(t, link)
