@@ -107,14 +107,15 @@ def apprise_url(c: Contact, smtp: SmtpSettings) -> str:
     if c.channel == "email":
         if not _EMAIL.fullmatch(c.address):
             raise InvalidChannel(f"{where}: {c.address!r} is not an e-mail address")
-        if not smtp.host:
-            raise InvalidChannel(f"{where}: alerts.smtp.host is not set in cxloop.yml")
+        if not smtp.host:  # one line for every e-mail contact, not one per contact
+            raise InvalidChannel("email: alerts.smtp.host is not set in cxloop.yml; "
+                                 "e-mails not sent")
         auth = ""
         user = os.environ.get(smtp.username_env or "", "") if smtp.username_env else ""
         password = os.environ.get(smtp.password_env or "", "") if smtp.password_env else ""
         if smtp.password_env and not password:
-            raise InvalidChannel(f"{where}: environment variable {smtp.password_env} "
-                                 "(alerts.smtp.password_env) is not set")
+            raise InvalidChannel(f"email: environment variable {smtp.password_env} "
+                                 "(alerts.smtp.password_env) is not set; e-mails not sent")
         if user:
             auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "") + "@"
         scheme = "mailto" if smtp.secure == "insecure" else "mailtos"
@@ -291,7 +292,7 @@ class Notifier:
             try:
                 url = apprise_url(c, self.cfg.smtp)
             except InvalidChannel as e:
-                why = f"{self.contacts.path.name} {e}"
+                why = f"{self.contacts.path.name} {e}" if str(e).startswith("line ") else str(e)
                 self._record(nid, msg, c, "invalid", why, 0)
                 self.stats.not_sent += 1
                 self.stats.problems[why] += 1
