@@ -199,3 +199,34 @@ def test_alerts_configuration_errors_name_the_key(tmp_path):
     path.write_text("alerts: {outbound: out, smtp: {from: a@b.example, password_env: X}}\n")
     s = load_settings(path)
     assert s.alerts.outbound == str(tmp_path / "out") and s.alerts.smtp.from_addr == "a@b.example"
+
+
+def _insert_task(wh, tid: str, **cols) -> None:
+    row = {"task_id": tid, "natural_key": f"r|{tid}|p", "rule": "r", "subject_type": "customer",
+           "subject_id": f"C-{tid}", "period": "p", "title": f"Call back C-{tid}",
+           "evidence": "{}", "owner_team": "desk", "owner_person": "ana", "priority": 1,
+           "due_at": NOW, "status": "open", "created_run_id": "x", "confirmed_run_id": "x", **cols}
+    with wh.transaction() as cur:
+        cur.execute(f"insert into ops.improvement_tasks ({', '.join(row)}) "
+                    f"values ({', '.join(['%s'] * len(row))})", list(row.values()))
+
+
+def test_the_escalation_owner_hears_of_each_breach_once(warehouse, tmp_path, hook):
+    from datetime import timedelta
+
+    from flows import alerts
+
+    s = _settings(tmp_path, [("head.desk", "webhook", hook.url("/head"))], None)
+    _insert_task(warehouse, "T1", escalated_to="head.desk", escalated_due_at=NOW,
+                 escalation_level=1)
+    _insert_task(warehouse, "T2", status="suppressed", escalated_to="head.desk",
+                 escalated_due_at=NOW)  # not open: nobody is chased about it
+    for run in ("r1", "r2"):
+        alerts.notify_escalations(notify.Notifier(warehouse, s, run, now=NOW), warehouse, None)
+    assert [p["title"] for p in hook.at("/head")] == ["[cxloop] escalated: Call back C-T1"]
+    later = NOW + timedelta(days=3)  # the due date moved and was missed again: a new breach
+    with warehouse.transaction() as cur:
+        cur.execute("update ops.improvement_tasks set due_at = %s, escalated_due_at = %s "
+                    "where task_id = 'T1'", (later, later))
+    alerts.notify_escalations(notify.Notifier(warehouse, s, "r3", now=NOW), warehouse, None)
+    assert len(hook.at("/head")) == 2
