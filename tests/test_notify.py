@@ -230,3 +230,34 @@ def test_the_escalation_owner_hears_of_each_breach_once(warehouse, tmp_path, hoo
                     "where task_id = 'T1'", (later, later))
     alerts.notify_escalations(notify.Notifier(warehouse, s, "r3", now=NOW), warehouse, None)
     assert len(hook.at("/head")) == 2
+
+
+def test_recovery_invitations_respect_consent_and_the_cap_and_are_written_once(
+        warehouse, tmp_path):
+    import json
+
+    from flows import outbound
+
+    yes, no = json.dumps({"marketing_consent": True, "touchpoint": "billing"}), \
+        json.dumps({"marketing_consent": False})
+    _insert_task(warehouse, "A", subject_id="C1", status="resolved", is_contact=True, evidence=yes)
+    _insert_task(warehouse, "B", subject_id="C1", is_contact=True, evidence=yes)  # 2nd contact
+    _insert_task(warehouse, "C", subject_id="C2", status="done", is_contact=True, evidence=yes)
+    _insert_task(warehouse, "D", subject_id="C3", status="resolved", is_contact=True, evidence=no)
+    _insert_task(warehouse, "E", subject_id="C4", status="resolved", evidence=yes)  # no contact
+    s = Settings(alerts=AlertSettings(outbound=str(tmp_path / "out")))
+    today = datetime.now(UTC).date()
+    first = outbound.write_recovery_invitations(warehouse, s, today, "r1")
+    second = outbound.write_recovery_invitations(warehouse, s, today, "r2")
+    assert (first.invited, first.not_invited, second.invited, second.not_invited) == (1, 2, 0, 0)
+    path = tmp_path / "out" / "survey" / "invitations" / today.isoformat() / "invitations.csv"
+    rows = list(csv.DictReader(open(path, encoding="utf-8")))
+    assert [(r["customer_id"], r["task_id"], r["touchpoint_code"], r["reason"]) for r in rows] == [
+        ("C2", "C", "billing", "recovery")]
+    assert list(rows[0]) == list(outbound.INVITATION_COLUMNS)
+    with warehouse.transaction() as cur:
+        cur.execute("select task_id, status, reason from ops.recovery_invitations order by 1")
+        got = cur.fetchall()
+    assert [(t, st) for t, st, _ in got] == [("A", "not_invited"), ("C", "invited"),
+                                             ("D", "not_invited")]
+    assert got[0][2].startswith("contact cap: 2 contact(s)") and got[2][2] == "no consent to contact"
