@@ -73,12 +73,13 @@ def bench_alerts(home: Path, landing: Path, end: date, responses: int = 1000) ->
     folder = landing / "survey" / "responses" / day.isoformat()
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(5)
+    stamp = f"{datetime.now():%H%M%S}"  # a re-run on the same warehouse: new answers
     t_file = time.time()
-    with open(folder / f"hot_{datetime.now():%H%M%S}.csv", "w", newline="") as f:
+    with open(folder / f"hot_{stamp}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(HEADER)
         for i in range(responses):
-            w.writerow([f"RB{i:07d}", f"VB{i:07d}", ids[i % len(ids)], "transactional",
+            w.writerow([f"RB{stamp}{i:07d}", f"VB{stamp}{i:07d}", ids[i % len(ids)], "transactional",
                         rng.choice(["billing", "support_call", "installation"]),
                         f"{day} 08:00:00", f"{day} 09:{i % 60:02d}:00", rng.randint(0, 6),
                         rng.randint(1, 2), rng.randint(5, 7), rng.randint(1, 4), 1,

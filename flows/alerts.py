@@ -208,8 +208,11 @@ def after_nightly_tasks(wh: Warehouse, settings: Settings, run_date: date, run_i
     try:
         n = notify.Notifier(wh, settings, run_id)
         link = settings.alerts.task_link
-        notify_escalations(n, wh, link)
-        digests = send_digests(n, wh, run_date)
+        try:
+            notify_escalations(n, wh, link)
+            digests = send_digests(n, wh, run_date)
+        finally:
+            n.close()
         warnings += n.stats.lines()
         told = (f"{digests} digest(s); {n.stats.sent} sent, {n.stats.failed} failed, "
                 f"{n.stats.not_sent} not sent")
@@ -289,8 +292,11 @@ def run_alerts(settings: Settings, run_date: date, now: datetime | None = None
 
             def send() -> notify.Notifier:
                 n = notify.Notifier(wh, settings, run_id, now=now)
-                notify_new_alerts(n, wh, run_id, settings.alerts.task_link)
-                notify_escalations(n, wh, settings.alerts.task_link)
+                try:
+                    notify_new_alerts(n, wh, run_id, settings.alerts.task_link)
+                    notify_escalations(n, wh, settings.alerts.task_link)
+                finally:
+                    n.close()
                 return n
 
             n = _timed(s, "notify", send, lambda n: f"{n.stats.sent} sent, {n.stats.failed} "

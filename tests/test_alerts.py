@@ -50,6 +50,7 @@ def loop(prefect_harness):
         w.writerow(["owner", "channel", "address"])
         w.writerows([(p, "email", f"{p}@test.example") for p in people])
         w.writerows([(t, "webhook", hook.url(f"/team/{t}")) for t in teams])
+        w.writerows([(t, "pager", "555-0100") for t in teams])  # bad input: a line, a row
     config = home / "cxloop.yml"
     config.write_text(yaml.safe_dump({
         "home": str(home), "landing": str(landing),
@@ -166,6 +167,9 @@ def test_hot_alert_is_opened_routed_and_notified_once_and_digested_once(loop):
     assert quiet["status"] == "suppressed" and "consent" in quiet["suppressed_reason"]
     assert _one(wh, "select flow, status from ops.pipeline_runs where run_id = %s",
                 (s["run_id"],)) == [("alerts", "completed")]
+    assert any("unknown channel 'pager'" in w for w in s["warnings"]), s["warnings"]
+    assert _one(wh, "select count(*) from ops.notifications where channel = 'pager' "
+                    "and status = 'invalid' and run_id = %s", (s["run_id"],)) == [(1,)]
 
     # the owner's cap is 1 an hour: one alert goes out at once, the other waits for the digest
     told = [t for t in tasks[:2] if smtp.inbox.mentioning(t["task_id"])]
@@ -248,16 +252,17 @@ def test_the_nightly_run_keeps_the_hot_alert_and_sends_nothing_twice(loop):
     assert _sent(loop) == told  # the same night again: every digest already sent
 
 
-def test_the_alerts_deployment_runs_on_the_configured_schedule(tmp_path):
+def test_the_alerts_deployment_runs_on_the_configured_schedule(tmp_path, monkeypatch):
     from prefect.utilities.templating import apply_values
 
     from flows.cli import deployment_env
 
     path = tmp_path / "cxloop.yml"
     path.write_text(yaml.safe_dump({"alerts": {"schedule": "*/30 * * * *"}}))
-    env = deployment_env(load_settings(path))
+    for k, v in deployment_env(load_settings(path)).items():
+        monkeypatch.setenv(k, v)
     spec = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
-    rendered = apply_values(spec, env, remove_notset=False)
+    rendered = apply_values(spec, os.environ, remove_notset=False)
     dep = next(d for d in rendered["deployments"] if d["name"] == "alerts")
     assert dep["schedules"][0]["cron"] == "*/30 * * * *"
     assert dep["entrypoint"] == "flows/alerts.py:alerts_flow"
