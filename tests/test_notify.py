@@ -261,3 +261,18 @@ def test_recovery_invitations_respect_consent_and_the_cap_and_are_written_once(
     assert [(t, st) for t, st, _ in got] == [("A", "not_invited"), ("C", "invited"),
                                              ("D", "not_invited")]
     assert got[0][2].startswith("contact cap: 2 contact(s)") and got[2][2] == "no consent to contact"
+
+
+def test_cxloop_alerts_exits_2_on_a_bad_alerts_key_before_loading(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "cxloop.yml"
+    cfg.write_text("home: h\nalerts: {max_immediate_per_owner_per_hour: -1}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CXLOOP_")}
+    res = subprocess.run([sys.executable, "-m", "flows", "alerts", "--config", str(cfg)],
+                         env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "alerts.max_immediate_per_owner_per_hour" in res.stderr
+    assert not (tmp_path / "h" / "pgdata").exists()  # nothing was started or loaded
