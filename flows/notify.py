@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from flows.config import Settings
@@ -128,8 +128,12 @@ def apprise_url(c: Contact, smtp: SmtpSettings) -> str:
     if c.channel == "webhook":
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidChannel(f"{where}: {c.address!r} is not an http(s) URL")
-        return ("jsons" if parts.scheme == "https" else "json") + c.address[len(parts.scheme):] \
-            + ("&" if parts.query else "?") + "format=text"
+        # apprise keeps a query parameter of the receiver's own only when prefixed with "-"
+        own = [f"-{quote(k, safe='')}={quote(v, safe='')}"
+               for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        base = parts._replace(scheme="jsons" if parts.scheme == "https" else "json", query="",
+                              fragment="").geturl()
+        return base + "?" + "&".join(["format=text", *own])
     if not parts.scheme or not (parts.netloc or parts.path):
         raise InvalidChannel(f"{where}: {c.address!r} is not a URL")
     return c.address  # slack / teams webhooks and apprise URLs: apprise reads them natively

@@ -276,3 +276,12 @@ def test_cxloop_alerts_exits_2_on_a_bad_alerts_key_before_loading(tmp_path):
     assert res.returncode == 2, res.stdout + res.stderr
     assert "alerts.max_immediate_per_owner_per_hour" in res.stderr
     assert not (tmp_path / "h" / "pgdata").exists()  # nothing was started or loaded
+
+
+def test_a_webhook_keeps_its_own_query_parameters(warehouse, tmp_path, hook):
+    s = _settings(tmp_path, [("ana", "webhook", hook.url("/q?token=s3cret"))], None)
+    n = notify.Notifier(warehouse, s, "r1", now=NOW)
+    n.send(_msg(), n.contacts.of("ana"))
+    assert len(hook.at("/q?token=s3cret")) == 1
+    (row,) = _rows(warehouse)
+    assert "s3cret" not in row["recipient"]
