@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--days", type=int, default=120)
     ap.add_argument("--ingest-rows", type=int, default=1_000_000)
     ap.add_argument("--home", type=Path, default=None)
+    ap.add_argument("--alerts-responses", type=int, default=1000,
+                    help="new responses for the alerts-run measure (0: skip)")
     args = ap.parse_args(argv)
     from flows.demo import generate
 
@@ -322,6 +324,11 @@ def main(argv: list[str] | None = None) -> Path:
     result["generate"] = {"seconds": round(time.perf_counter() - t0, 2), "rows": gen.rows}
     result["pipeline"] = bench_pipeline(home, landing, args.days)
     result["churn"] = bench_churn(home)
+    if args.alerts_responses:
+        from benchmarks.alerts_bench import bench_alerts
+
+        result["alerts"] = bench_alerts(home, landing, START + timedelta(days=args.days - 1),
+                                        args.alerts_responses)
     if args.ingest_rows:
         result["ingest"] = bench_ingest(home, args.ingest_rows)
         from benchmarks.ingest_memory import measure

@@ -455,13 +455,15 @@ def warehouse_serve(
 @app.command()
 @handle_errors
 def serve(config: ConfigOpt = None) -> None:
-    """Run the nightly schedule (02:00, configured timezone) and the backfill deployment here.
+    """Run the nightly schedule (02:00, configured timezone), the hourly alerts schedule
+    (cxloop.yml alerts.schedule) and the backfill deployment here.
 
     Uses Prefect's serve: no separate server or worker needed on this machine.
     """
     from prefect import serve as prefect_serve
     from prefect.schedules import Cron
 
+    from flows.alerts import alerts_flow
     from flows.pipeline import backfill as backfill_flow
     from flows.pipeline import nightly as nightly_flow
     from flows.prefect_server import tie_temporary_server
@@ -472,16 +474,19 @@ def serve(config: ConfigOpt = None) -> None:
     prefect_serve(
         nightly_flow.to_deployment(name="nightly", parameters=params,
                                    schedules=[Cron("0 2 * * *", timezone=s.timezone)]),
+        alerts_flow.to_deployment(name="alerts", parameters=params,
+                                  schedules=[Cron(s.alerts.schedule, timezone=s.timezone)]),
         backfill_flow.to_deployment(name="backfill", parameters=params),
     )
 
 
 def deployment_env(settings) -> dict[str, str]:
     """The values ``prefect.yaml`` takes from the environment (``{{ $CXLOOP_... }}``):
-    the nightly schedule's timezone and the config path, both from the resolved settings,
+    the schedules' timezone, the alerts cron and the config path, from the resolved settings,
     so a deployment on a Prefect server and ``cxloop serve`` run on the same clock."""
     return {"CXLOOP_TIMEZONE": settings.timezone,
-            "CXLOOP_CONFIG": str(settings.config_path or "")}
+            "CXLOOP_CONFIG": str(settings.config_path or ""),
+            "CXLOOP_ALERTS_SCHEDULE": settings.alerts.schedule}
 
 
 @app.command()
@@ -493,8 +498,8 @@ def deploy(
 ) -> None:
     """Register the deployments of prefect.yaml with a Prefect server (PREFECT_API_URL).
 
-    Runs `prefect deploy --all` with the nightly schedule's timezone and the config path
-    taken from cxloop.yml, the same values `cxloop serve` uses.
+    Runs `prefect deploy --all` with the schedules' timezone, the alerts schedule and the
+    config path taken from cxloop.yml, the same values `cxloop serve` uses.
     """
     import subprocess
 
@@ -642,7 +647,7 @@ def _print_replay(results: list) -> None:
 
 
 # Stage-specific commands live beside their stage and register on the apps above.
-from flows import cli_batches, cli_model, cli_tasks  # noqa: E402,F401
+from flows import cli_alerts, cli_batches, cli_model, cli_tasks  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(app())

@@ -26,6 +26,7 @@ from flows.config_sections import (  # noqa: F401 - re-exported: flows.config is
     DEFAULT_CATEGORIES,
     DEFAULT_EXPERIENCE_DIMENSIONS,
     DEFAULT_SCALES,
+    AlertSettings,
     ChurnSettings,
     Domain,
     Goal,
@@ -113,6 +114,8 @@ class Reference(_Strict):
     touchpoint_catalogue: Path = REPO_ROOT / "dbt_project/seeds/touchpoint_catalogue.csv"
     owner_routing: Path = REPO_ROOT / "dbt_project/seeds/owner_routing.csv"
     survey_items: Path = REPO_ROOT / "dbt_project/seeds/survey_items.csv"
+    # Where owners are notified: owner (a team or person of the routing), channel, address.
+    owner_contacts: Path = REPO_ROOT / "dbt_project/seeds/owner_contacts.csv"
 
 
 class Settings(_Strict):
@@ -138,6 +141,7 @@ class Settings(_Strict):
     quadrant: QuadrantSettings = Field(default_factory=QuadrantSettings)
     subscriptions: SubscriptionSettings = Field(default_factory=SubscriptionSettings)
     domain: Domain = Field(default_factory=Domain)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     # The file these settings were read from (None: defaults only). Flows and deployments
     # receive this path, so every stage sees the same resolved settings, whatever the
     # working directory of the process that runs them.
@@ -281,6 +285,10 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
             for key, value in list(ref.items()):
                 if isinstance(value, str) and not Path(value).is_absolute():
                     ref[key] = str(base / value)
+        alerts = raw.get("alerts")
+        if isinstance(alerts, dict) and isinstance(alerts.get("outbound"), str) \
+                and not Path(alerts["outbound"]).is_absolute():
+            alerts["outbound"] = str(base / alerts["outbound"])
     elif explicit:
         raise ConfigError(f"{origin}: no such file (copy cxloop.example.yml to start one)")
     for env, key in ENV_OVERRIDES.items():

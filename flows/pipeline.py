@@ -258,6 +258,11 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             s.tasks = {"created": stats.created, "updated": stats.updated,
                        "escalated": stats.escalated, "cleared": stats.cleared,
                        "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed}
+            if flow_name == "nightly":  # digests, escalations, recovery surveys (flows/alerts.py)
+                from flows.alerts import after_nightly_tasks
+
+                _timed(s, "notifications",
+                       lambda: after_nightly_tasks(wh, settings, end, run_id, s.warnings), str)
             s.docs["dbt_docs"] = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end))
             s.status = s.final_status()
         except Exception as e:

@@ -63,6 +63,7 @@ def seed_dir(settings: Settings) -> Path:
         "touchpoint_catalogue.csv": Path(ref.touchpoint_catalogue),
         "owner_routing.csv": Path(ref.owner_routing),
         "survey_items.csv": Path(ref.survey_items),
+        "owner_contacts.csv": Path(ref.owner_contacts),
     }
     default = DBT_DIR / "seeds"
     if all(p.resolve() == (default / n).resolve() for n, p in wanted.items()):

@@ -426,6 +426,41 @@ OPS_DDL = [
     )""",
     "create index if not exists batch_changes_at on ops.batch_changes (at)",
     "create index if not exists batch_changes_batch on ops.batch_changes (batch_id)",
+    # --- helper "alerts" (issue 15): owner notifications and recovery-survey invitations ---
+    # One row per message and recipient; the id hashes what the message is about and where it
+    # goes, so re-runs find it (flows/notify.py). task_ids: the tasks a digest lists.
+    """create table if not exists ops.notifications (
+        notification_id text primary key,
+        message_key text not null,
+        task_id text,
+        task_ids text[] not null default '{}',
+        kind text not null check (kind in ('immediate', 'digest')),
+        owner text not null,
+        channel text,
+        recipient text,
+        sent_at timestamptz,
+        status text not null,
+        error text,
+        attempt int not null default 0,
+        run_id text,
+        created_at timestamptz not null default now(),
+        updated_at timestamptz not null default now()
+    )""",
+    "create index if not exists notifications_owner_sent on ops.notifications (owner, sent_at)",
+    # One row per resolved customer-facing task considered for a recovery survey: invited
+    # (with the file it went to) or not, and why; the key makes an invitation happen once.
+    """create table if not exists ops.recovery_invitations (
+        task_id text primary key,
+        invitation_id text not null unique,
+        customer_id text not null,
+        touchpoint_code text,
+        status text not null check (status in ('invited', 'not_invited')),
+        reason text,
+        invite_date date not null,
+        file text,
+        run_id text,
+        created_at timestamptz not null default now()
+    )""",
 ]
 
 
