@@ -86,6 +86,25 @@ def prospective_figures(scores: pd.DataFrame, truth_dir: Path, run_date: date,
     return out
 
 
+def flag_figures(obs: pd.DataFrame, truth_dir: Path, run_date: date,
+                 horizon: int = 90) -> list[dict[str, Any]]:
+    """Lift of each ``flag_*`` column (as it stood on ``run_date``) on the truth's future."""
+    cust = pd.read_parquet(truth_dir / "customers.parquet")[["customer_id", "churn_date"]]
+    df = obs.merge(cust, on="customer_id", how="inner")
+    days = (pd.to_datetime(df["churn_date"]) - pd.Timestamp(run_date)).dt.days
+    churned = (days > 0) & (days <= horizon)
+    df = df[pd.to_datetime(df["churn_date"]).isna() | (days > 0)]
+    churned = churned[df.index].to_numpy(bool)
+    base = float(churned.mean()) if len(churned) else math.nan
+    out = []
+    for c in sorted(c for c in df.columns if c.startswith("flag_")):
+        on = df[c].fillna(False).to_numpy(bool)
+        prec = float(churned[on].mean()) if on.any() else math.nan
+        out.append({"flag": c.removeprefix("flag_"), "n_flagged": int(on.sum()),
+                    "precision": prec, "lift": prec / base if base else math.nan})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=20000)
@@ -94,12 +113,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=4242)
     ap.add_argument("--start", default="2026-07-01")
     ap.add_argument("--workdir", default=None, help="reuse a generated + backfilled folder")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="with --workdir: rebuild the observation table (after changing its "
+                         "SQL) and the marts after the churn stage")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="cxp-", dir="/tmp"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_HOME", str(work / "prefect"))
-    from flows import churn, pipeline
+    from flows import churn, pipeline, transform
+    from flows.config import load_settings
     from flows.demo import generate
     from flows.warehouse import open_warehouse, stop_embedded
 
@@ -119,11 +142,25 @@ def main() -> None:
         assert summary["status"] == "completed", summary
     wh = open_warehouse(home)
     try:
+        settings = load_settings(landing=str(landing))
+        if args.rebuild:
+            t0 = time.perf_counter()
+            transform.build(wh, settings, end, select="int_churn_observations")
+            timings["observations_rebuild"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         res = churn.run_churn(wh, end, force=True)
         timings["churn_stage"] = time.perf_counter() - t0
+        if args.rebuild:
+            transform.build(wh, settings, end, select="mart_early_warning_lift")
         scores = wh.read_frame("select customer_id, churn_prob_90 from marts.churn_scores")
         fig = prospective_figures(scores, landing / "_truth", end)
+        flags = wh.read_frame(
+            "select * from intermediate.int_churn_observations where observation_date = "
+            "%(d)s", {"d": end})
+        fig["flags_on_the_future"] = flag_figures(flags, landing / "_truth", end)
+        fig["early_warning_lift_mart"] = wh.read_frame(
+            "select flag, lift, is_predictive from marts.mart_early_warning_lift "
+            "order by flag").to_dict("records")
         bt = res.metrics.get("backtest", {})
         fig["registry_backtest_concordance"] = res.metrics.get("heldout_concordance")
         fig["registry_backtest"] = bt
@@ -137,8 +174,9 @@ def main() -> None:
     path.write_text(json.dumps(out, indent=1, default=str) + "\n")
     keys = ["concordance", "true_risk_concordance", "tenure_only_concordance",
             "registry_backtest_concordance", "top_decile_vs_true", "calibration_max_gap",
-            "goes_silent_over_representation", "price_sensitive_over_representation"]
-    print(json.dumps({k: fig.get(k) for k in keys}, indent=1))
+            "goes_silent_over_representation", "price_sensitive_over_representation",
+            "flags_on_the_future", "early_warning_lift_mart"]
+    print(json.dumps({k: fig.get(k) for k in keys}, indent=1, default=str))
     print(path)
 
 

@@ -7,6 +7,7 @@
 {%- set every_days = var('churn_observation_every_days') %}
 {%- set grace_days = var('survey_answer_grace_days') %}
 {%- set rating_stages = var('churn_rating_stages') %}
+{%- set shrink = var('churn_shrinkage') %}
 {%- set ltr_range = var('domain_scales')['responses.likelihood_to_renew'] %}
 {%- set os_range = var('domain_scales')['responses.overall_satisfaction'] %}
 {%- set renewal_column = first_present_column(ref('stg_crm__subscriptions'), var('churn_renewal_date_columns')) %}
@@ -223,6 +224,25 @@ touchpoint_ratings as (
 
 ),
 
+-- every customer's ratings per journey stage up to each observation date: the prior
+-- that a customer's few ratings are shrunk towards
+stage_means as (
+
+    select
+        observation_dates.observation_date,
+        catalogue.journey_stage,
+        avg(touchpoint_ratings.rating) as stage_mean
+    from observation_dates
+    inner join touchpoint_ratings
+        on
+            observation_dates.observation_date >= touchpoint_ratings.rated_on
+            and observation_dates.data_start_date <= touchpoint_ratings.rated_on
+    inner join catalogue
+        on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
+    group by observation_dates.observation_date, catalogue.journey_stage
+
+),
+
 rating_features as (
 
     select
@@ -238,6 +258,23 @@ rating_features as (
         avg(touchpoint_ratings.rating) filter (
             where catalogue.journey_stage = '{{ stage }}'
         ) as {{ adapter.quote('rating_' ~ stage) }},
+        -- the stage against the customer's own ratings elsewhere: their general mood
+        -- (and a habit of rating everything high) cancels out
+        avg(touchpoint_ratings.rating) filter (
+            where catalogue.journey_stage = '{{ stage }}'
+        )
+        - avg(touchpoint_ratings.rating) filter (
+            where catalogue.journey_stage is distinct from '{{ stage }}'
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_vs_own') }},
+        -- the stage's ratings against everyone's, shrunk by how many there are (an
+        -- estimate of the customer's lasting experience there, 0 without a rating)
+        sum(touchpoint_ratings.rating - stage_means.stage_mean) filter (
+            where catalogue.journey_stage = '{{ stage }}'
+        )
+        / (
+            count(*) filter (where catalogue.journey_stage = '{{ stage }}')
+            + {{ shrink['ratings'] }}
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_shrunk') }},
         {%- endfor %}
         max(touchpoint_ratings.rated_on) as last_rated_on
     from base
@@ -248,7 +285,76 @@ rating_features as (
             and base.data_start_date <= touchpoint_ratings.rated_on
     left join catalogue
         on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
+    left join stage_means
+        on
+            base.observation_date = stage_means.observation_date
+            and catalogue.journey_stage = stage_means.journey_stage
     group by base.observation_date, base.customer_id
+
+),
+
+-- renewal intention against satisfaction, each scaled to 0-1 by its range
+renewal_gaps as (
+
+    select
+        responses.customer_id,
+        responses.response_date,
+        (responses.likelihood_to_renew - {{ ltr_range[0] }}) * 1.0
+        / ({{ ltr_range[1] }} - {{ ltr_range[0] }})
+        - (responses.overall_satisfaction - {{ os_range[0] }}) * 1.0
+        / ({{ os_range[1] }} - {{ os_range[0] }}) as renewal_gap
+    from responses
+    where
+        responses.likelihood_to_renew is not null
+        and responses.overall_satisfaction is not null
+
+),
+
+renewal_gap_means as (
+
+    select
+        observation_dates.observation_date,
+        avg(renewal_gaps.renewal_gap) as mean_gap
+    from observation_dates
+    inner join renewal_gaps
+        on
+            observation_dates.observation_date >= renewal_gaps.response_date
+            and observation_dates.data_start_date <= renewal_gaps.response_date
+    group by observation_dates.observation_date
+
+),
+
+renewal_gap_features as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        sum(renewal_gaps.renewal_gap - renewal_gap_means.mean_gap)
+        / (count(*) + {{ shrink['renewal_intention'] }}) as renewal_gap_shrunk
+    from base
+    inner join renewal_gaps
+        on
+            base.customer_id = renewal_gaps.customer_id
+            and base.observation_date >= renewal_gaps.response_date
+            and base.data_start_date <= renewal_gaps.response_date
+    inner join renewal_gap_means
+        on base.observation_date = renewal_gap_means.observation_date
+    group by base.observation_date, base.customer_id
+
+),
+
+-- the share of contacts left unresolved across all customers up to each date
+unresolved_means as (
+
+    select
+        observation_dates.observation_date,
+        avg(case when interactions.is_resolved then 0.0 else 1.0 end) as unresolved_share
+    from observation_dates
+    inner join interactions
+        on
+            observation_dates.observation_date >= interactions.occurred_on
+            and observation_dates.data_start_date <= interactions.occurred_on
+    group by observation_dates.observation_date
 
 ),
 
@@ -353,6 +459,25 @@ invitation_features as (
 
 ),
 
+-- the answering habit while the customer still answered: invitations sent up to the
+-- last answer (Laplace-smoothed, so one answered invitation is not a certain habit)
+answer_habit as (
+
+    select
+        invitation_history.observation_date,
+        invitation_history.customer_id,
+        (count(*) filter (where invitation_history.is_answered) + 1.0) / (count(*) + 2.0)
+            as habit_answer_rate
+    from invitation_history
+    inner join response_features
+        on
+            invitation_history.observation_date = response_features.observation_date
+            and invitation_history.customer_id = response_features.customer_id
+    where invitation_history.sent_on <= response_features.last_answer_on
+    group by invitation_history.observation_date, invitation_history.customer_id
+
+),
+
 unanswered_since_last_answer as (
 
     select
@@ -391,6 +516,16 @@ final as (
             as double precision
         ) as value_change_log,
         cast(base.renewal_date - base.observation_date as integer) as days_to_renewal,
+        -- unresolved contacts beyond everyone's share, shrunk by the number of contacts
+        cast(
+            (
+                coalesce(interaction_features.n_unresolved_history, 0)
+                - coalesce(interaction_features.n_interactions_history, 0)
+                * unresolved_means.unresolved_share
+            )
+            / (coalesce(interaction_features.n_interactions_history, 0)
+                + {{ shrink['unresolved'] }}) as double precision
+        ) as unresolved_excess_shrunk,
         -- contact rates per 90 observed days (null: no observed day in the window)
         cast(
             coalesce(interaction_features.n_interactions, 0) * 90.0
@@ -414,6 +549,12 @@ final as (
             coalesce(interaction_features.n_unresolved_history, 0) * 90.0
             / nullif(base.observed_history_days, 0) as double precision
         ) as unresolved_per_90d_history,
+        -- share of contacts left unresolved (smoothed towards none for few contacts)
+        cast(
+            coalesce(interaction_features.n_unresolved_history, 0) * 1.0
+            / (coalesce(interaction_features.n_interactions_history, 0) + 2.0)
+            as double precision
+        ) as unresolved_share_history,
         -- survey habit and silence against it
         cast(coalesce(invitation_features.n_invitations, 0) as integer) as n_invitations,
         cast(
@@ -437,12 +578,26 @@ final as (
             * invitation_features.n_answered * 1.0 / nullif(invitation_features.n_invitations, 0)
             as double precision
         ) as missed_answers_vs_habit,
+        cast(answer_habit.habit_answer_rate as double precision) as habit_answer_rate,
+        -- how improbable the unanswered run is for this customer's own habit:
+        -- -ln P(n unanswered in a row | habit) (0 before any answer: no habit to break)
+        cast(
+            coalesce(
+                -coalesce(unanswered_since_last_answer.n_unanswered_since_last_answer, 0)
+                * ln(1 - answer_habit.habit_answer_rate),
+                0
+            ) as double precision
+        ) as silence_surprise,
         -- ratings against the customer's own earlier ratings
         rating_features.rating_recent,
         cast(rating_features.rating_recent - rating_features.rating_earlier as double precision)
             as rating_change,
         {%- for stage in rating_stages %}
         rating_features.{{ adapter.quote('rating_' ~ stage) }},
+        cast(rating_features.{{ adapter.quote('rating_' ~ stage ~ '_vs_own') }}
+            as double precision) as {{ adapter.quote('rating_' ~ stage ~ '_vs_own') }},
+        cast(coalesce(rating_features.{{ adapter.quote('rating_' ~ stage ~ '_shrunk') }}, 0)
+            as double precision) as {{ adapter.quote('rating_' ~ stage ~ '_shrunk') }},
         {%- endfor %}
         cast(response_features.last_nps as double precision) as last_nps,
         cast(response_features.avg_likelihood_to_renew as double precision)
@@ -452,6 +607,8 @@ final as (
         -- renewal intention against the customer's own satisfaction in the same answers
         cast(response_features.avg_renewal_vs_satisfaction as double precision)
             as renewal_vs_satisfaction,
+        cast(coalesce(renewal_gap_features.renewal_gap_shrunk, 0) as double precision)
+            as renewal_gap_shrunk,
         cast(
             response_features.last_overall_satisfaction
             - response_features.avg_overall_satisfaction as double precision
@@ -510,6 +667,16 @@ final as (
         on
             base.observation_date = satisfaction_trend.observation_date
             and base.customer_id = satisfaction_trend.customer_id
+    left join unresolved_means
+        on base.observation_date = unresolved_means.observation_date
+    left join renewal_gap_features
+        on
+            base.observation_date = renewal_gap_features.observation_date
+            and base.customer_id = renewal_gap_features.customer_id
+    left join answer_habit
+        on
+            base.observation_date = answer_habit.observation_date
+            and base.customer_id = answer_habit.customer_id
     left join unanswered_since_last_answer
         on
             base.observation_date = unanswered_since_last_answer.observation_date
