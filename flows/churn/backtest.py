@@ -168,20 +168,32 @@ class LandmarkConfig:
                    min_events=churn.min_events, min_warning_lift=churn.min_warning_lift)
 
 
-def flag_lift(lm: Landmark, flags: list[str], horizon: int = 90) -> list[dict[str, Any]]:
-    """Precision, recall and lift of each flag as it stood on the landmark date."""
+def flag_lift(lm: Landmark, flags: list[str], horizon: int = 90,
+              confidence: float = 0.9) -> list[dict[str, Any]]:
+    """Precision, recall and lift of each flag as it stood on the landmark date.
+
+    ``lift_lower`` is the lift at the lower end of a two-sided ``confidence`` Wilson
+    interval of the precision: a flag raised for 80 customers whose point lift is 1.5 by
+    chance must not drive tasks, so predictiveness is judged on this bound.
+    """
+    from scipy.stats import binomtest
+
     churned = lm.churned_within(min(horizon, lm.follow_days))
     base = float(churned.mean()) if len(churned) else 0.0
     out = []
     for f in flags:
         on = lm.frame[f].to_numpy(bool)
         n = int(on.sum())
-        prec = float(churned[on].mean()) if n else None
+        hits = int(churned[on].sum())
+        prec = hits / n if n else None
+        low = (binomtest(hits, n).proportion_ci(confidence, method="wilson").low if n
+               else None)
         out.append({"flag": f, "n_flagged": n, "n_customers": int(len(on)),
                     "base_rate": base, "precision": prec,
                     "recall": float((churned & on).sum() / churned.sum()) if churned.sum()
                     else None,
-                    "lift": prec / base if prec is not None and base > 0 else None})
+                    "lift": prec / base if prec is not None and base > 0 else None,
+                    "lift_lower": low / base if low is not None and base > 0 else None})
     return out
 
 
