@@ -145,7 +145,7 @@ def main() -> None:
         settings = load_settings(landing=str(landing))
         if args.rebuild:
             t0 = time.perf_counter()
-            transform.build(wh, settings, end, select="int_churn_observations")
+            transform.build(wh, settings, end, select="int_subscription_versions int_churn_observations")
             timings["observations_rebuild"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         res = churn.run_churn(wh, end, force=True)

@@ -10,12 +10,19 @@
 {%- set shrink = var('churn_shrinkage') %}
 {%- set ltr_range = var('domain_scales')['responses.likelihood_to_renew'] %}
 {%- set os_range = var('domain_scales')['responses.overall_satisfaction'] %}
-{%- set renewal_column = first_present_column(ref('stg_crm__subscriptions'), var('churn_renewal_date_columns')) %}
+{#- renewal dates int_subscription_versions carries, as known on each date -#}
+{%- set renewal_column = (var('churn_renewal_date_columns') | select('in', ['renewal_date']) | list | first) or none %}
 with
 
 all_subscriptions as (
 
     select * from {{ ref('stg_crm__subscriptions') }}
+
+),
+
+subscription_versions as (
+
+    select * from {{ ref('int_subscription_versions') }}
 
 ),
 
@@ -84,53 +91,84 @@ observation_dates as (
 
 ),
 
+-- each subscription as the warehouse knew it on each observation date (and one window
+-- earlier, for the value trend): never a version extracted later
+known_on_date as (
+
+    select
+        observation_dates.observation_date,
+        observation_dates.data_start_date,
+        subscription_versions.*
+    from observation_dates
+    inner join subscription_versions
+        on
+            subscription_versions.known_from <= observation_dates.observation_date
+            and coalesce(subscription_versions.known_until, date '9999-12-31')
+            > observation_dates.observation_date
+
+),
+
+known_window_before as (
+
+    select
+        observation_dates.observation_date,
+        subscription_versions.*
+    from observation_dates
+    inner join subscription_versions
+        on
+            subscription_versions.known_from
+            <= observation_dates.observation_date - {{ window_days }}
+            and coalesce(subscription_versions.known_until, date '9999-12-31')
+            > observation_dates.observation_date - {{ window_days }}
+
+),
+
 -- the subscription running on each observation date (the latest started if several)
 running as (
 
-    select distinct on (observation_dates.observation_date, all_subscriptions.customer_id)
-        observation_dates.observation_date,
-        observation_dates.data_start_date,
-        all_subscriptions.customer_id,
-        all_subscriptions.plan,
-        all_subscriptions.monthly_value,
-        all_subscriptions.start_date,
+    select distinct on (known_on_date.observation_date, known_on_date.customer_id)
+        known_on_date.observation_date,
+        known_on_date.data_start_date,
+        known_on_date.customer_id,
+        known_on_date.plan,
+        known_on_date.monthly_value,
+        known_on_date.start_date,
+        known_on_date.known_from as subscription_known_on,
         {%- if renewal_column %}
-        all_subscriptions.{{ adapter.quote(renewal_column) }} as renewal_date
+        known_on_date.{{ adapter.quote(renewal_column) }} as renewal_date
         {%- else %}
         cast(null as date) as renewal_date
         {%- endif %}
-    from observation_dates
-    inner join all_subscriptions
-        on
-            observation_dates.observation_date >= all_subscriptions.start_date
-            and coalesce(all_subscriptions.end_date, date '9999-12-31')
-            > observation_dates.observation_date
+    from known_on_date
+    where
+        known_on_date.observation_date >= known_on_date.start_date
+        and coalesce(known_on_date.end_date, date '9999-12-31')
+        > known_on_date.observation_date
     order by
-        observation_dates.observation_date asc,
-        all_subscriptions.customer_id asc,
-        all_subscriptions.start_date desc,
-        all_subscriptions.subscription_id desc
+        known_on_date.observation_date asc,
+        known_on_date.customer_id asc,
+        known_on_date.start_date desc,
+        known_on_date.subscription_id desc
 
 ),
 
 value_before as (
 
-    select distinct on (running.observation_date, running.customer_id)
-        running.observation_date,
-        running.customer_id,
-        all_subscriptions.monthly_value as monthly_value_before
-    from running
-    inner join all_subscriptions
-        on
-            running.customer_id = all_subscriptions.customer_id
-            and all_subscriptions.start_date <= running.observation_date - {{ window_days }}
-            and coalesce(all_subscriptions.end_date, date '9999-12-31')
-            > running.observation_date - {{ window_days }}
+    select distinct on (known_window_before.observation_date, known_window_before.customer_id)
+        known_window_before.observation_date,
+        known_window_before.customer_id,
+        known_window_before.monthly_value as monthly_value_before
+    from known_window_before
+    where
+        known_window_before.start_date
+        <= known_window_before.observation_date - {{ window_days }}
+        and coalesce(known_window_before.end_date, date '9999-12-31')
+        > known_window_before.observation_date - {{ window_days }}
     order by
-        running.observation_date asc,
-        running.customer_id asc,
-        all_subscriptions.start_date desc,
-        all_subscriptions.subscription_id desc
+        known_window_before.observation_date asc,
+        known_window_before.customer_id asc,
+        known_window_before.start_date desc,
+        known_window_before.subscription_id desc
 
 ),
 
@@ -143,6 +181,7 @@ base as (
         running.plan,
         running.monthly_value,
         running.start_date as subscription_start_date,
+        running.subscription_known_on,
         running.renewal_date,
         coalesce(customer_history.region, 'unknown') as region,
         coalesce(customer_history.segment, 'unknown') as segment,
@@ -156,7 +195,10 @@ base as (
         running.observation_date - running.data_start_date + 1 as observed_history_days
     from running
     inner join rolled_up
-        on running.customer_id = rolled_up.customer_id
+        on
+            running.customer_id = rolled_up.customer_id
+            -- a cancellation exported after the date it took effect: not a customer then
+            and coalesce(rolled_up.churned_on, date '9999-12-31') > running.observation_date
     left join customer_history
         on
             running.customer_id = customer_history.customer_id
@@ -515,7 +557,15 @@ final as (
             ln(nullif(base.monthly_value, 0) / nullif(value_before.monthly_value_before, 0))
             as double precision
         ) as value_change_log,
-        cast(base.renewal_date - base.observation_date as integer) as days_to_renewal,
+        -- the renewal date known on the observation date (null once it has passed
+        -- without a newer version: the next term is not known yet)
+        cast(
+            case
+                when base.renewal_date >= base.observation_date
+                    then base.renewal_date - base.observation_date
+            end as integer
+        ) as days_to_renewal,
+        cast(base.subscription_known_on as date) as subscription_known_on,
         -- unresolved contacts beyond everyone's share, shrunk by the number of contacts
         cast(
             (
@@ -637,6 +687,7 @@ final as (
         -- the latest event date any feature used: never after observation_date
         cast(greatest(
             base.subscription_start_date,
+            base.subscription_known_on,
             interaction_features.last_interaction_on,
             rating_features.last_rated_on,
             response_features.last_answer_on,
