@@ -105,6 +105,49 @@ def flag_figures(obs: pd.DataFrame, truth_dir: Path, run_date: date,
     return out
 
 
+def feature_ceiling(obs: pd.DataFrame, truth_dir: Path, run_date: date,
+                    horizon: int = 90) -> dict[str, float]:
+    """How far the observation features *can* go: a Cox fitted on the future itself.
+
+    The run date's observation rows (the features the scores used) are fitted, in sample,
+    to what happened in the next ``horizon`` days: an optimistic ceiling for any model
+    linear in these features. The same with one planted covariate of the truth added
+    shows which cause the warehouse's data carries too little of.
+    """
+    from lifelines import CoxPHFitter
+    from lifelines.utils import concordance_index
+
+    from flows.churn.observations import prepare
+
+    prepared = prepare(obs)
+    cust = pd.read_parquet(truth_dir / "customers.parquet")
+    f = prepared.frame.merge(cust, on="customer_id", how="inner", suffixes=("", "_truth"))
+    churn = pd.to_datetime(f["churn_date"])
+    rd = pd.Timestamp(run_date)
+    f = f[churn.isna() | (churn > rd)].reset_index(drop=True)
+    days = (pd.to_datetime(f["churn_date"]) - rd).dt.days.to_numpy(float)
+    event = ~np.isnan(days) & (days <= horizon)
+    t = np.where(event, days, horizon)
+    x = f[prepared.numeric].astype(float)
+    x = pd.concat([x, pd.get_dummies(f[prepared.categorical], drop_first=True, dtype=float)],
+                  axis=1)
+    x = x.loc[:, x.notna().any() & (x.std() > 0)]
+    x = x.fillna(x.mean())
+    x["log_tenure"] = np.log1p(f["tenure_days"].astype(float))
+
+    def fit(design: pd.DataFrame) -> float:
+        d = design.assign(_t=t, _e=event)
+        m = CoxPHFitter(penalizer=0.01).fit(d, "_t", "_e")
+        return float(concordance_index(t, -m.predict_partial_hazard(d).to_numpy(), event))
+
+    out = {"features_in_sample": fit(x)}
+    truth = json.loads((truth_dir / "truth.json").read_text())["hazard_model"]
+    for cov in truth.get("betas", {}):
+        if cov in f and f"{cov}_truth" not in f:
+            out[f"with_true_{cov}"] = fit(x.assign(**{f"true_{cov}": f[cov].astype(float)}))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=20000)
@@ -158,6 +201,7 @@ def main() -> None:
             "select * from intermediate.int_churn_observations where observation_date = "
             "%(d)s", {"d": end})
         fig["flags_on_the_future"] = flag_figures(flags, landing / "_truth", end)
+        fig["feature_ceiling_concordance"] = feature_ceiling(flags, landing / "_truth", end)
         fig["early_warning_lift_mart"] = wh.read_frame(
             "select flag, lift, is_predictive from marts.mart_early_warning_lift "
             "order by flag").to_dict("records")
@@ -175,7 +219,7 @@ def main() -> None:
     keys = ["concordance", "true_risk_concordance", "tenure_only_concordance",
             "registry_backtest_concordance", "top_decile_vs_true", "calibration_max_gap",
             "goes_silent_over_representation", "price_sensitive_over_representation",
-            "flags_on_the_future", "early_warning_lift_mart"]
+            "feature_ceiling_concordance", "flags_on_the_future", "early_warning_lift_mart"]
     print(json.dumps({k: fig.get(k) for k in keys}, indent=1, default=str))
     print(path)
 
