@@ -156,7 +156,7 @@ class LandmarkConfig:
     min_backtest_events: int = 10
     min_backtest_days: int = 30  # a shorter history backtests over a shorter follow-up
     promote_margin: float = 0.0  # backtest C must beat tenure-only by more than this
-    min_warning_lift: float = 1.2  # early-warning flags below this lift are non-predictive
+    min_warning_lift: float = 1.2  # flags whose lift (lower 90 % bound) is below: non-predictive
     max_rows: int | None = 400_000
     search_rows: int = 150_000  # the penalizer is chosen on at most this many rows
     seed: int = 17
