@@ -172,6 +172,23 @@ value_before as (
 
 ),
 
+-- earlier dates of a large base are sampled by whole customers (a hash of the id, the
+-- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
+-- rows, which are scored, are always complete. Whole customers need no weights.
+history_sample as (
+
+    select
+        least(
+            1024,
+            ceil(
+                1024.0 * {{ var('churn_history_max_rows') }}
+                / nullif(count(*) filter (where observation_date < {{ run_date() }}), 0)
+            )
+        ) as buckets
+    from running
+
+),
+
 base as (
 
     select
@@ -194,6 +211,7 @@ base as (
             as observed_window_days,
         running.observation_date - running.data_start_date + 1 as observed_history_days
     from running
+    cross join history_sample
     inner join rolled_up
         on
             running.customer_id = rolled_up.customer_id
@@ -208,6 +226,9 @@ base as (
                 cast(running.observation_date + 1 as timestamp) > customer_history.valid_from
                 or customer_history.version_number = 1
             )
+    where
+        running.observation_date = {{ run_date() }}
+        or (hashtext(running.customer_id) & 1023) < coalesce(history_sample.buckets, 1024)
 
 ),
 
@@ -268,20 +289,32 @@ touchpoint_ratings as (
 
 -- every customer's ratings per journey stage up to each observation date: the prior
 -- that a customer's few ratings are shrunk towards
+stage_daily as (
+
+    select
+        touchpoint_ratings.rated_on,
+        catalogue.journey_stage,
+        sum(touchpoint_ratings.rating) as rating_sum,
+        count(*) as n_ratings
+    from touchpoint_ratings
+    inner join catalogue
+        on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
+    group by touchpoint_ratings.rated_on, catalogue.journey_stage
+
+),
+
 stage_means as (
 
     select
         observation_dates.observation_date,
-        catalogue.journey_stage,
-        avg(touchpoint_ratings.rating) as stage_mean
+        stage_daily.journey_stage,
+        sum(stage_daily.rating_sum) * 1.0 / sum(stage_daily.n_ratings) as stage_mean
     from observation_dates
-    inner join touchpoint_ratings
+    inner join stage_daily
         on
-            observation_dates.observation_date >= touchpoint_ratings.rated_on
-            and observation_dates.data_start_date <= touchpoint_ratings.rated_on
-    inner join catalogue
-        on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
-    group by observation_dates.observation_date, catalogue.journey_stage
+            observation_dates.observation_date >= stage_daily.rated_on
+            and observation_dates.data_start_date <= stage_daily.rated_on
+    group by observation_dates.observation_date, stage_daily.journey_stage
 
 ),
 
@@ -352,16 +385,27 @@ renewal_gaps as (
 
 ),
 
+renewal_gap_daily as (
+
+    select
+        response_date,
+        sum(renewal_gap) as gap_sum,
+        count(*) as n_gaps
+    from renewal_gaps
+    group by response_date
+
+),
+
 renewal_gap_means as (
 
     select
         observation_dates.observation_date,
-        avg(renewal_gaps.renewal_gap) as mean_gap
+        sum(renewal_gap_daily.gap_sum) / sum(renewal_gap_daily.n_gaps) as mean_gap
     from observation_dates
-    inner join renewal_gaps
+    inner join renewal_gap_daily
         on
-            observation_dates.observation_date >= renewal_gaps.response_date
-            and observation_dates.data_start_date <= renewal_gaps.response_date
+            observation_dates.observation_date >= renewal_gap_daily.response_date
+            and observation_dates.data_start_date <= renewal_gap_daily.response_date
     group by observation_dates.observation_date
 
 ),
@@ -386,16 +430,28 @@ renewal_gap_features as (
 ),
 
 -- the share of contacts left unresolved across all customers up to each date
+unresolved_daily as (
+
+    select
+        occurred_on,
+        count(*) filter (where not is_resolved) as n_unresolved,
+        count(*) as n_contacts
+    from interactions
+    group by occurred_on
+
+),
+
 unresolved_means as (
 
     select
         observation_dates.observation_date,
-        avg(case when interactions.is_resolved then 0.0 else 1.0 end) as unresolved_share
+        sum(unresolved_daily.n_unresolved) * 1.0 / sum(unresolved_daily.n_contacts)
+            as unresolved_share
     from observation_dates
-    inner join interactions
+    inner join unresolved_daily
         on
-            observation_dates.observation_date >= interactions.occurred_on
-            and observation_dates.data_start_date <= interactions.occurred_on
+            observation_dates.observation_date >= unresolved_daily.occurred_on
+            and observation_dates.data_start_date <= unresolved_daily.occurred_on
     group by observation_dates.observation_date
 
 ),
