@@ -83,6 +83,8 @@ def prospective_figures(scores: pd.DataFrame, truth_dir: Path, run_date: date,
         out[f"{trait}_share_top_decile"] = float(v[top].mean())
         out[f"{trait}_over_representation"] = (float(v[top].mean() / v.mean()) if v.mean()
                                                else math.nan)
+        out[f"{trait}_true_risk_over_representation"] = (
+            float(v[true_top].mean() / v.mean()) if v.mean() else math.nan)
     return out
 
 
