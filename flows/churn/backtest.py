@@ -26,11 +26,14 @@ from flows.churn.observations import Landmark
 from flows.churn.scoring import _conditional_cumhaz
 
 
-def fit_landmark_cox(data: SurvivalData, penalizer: float, min_events: int) -> ChurnModel:
+def fit_landmark_cox(data: SurvivalData, penalizer: float, min_events: int,
+                     start: ChurnModel | None = None) -> ChurnModel:
     """The own Cox on stacked observation rows (delayed entry on the tenure clock).
 
     Constant and entirely missing features are dropped (and recorded in the spec), so a
     feature the data does not carry costs only itself; too few events raise ModelFitError.
+    ``start``: a model of the same columns whose coefficients start Newton's method (the
+    next penalizer, the same design on more rows): fewer iterations, the same optimum.
     """
     # stacked rows repeat a churner once per observation: count customers, not rows
     churners = (data.frame.loc[data.event, "customer_id"].nunique()
@@ -46,7 +49,8 @@ def fit_landmark_cox(data: SurvivalData, penalizer: float, min_events: int) -> C
     dropped, _ = _check_fittable(x, data.event, min_events)
     spec = spec.without(dropped)
     rows = np.arange(len(data.duration))
-    model = _cox_model(data, spec, rows, penalizer, [])
+    init = start.coef if start is not None and start.columns == spec.columns else None
+    model = _cox_model(data, spec, rows, penalizer, [], init=init)
     model.parameters.update({"penalizer": penalizer, "fitted_rows": int(len(rows)),
                              "fitted_events": int(data.event.sum()),
                              "dropped_features": spec.dropped})
@@ -239,12 +243,15 @@ def run_backtest(obs: Any, now: Any, cfg: LandmarkConfig,
     best: BacktestResult | None = None
     candidates: list[dict[str, Any]] = []
     errors: list[str] = []
+    candidates_model: ChurnModel | None = None
     for pen in pens:
         try:
-            m = fit_landmark_cox(search if len(pens) > 1 else train, pen, cfg.min_events)
+            m = fit_landmark_cox(search if len(pens) > 1 else train, pen, cfg.min_events,
+                                 start=candidates_model)
         except ModelFitError as err:
             errors.append(f"penalizer {pen}: {err}")
             continue
+        candidates_model = m
         raw = raw_probabilities(m, lm)
         fig = measure(raw, lm)
         candidates.append({"family": "cox", "penalizer": pen,
@@ -256,7 +263,7 @@ def run_backtest(obs: Any, now: Any, cfg: LandmarkConfig,
     if best is None:
         raise ModelFitError("no candidate converged: " + "; ".join(errors)[:400])
     if len(pens) > 1 and search is not train:
-        m = fit_landmark_cox(train, best.penalizer, cfg.min_events)
+        m = fit_landmark_cox(train, best.penalizer, cfg.min_events, start=best.model)
         raw = raw_probabilities(m, lm)
         best = BacktestResult(best.landmark_date, best.penalizer, m, raw, outcomes,
                               measure(raw, lm))
