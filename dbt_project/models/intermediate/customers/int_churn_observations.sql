@@ -102,9 +102,9 @@ known_on_date as (
     from observation_dates
     inner join subscription_versions
         on
-            subscription_versions.known_from <= observation_dates.observation_date
-            and coalesce(subscription_versions.known_until, date '9999-12-31')
-            > observation_dates.observation_date
+            observation_dates.observation_date >= subscription_versions.known_from
+            and observation_dates.observation_date
+            < coalesce(subscription_versions.known_until, date '9999-12-31')
 
 ),
 
@@ -629,8 +629,10 @@ final as (
                 - coalesce(interaction_features.n_interactions_history, 0)
                 * unresolved_means.unresolved_share
             )
-            / (coalesce(interaction_features.n_interactions_history, 0)
-                + {{ shrink['unresolved'] }}) as double precision
+            / (
+                coalesce(interaction_features.n_interactions_history, 0)
+                + {{ shrink['unresolved'] }}
+            ) as double precision
         ) as unresolved_excess_shrunk,
         -- contact rates per 90 observed days (null: no observed day in the window)
         cast(
@@ -700,10 +702,14 @@ final as (
             as rating_change,
         {%- for stage in rating_stages %}
         rating_features.{{ adapter.quote('rating_' ~ stage) }},
-        cast(rating_features.{{ adapter.quote('rating_' ~ stage ~ '_vs_own') }}
-            as double precision) as {{ adapter.quote('rating_' ~ stage ~ '_vs_own') }},
-        cast(coalesce(rating_features.{{ adapter.quote('rating_' ~ stage ~ '_shrunk') }}, 0)
-            as double precision) as {{ adapter.quote('rating_' ~ stage ~ '_shrunk') }},
+        cast(
+            rating_features.{{ adapter.quote('rating_' ~ stage ~ '_vs_own') }}
+            as double precision
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_vs_own') }},
+        cast(
+            coalesce(rating_features.{{ adapter.quote('rating_' ~ stage ~ '_shrunk') }}, 0)
+            as double precision
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_shrunk') }},
         {%- endfor %}
         cast(response_features.last_nps as double precision) as last_nps,
         cast(response_features.avg_likelihood_to_renew as double precision)
