@@ -10,8 +10,9 @@ ratios are meaningful on a noisy machine:
   than the load), plus the same file with one value that does not parse;
 - ``ingest_memory``: peak RSS of ingesting the same rows as one CSV and as one
   Parquet batch, each in its own subprocess (target: Parquet within 1.2x of CSV);
-- ``churn``: cxloop's fit + score against a plain ``CoxPHFitter().fit`` on the
-  same feature frame.
+- ``churn``: the pipeline's churn stage on the demo (backtest concordance next to tenure
+  alone and the oracle), then the churn-stage time at 100k and 1M customers through the
+  pipeline's own path (``benchmarks/churn_scale.py``).
 
     python -m benchmarks.run --customers 20000 --days 120 [--ingest-rows 1000000]
 """
@@ -246,60 +247,28 @@ def bench_landmark_stage(wh, truth_dir: Path) -> dict:
 
 
 def bench_churn(home: Path) -> dict:
-    """Churn: the pipeline's stage on the demo, then snapshot fits on synthetic bases.
+    """Churn: the pipeline's stage on the demo, then the churn-stage time at scale.
 
-    The synthetic bases (snapshot mode: one row per customer with the true covariates)
-    are drawn from the demo's planted hazard model (``churn.synthetic_snapshot``), so
-    each scale also records the held-out
-    concordance of a plain unpenalised Cox fit on the same training data and the
-    oracle concordance of the true risk, on the same held-out customers. Scales
-    come from ``CXLOOP_BENCH_CHURN_SIZES`` (comma-separated; default 100000,1000000).
+    The scale runs (``benchmarks/churn_scale.py``) go through the pipeline's own path:
+    generated demo extracts (365 days: 12 observation dates), loaded by ``backfill`` in
+    30-day batches, then the observation table's dbt build and ``run_churn`` timed on
+    their own. Scales come from ``CXLOOP_BENCH_CHURN_SIZES`` (comma-separated; default
+    100000: at 1M the backfill that builds the inputs alone takes well over half an hour
+    here, so ``CXLOOP_BENCH_CHURN_SIZES=100000,1000000`` is opt-in);
+    each writes ``benchmarks/results/churn-scale-<n>x365.json`` too.
     """
-    import numpy as np
-    from lifelines.utils import concordance_index
-
-    from flows import churn
+    from benchmarks import churn_scale
     from flows.warehouse import open_warehouse
 
     out: dict = {}
     wh = open_warehouse(home)
     out["demo"] = bench_landmark_stage(wh, home / "landing" / "_truth")
     sizes = [int(x) for x in os.environ.get("CXLOOP_BENCH_CHURN_SIZES",
-                                            "100000,1000000").split(",") if x.strip()]
-    cov = ["plan", "segment", "region", "log_monthly_value", "billing_experience",
-           "unresolved_propensity", "goes_silent", "price_sensitive"]
+                                            "100000").split(",") if x.strip()]
     for n in sizes:
-        df = churn.synthetic_snapshot(n, seed=2)
-        t0 = time.perf_counter()
-        data = churn.snapshot_data(df, "duration", "event", covariates=cov, entry="entry",
-                                   order="signup_day")
-        cfg = churn.FitConfig()
-        m = churn.fit_survival(data, cfg)
-        fit_s = time.perf_counter() - t0
-        active = ~data.event
-        t0 = time.perf_counter()
-        sc = churn.score_frame(m, data.frame[active].reset_index(drop=True), data.duration[active])
-        score_s = time.perf_counter() - t0
-        # Plain full fit: unpenalised Cox, no search, no strata, same training data.
-        train, hold, _ = churn.split_data(data, cfg)
-        ev = hold.subset(churn._sample(np.arange(len(hold.duration)), cfg.eval_rows, cfg.seed + 1))
-        t0 = time.perf_counter()
-        plain = churn._cox_model(train, m.spec, np.arange(len(train.duration)), 0.0, [])
-        plain_s = time.perf_counter() - t0
-        plain_c = churn.evaluate(plain, ev)["heldout_concordance"]
-        oracle_c = concordance_index(ev.duration, -ev.frame["risk_score"].to_numpy(), ev.event)
-        out[f"synthetic_{n}"] = {
-            "rows": n, "events": int(data.event.sum()), "fit_seconds": round(fit_s, 2),
-            "score_seconds": round(score_s, 2), "fit_plus_score_seconds": round(fit_s + score_s, 2),
-            "scored": len(sc), "kind": m.kind, "penalizer": m.parameters.get("penalizer"),
-            "heldout_concordance": round(m.metrics["heldout_concordance"], 4),
-            "plain_cox_heldout_concordance": round(plain_c, 4),
-            "oracle_concordance": round(float(oracle_c), 4),
-            "plain_cox_fit_seconds": round(plain_s, 2),
-            "integrated_brier": round(m.metrics["integrated_brier"], 4),
-            "calibration_90d": m.metrics["calibration_90d"],
-            "ph_action": m.ph_check.get("action")}
-        print(f"churn bench {n:,}: {out[f'synthetic_{n}']}", flush=True)
+        path = churn_scale.main(["--customers", str(n), "--days", "365"])
+        out[f"stage_{n}"] = json.loads(path.read_text())
+        print(f"churn stage {n:,}: {out[f'stage_{n}']}", flush=True)
     return out
 
 

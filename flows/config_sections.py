@@ -199,8 +199,9 @@ class ChurnSettings(_Strict):
     # medium: 0.15} = the top 5 % are high, the next 15 % medium, the rest low.
     risk_bands: dict[Literal["high", "medium"], float] = Field(
         default_factory=lambda: {"high": 0.05, "medium": 0.15})
-    # An early-warning flag whose backtest lift (churn rate of flagged over the base rate)
-    # is below this is marked non-predictive and drives no tasks.
+    # An early-warning flag whose backtest lift (churn rate of flagged over the base rate),
+    # at the lower end of its 90 % interval, is below this is marked non-predictive and
+    # drives no tasks.
     min_warning_lift: float = Field(1.2, ge=1.0)
 
     @field_validator("risk_bands")

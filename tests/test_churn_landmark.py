@@ -243,3 +243,24 @@ def test_large_tables_are_sampled_by_customer_in_sql_and_for_the_search(warehous
     assert bt["model_raw"]["training_rows"] <= 20_000
     assert res.metrics["n_rows"] <= 20_000 * 1.2
     assert bt["model_raw"]["concordance"] > bt["baselines"]["tenure_only_km"]["concordance"]
+
+
+def test_a_flag_whose_lift_may_be_chance_is_judged_on_its_lower_bound():
+    from flows.churn.backtest import flag_lift
+    from flows.churn.observations import Landmark
+
+    # 10,000 customers, 10 % churn; flag "few": 40 flagged, 8 churned (point lift 2.0);
+    # flag "many": 2,000 flagged, 400 churned (lift 2.0, tight interval)
+    n = 10_000
+    churned = np.zeros(n, bool)
+    churned[:1000] = True
+    few = np.zeros(n, bool)
+    few[:8] = few[1000:1032] = True
+    many = np.zeros(n, bool)
+    many[:400] = many[1000:2600] = True
+    lm = Landmark(pd.DataFrame({"flag_few": few, "flag_many": many}), np.zeros(n),
+                  np.where(churned, 10.0, np.nan), 90)
+    by = {f["flag"]: f for f in flag_lift(lm, ["flag_few", "flag_many"])}
+    assert by["flag_few"]["lift"] == pytest.approx(2.0)
+    assert by["flag_many"]["lift"] == pytest.approx(2.0)
+    assert by["flag_few"]["lift_lower"] < 1.2 < by["flag_many"]["lift_lower"] < 2.0

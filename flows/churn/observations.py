@@ -24,7 +24,7 @@ from flows.churn.design import SurvivalData
 NOT_FEATURES = {
     "observation_id", "customer_id", "observation_date", "data_start_date",
     "observed_window_days", "signup_date", "tenure_days", "churned_on", "features_as_of",
-    "monthly_value", "n_invitations",
+    "monthly_value", "n_invitations", "subscription_known_on",
 }
 FLAG_PREFIX = "flag_"
 # Missing values are filled with the training mean (DesignSpec). Missing-data indicators

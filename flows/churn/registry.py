@@ -234,13 +234,15 @@ def write_warning_lift(wh: Warehouse, flags: list[dict[str, Any]], landmark_date
     """Replace the early-warning lift table with this backtest's figures.
 
     ``flag_<name>`` columns of the observation table are the flags of mart_early_warnings
-    named ``<name>``; a flag whose lift is below ``min_lift`` (or unmeasurable) is
-    non-predictive, and task rules read that.
+    named ``<name>``; a flag whose lift is below ``min_lift`` at the lower end of its
+    confidence interval (``lift_lower``; or unmeasurable) is non-predictive, and task
+    rules read that: a handful of flagged customers that churned by chance prove nothing.
     """
     now = datetime.now(UTC)
     rows = [(f["flag"].removeprefix("flag_"), landmark_date, horizon, f["n_customers"],
              f["n_flagged"], f["base_rate"], f["precision"], f["recall"], f["lift"],
-             bool(f["lift"] is not None and f["lift"] >= min_lift), now, model_version)
+             bool(f.get("lift_lower", f["lift"]) is not None
+                  and f.get("lift_lower", f["lift"]) >= min_lift), now, model_version)
             for f in flags]
     with wh.transaction() as cur:
         cur.execute("delete from marts.churn_warning_lift")

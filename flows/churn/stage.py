@@ -124,7 +124,7 @@ def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
     final_data = survival_rows(obs, now, now, cfg.follow_days, cfg.max_rows, cfg.seed)
     from flows.churn.backtest import fit_landmark_cox
 
-    model = fit_landmark_cox(final_data, bt.penalizer, cfg.min_events)
+    model = fit_landmark_cox(final_data, bt.penalizer, cfg.min_events, start=bt.model)
     model.trained_for = now
     model.version = _version(now, bt.penalizer, len(final_data.duration),
                              int(final_data.event.sum()))

@@ -7,14 +7,22 @@
 {%- set every_days = var('churn_observation_every_days') %}
 {%- set grace_days = var('survey_answer_grace_days') %}
 {%- set rating_stages = var('churn_rating_stages') %}
+{%- set shrink = var('churn_shrinkage') %}
 {%- set ltr_range = var('domain_scales')['responses.likelihood_to_renew'] %}
 {%- set os_range = var('domain_scales')['responses.overall_satisfaction'] %}
-{%- set renewal_column = first_present_column(ref('stg_crm__subscriptions'), var('churn_renewal_date_columns')) %}
+{#- renewal dates int_subscription_versions carries, as known on each date -#}
+{%- set renewal_column = (var('churn_renewal_date_columns') | select('in', ['renewal_date']) | list | first) or none %}
 with
 
 all_subscriptions as (
 
     select * from {{ ref('stg_crm__subscriptions') }}
+
+),
+
+subscription_versions as (
+
+    select * from {{ ref('int_subscription_versions') }}
 
 ),
 
@@ -83,53 +91,101 @@ observation_dates as (
 
 ),
 
+-- each subscription as the warehouse knew it on each observation date (and one window
+-- earlier, for the value trend): never a version extracted later
+known_on_date as (
+
+    select
+        observation_dates.observation_date,
+        observation_dates.data_start_date,
+        subscription_versions.*
+    from observation_dates
+    inner join subscription_versions
+        on
+            observation_dates.observation_date >= subscription_versions.known_from
+            and observation_dates.observation_date
+            < coalesce(subscription_versions.known_until, date '9999-12-31')
+
+),
+
+known_window_before as (
+
+    select
+        observation_dates.observation_date,
+        subscription_versions.*
+    from observation_dates
+    inner join subscription_versions
+        on
+            subscription_versions.known_from
+            <= observation_dates.observation_date - {{ window_days }}
+            and coalesce(subscription_versions.known_until, date '9999-12-31')
+            > observation_dates.observation_date - {{ window_days }}
+
+),
+
 -- the subscription running on each observation date (the latest started if several)
 running as (
 
-    select distinct on (observation_dates.observation_date, all_subscriptions.customer_id)
-        observation_dates.observation_date,
-        observation_dates.data_start_date,
-        all_subscriptions.customer_id,
-        all_subscriptions.plan,
-        all_subscriptions.monthly_value,
-        all_subscriptions.start_date,
+    select distinct on (known_on_date.observation_date, known_on_date.customer_id)
+        known_on_date.observation_date,
+        known_on_date.data_start_date,
+        known_on_date.customer_id,
+        known_on_date.plan,
+        known_on_date.monthly_value,
+        known_on_date.start_date,
+        known_on_date.known_from as subscription_known_on,
         {%- if renewal_column %}
-        all_subscriptions.{{ adapter.quote(renewal_column) }} as renewal_date
+        known_on_date.{{ adapter.quote(renewal_column) }} as renewal_date
         {%- else %}
         cast(null as date) as renewal_date
         {%- endif %}
-    from observation_dates
-    inner join all_subscriptions
-        on
-            observation_dates.observation_date >= all_subscriptions.start_date
-            and coalesce(all_subscriptions.end_date, date '9999-12-31')
-            > observation_dates.observation_date
+    from known_on_date
+    where
+        known_on_date.observation_date >= known_on_date.start_date
+        and coalesce(known_on_date.end_date, date '9999-12-31')
+        > known_on_date.observation_date
     order by
-        observation_dates.observation_date asc,
-        all_subscriptions.customer_id asc,
-        all_subscriptions.start_date desc,
-        all_subscriptions.subscription_id desc
+        known_on_date.observation_date asc,
+        known_on_date.customer_id asc,
+        known_on_date.start_date desc,
+        known_on_date.subscription_id desc
 
 ),
 
 value_before as (
 
-    select distinct on (running.observation_date, running.customer_id)
-        running.observation_date,
-        running.customer_id,
-        all_subscriptions.monthly_value as monthly_value_before
-    from running
-    inner join all_subscriptions
-        on
-            running.customer_id = all_subscriptions.customer_id
-            and all_subscriptions.start_date <= running.observation_date - {{ window_days }}
-            and coalesce(all_subscriptions.end_date, date '9999-12-31')
-            > running.observation_date - {{ window_days }}
+    select distinct on (known_window_before.observation_date, known_window_before.customer_id)
+        known_window_before.observation_date,
+        known_window_before.customer_id,
+        known_window_before.monthly_value as monthly_value_before
+    from known_window_before
+    where
+        known_window_before.start_date
+        <= known_window_before.observation_date - {{ window_days }}
+        and coalesce(known_window_before.end_date, date '9999-12-31')
+        > known_window_before.observation_date - {{ window_days }}
     order by
-        running.observation_date asc,
-        running.customer_id asc,
-        all_subscriptions.start_date desc,
-        all_subscriptions.subscription_id desc
+        known_window_before.observation_date asc,
+        known_window_before.customer_id asc,
+        known_window_before.start_date desc,
+        known_window_before.subscription_id desc
+
+),
+
+-- earlier dates of a large base are sampled by whole customers (a hash of the id, the
+-- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
+-- rows, which are scored, are always complete. Whole customers need no weights.
+history_sample as (
+
+    select
+        least(
+            1024,
+            ceil(
+                1024.0 * {{ var('churn_history_max_rows') }}
+                / nullif(count(*) filter (where observation_date < {{ run_date() }}), 0)
+            )
+        ) as buckets
+    from running
 
 ),
 
@@ -142,6 +198,7 @@ base as (
         running.plan,
         running.monthly_value,
         running.start_date as subscription_start_date,
+        running.subscription_known_on,
         running.renewal_date,
         coalesce(customer_history.region, 'unknown') as region,
         coalesce(customer_history.segment, 'unknown') as segment,
@@ -154,8 +211,12 @@ base as (
             as observed_window_days,
         running.observation_date - running.data_start_date + 1 as observed_history_days
     from running
+    cross join history_sample
     inner join rolled_up
-        on running.customer_id = rolled_up.customer_id
+        on
+            running.customer_id = rolled_up.customer_id
+            -- a cancellation exported after the date it took effect: not a customer then
+            and coalesce(rolled_up.churned_on, date '9999-12-31') > running.observation_date
     left join customer_history
         on
             running.customer_id = customer_history.customer_id
@@ -165,6 +226,9 @@ base as (
                 cast(running.observation_date + 1 as timestamp) > customer_history.valid_from
                 or customer_history.version_number = 1
             )
+    where
+        running.observation_date = {{ run_date() }}
+        or (hashtext(running.customer_id) & 1023) < coalesce(history_sample.buckets, 1024)
 
 ),
 
@@ -223,6 +287,37 @@ touchpoint_ratings as (
 
 ),
 
+-- every customer's ratings per journey stage up to each observation date: the prior
+-- that a customer's few ratings are shrunk towards
+stage_daily as (
+
+    select
+        touchpoint_ratings.rated_on,
+        catalogue.journey_stage,
+        sum(touchpoint_ratings.rating) as rating_sum,
+        count(*) as n_ratings
+    from touchpoint_ratings
+    inner join catalogue
+        on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
+    group by touchpoint_ratings.rated_on, catalogue.journey_stage
+
+),
+
+stage_means as (
+
+    select
+        observation_dates.observation_date,
+        stage_daily.journey_stage,
+        sum(stage_daily.rating_sum) * 1.0 / sum(stage_daily.n_ratings) as stage_mean
+    from observation_dates
+    inner join stage_daily
+        on
+            observation_dates.observation_date >= stage_daily.rated_on
+            and observation_dates.data_start_date <= stage_daily.rated_on
+    group by observation_dates.observation_date, stage_daily.journey_stage
+
+),
+
 rating_features as (
 
     select
@@ -238,6 +333,23 @@ rating_features as (
         avg(touchpoint_ratings.rating) filter (
             where catalogue.journey_stage = '{{ stage }}'
         ) as {{ adapter.quote('rating_' ~ stage) }},
+        -- the stage against the customer's own ratings elsewhere: their general mood
+        -- (and a habit of rating everything high) cancels out
+        avg(touchpoint_ratings.rating) filter (
+            where catalogue.journey_stage = '{{ stage }}'
+        )
+        - avg(touchpoint_ratings.rating) filter (
+            where catalogue.journey_stage is distinct from '{{ stage }}'
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_vs_own') }},
+        -- the stage's ratings against everyone's, shrunk by how many there are (an
+        -- estimate of the customer's lasting experience there, 0 without a rating)
+        sum(touchpoint_ratings.rating - stage_means.stage_mean) filter (
+            where catalogue.journey_stage = '{{ stage }}'
+        )
+        / (
+            count(*) filter (where catalogue.journey_stage = '{{ stage }}')
+            + {{ shrink['ratings'] }}
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_shrunk') }},
         {%- endfor %}
         max(touchpoint_ratings.rated_on) as last_rated_on
     from base
@@ -248,7 +360,99 @@ rating_features as (
             and base.data_start_date <= touchpoint_ratings.rated_on
     left join catalogue
         on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
+    left join stage_means
+        on
+            base.observation_date = stage_means.observation_date
+            and catalogue.journey_stage = stage_means.journey_stage
     group by base.observation_date, base.customer_id
+
+),
+
+-- renewal intention against satisfaction, each scaled to 0-1 by its range
+renewal_gaps as (
+
+    select
+        responses.customer_id,
+        responses.response_date,
+        (responses.likelihood_to_renew - {{ ltr_range[0] }}) * 1.0
+        / ({{ ltr_range[1] }} - {{ ltr_range[0] }})
+        - (responses.overall_satisfaction - {{ os_range[0] }}) * 1.0
+        / ({{ os_range[1] }} - {{ os_range[0] }}) as renewal_gap
+    from responses
+    where
+        responses.likelihood_to_renew is not null
+        and responses.overall_satisfaction is not null
+
+),
+
+renewal_gap_daily as (
+
+    select
+        response_date,
+        sum(renewal_gap) as gap_sum,
+        count(*) as n_gaps
+    from renewal_gaps
+    group by response_date
+
+),
+
+renewal_gap_means as (
+
+    select
+        observation_dates.observation_date,
+        sum(renewal_gap_daily.gap_sum) / sum(renewal_gap_daily.n_gaps) as mean_gap
+    from observation_dates
+    inner join renewal_gap_daily
+        on
+            observation_dates.observation_date >= renewal_gap_daily.response_date
+            and observation_dates.data_start_date <= renewal_gap_daily.response_date
+    group by observation_dates.observation_date
+
+),
+
+renewal_gap_features as (
+
+    select
+        base.observation_date,
+        base.customer_id,
+        sum(renewal_gaps.renewal_gap - renewal_gap_means.mean_gap)
+        / (count(*) + {{ shrink['renewal_intention'] }}) as renewal_gap_shrunk
+    from base
+    inner join renewal_gaps
+        on
+            base.customer_id = renewal_gaps.customer_id
+            and base.observation_date >= renewal_gaps.response_date
+            and base.data_start_date <= renewal_gaps.response_date
+    inner join renewal_gap_means
+        on base.observation_date = renewal_gap_means.observation_date
+    group by base.observation_date, base.customer_id
+
+),
+
+-- the share of contacts left unresolved across all customers up to each date
+unresolved_daily as (
+
+    select
+        occurred_on,
+        count(*) filter (where not is_resolved) as n_unresolved,
+        count(*) as n_contacts
+    from interactions
+    group by occurred_on
+
+),
+
+unresolved_means as (
+
+    select
+        observation_dates.observation_date,
+        sum(unresolved_daily.n_unresolved) * 1.0 / sum(unresolved_daily.n_contacts)
+            as unresolved_share
+    from observation_dates
+    inner join unresolved_daily
+        on
+            observation_dates.observation_date >= unresolved_daily.occurred_on
+            and observation_dates.data_start_date <= unresolved_daily.occurred_on
+    group by observation_dates.observation_date
 
 ),
 
@@ -353,6 +557,25 @@ invitation_features as (
 
 ),
 
+-- the answering habit while the customer still answered: invitations sent up to the
+-- last answer (Laplace-smoothed, so one answered invitation is not a certain habit)
+answer_habit as (
+
+    select
+        invitation_history.observation_date,
+        invitation_history.customer_id,
+        (count(*) filter (where invitation_history.is_answered) + 1.0) / (count(*) + 2.0)
+            as habit_answer_rate
+    from invitation_history
+    inner join response_features
+        on
+            invitation_history.observation_date = response_features.observation_date
+            and invitation_history.customer_id = response_features.customer_id
+    where invitation_history.sent_on <= response_features.last_answer_on
+    group by invitation_history.observation_date, invitation_history.customer_id
+
+),
+
 unanswered_since_last_answer as (
 
     select
@@ -390,7 +613,27 @@ final as (
             ln(nullif(base.monthly_value, 0) / nullif(value_before.monthly_value_before, 0))
             as double precision
         ) as value_change_log,
-        cast(base.renewal_date - base.observation_date as integer) as days_to_renewal,
+        -- the renewal date known on the observation date (null once it has passed
+        -- without a newer version: the next term is not known yet)
+        cast(
+            case
+                when base.renewal_date >= base.observation_date
+                    then base.renewal_date - base.observation_date
+            end as integer
+        ) as days_to_renewal,
+        cast(base.subscription_known_on as date) as subscription_known_on,
+        -- unresolved contacts beyond everyone's share, shrunk by the number of contacts
+        cast(
+            (
+                coalesce(interaction_features.n_unresolved_history, 0)
+                - coalesce(interaction_features.n_interactions_history, 0)
+                * unresolved_means.unresolved_share
+            )
+            / (
+                coalesce(interaction_features.n_interactions_history, 0)
+                + {{ shrink['unresolved'] }}
+            ) as double precision
+        ) as unresolved_excess_shrunk,
         -- contact rates per 90 observed days (null: no observed day in the window)
         cast(
             coalesce(interaction_features.n_interactions, 0) * 90.0
@@ -414,6 +657,12 @@ final as (
             coalesce(interaction_features.n_unresolved_history, 0) * 90.0
             / nullif(base.observed_history_days, 0) as double precision
         ) as unresolved_per_90d_history,
+        -- share of contacts left unresolved (smoothed towards none for few contacts)
+        cast(
+            coalesce(interaction_features.n_unresolved_history, 0) * 1.0
+            / (coalesce(interaction_features.n_interactions_history, 0) + 2.0)
+            as double precision
+        ) as unresolved_share_history,
         -- survey habit and silence against it
         cast(coalesce(invitation_features.n_invitations, 0) as integer) as n_invitations,
         cast(
@@ -437,12 +686,30 @@ final as (
             * invitation_features.n_answered * 1.0 / nullif(invitation_features.n_invitations, 0)
             as double precision
         ) as missed_answers_vs_habit,
+        cast(answer_habit.habit_answer_rate as double precision) as habit_answer_rate,
+        -- how improbable the unanswered run is for this customer's own habit:
+        -- -ln P(n unanswered in a row | habit) (0 before any answer: no habit to break)
+        cast(
+            coalesce(
+                -coalesce(unanswered_since_last_answer.n_unanswered_since_last_answer, 0)
+                * ln(1 - answer_habit.habit_answer_rate),
+                0
+            ) as double precision
+        ) as silence_surprise,
         -- ratings against the customer's own earlier ratings
         rating_features.rating_recent,
         cast(rating_features.rating_recent - rating_features.rating_earlier as double precision)
             as rating_change,
         {%- for stage in rating_stages %}
         rating_features.{{ adapter.quote('rating_' ~ stage) }},
+        cast(
+            rating_features.{{ adapter.quote('rating_' ~ stage ~ '_vs_own') }}
+            as double precision
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_vs_own') }},
+        cast(
+            coalesce(rating_features.{{ adapter.quote('rating_' ~ stage ~ '_shrunk') }}, 0)
+            as double precision
+        ) as {{ adapter.quote('rating_' ~ stage ~ '_shrunk') }},
         {%- endfor %}
         cast(response_features.last_nps as double precision) as last_nps,
         cast(response_features.avg_likelihood_to_renew as double precision)
@@ -452,6 +719,8 @@ final as (
         -- renewal intention against the customer's own satisfaction in the same answers
         cast(response_features.avg_renewal_vs_satisfaction as double precision)
             as renewal_vs_satisfaction,
+        cast(coalesce(renewal_gap_features.renewal_gap_shrunk, 0) as double precision)
+            as renewal_gap_shrunk,
         cast(
             response_features.last_overall_satisfaction
             - response_features.avg_overall_satisfaction as double precision
@@ -480,6 +749,7 @@ final as (
         -- the latest event date any feature used: never after observation_date
         cast(greatest(
             base.subscription_start_date,
+            base.subscription_known_on,
             interaction_features.last_interaction_on,
             rating_features.last_rated_on,
             response_features.last_answer_on,
@@ -510,6 +780,16 @@ final as (
         on
             base.observation_date = satisfaction_trend.observation_date
             and base.customer_id = satisfaction_trend.customer_id
+    left join unresolved_means
+        on base.observation_date = unresolved_means.observation_date
+    left join renewal_gap_features
+        on
+            base.observation_date = renewal_gap_features.observation_date
+            and base.customer_id = renewal_gap_features.customer_id
+    left join answer_habit
+        on
+            base.observation_date = answer_habit.observation_date
+            and base.customer_id = answer_habit.customer_id
     left join unanswered_since_last_answer
         on
             base.observation_date = unanswered_since_last_answer.observation_date

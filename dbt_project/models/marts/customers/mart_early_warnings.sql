@@ -13,7 +13,8 @@
 --                                 warning_silent_vs_habit x their usual interval, and an
 --                                 invitation unanswered since (int_churn_observations)
 -- Each flag carries its backtest lift (python output churn_warning_lift, written by the
--- churn stage, hence tag after_python); a flag with lift below churn.min_warning_lift (or
+-- churn stage, hence tag after_python); a flag whose lift (lower end of its 90 % interval)
+-- is below churn.min_warning_lift (or
 -- not measured by a backtest that measured others) is non-predictive (is_predictive
 -- false) and drives no tasks; before any backtest is_predictive is null (unknown).
 {{ config(tags=['after_python']) }}
