@@ -25,6 +25,8 @@ from pydantic import (
 from flows.config_sections import (  # noqa: F401 - re-exported: flows.config is the API
     DEFAULT_CATEGORIES,
     DEFAULT_EXPERIENCE_DIMENSIONS,
+    DEFAULT_ORDERED,
+    DEFAULT_PLAUSIBLE,
     DEFAULT_SCALES,
     ChurnSettings,
     Domain,

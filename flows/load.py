@@ -47,7 +47,7 @@ from flows.validate import (
     reference_parameters,
     stage_query,
 )
-from flows.warehouse import LINEAGE_COLUMNS, Warehouse
+from flows.warehouse import LINEAGE_COLUMNS, Warehouse, set_default_zone
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ def refresh_reference(wh: Warehouse, settings: Settings) -> None:
         cur.execute("truncate ops.ref_source_zones")
         cur.executemany("insert into ops.ref_source_zones values (%s, %s)",
                         sorted(settings.source_timezones().items()))
+        set_default_zone(cur, settings.timezone)
 
 
 def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:

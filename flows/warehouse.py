@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import psycopg2
 import psycopg2.extensions
+import psycopg2.errors
 from psycopg2 import sql
 
 from flows.entities import ENTITIES, Entity
@@ -303,6 +304,29 @@ def _timestamps_to_timestamptz(cur: psycopg2.extensions.cursor, e: Entity) -> No
     cur.execute(sql.SQL("alter table raw.{} {}").format(sql.Identifier(e.name), sql.SQL(", ").join(
         sql.SQL("alter column {c} type timestamptz using {c} at time zone "
                 "current_setting('TimeZone')").format(c=sql.Identifier(c)) for c in old)))
+
+
+def set_default_zone(cur: psycopg2.extensions.cursor, zone: str) -> None:
+    """Make ``zone`` the database's default session zone, so that a psql or BI session
+    reads staging's wall-clock times and day boundaries as the pipeline does (its own
+    sessions set the zone explicitly). Without the right to (not the database's owner),
+    a warning: the pipeline is unaffected."""
+    cur.execute("select current_database(), coalesce((select s.setting from "
+                "pg_db_role_setting r, unnest(r.setconfig) s(setting) join pg_database d "
+                "on d.datname = current_database() where r.setdatabase = d.oid "
+                "and r.setrole = 0 and s.setting like 'TimeZone=%%'), '')")
+    database, current = cur.fetchone()
+    if current == f"TimeZone={zone}":
+        return
+    cur.execute("savepoint default_zone")
+    try:
+        cur.execute(sql.SQL("alter database {} set timezone = {}").format(
+            sql.Identifier(database), sql.Literal(zone)))
+    except psycopg2.errors.InsufficientPrivilege:
+        cur.execute("rollback to savepoint default_zone")
+        log.warning("cannot set the default time zone of database %s to %s (not its owner); "
+                    "other sessions read staging in the server's zone", database, zone)
+    cur.execute("release savepoint default_zone")
 
 
 def quarantine_table_ddl(e: Entity) -> sql.Composed:
