@@ -91,7 +91,10 @@ class FileSource(_Strict):
             raise ValueError(f"unknown encoding {v!r} (try utf-8 or gb18030)") from None
         return v
 
-    _known_tz = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str | None) -> str | None:
+        return _zone(v)
 
     @field_validator("delimiter")
     @classmethod
@@ -115,7 +118,10 @@ class SqlSource(_Strict):
     mapping: dict[str, EntityMapping] = Field(default_factory=dict)
     timezone: str | None = None  # as for files: the zone of naive timestamps
 
-    _known_tz = field_validator("timezone")(classmethod(lambda cls, v: _zone(v)))
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str | None) -> str | None:
+        return _zone(v)
 
 
 def _source_kind(v: Any) -> str:

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import psycopg2
-import psycopg2.extensions
 import psycopg2.errors
+import psycopg2.extensions
 from psycopg2 import sql
 
 from flows.entities import ENTITIES, Entity
