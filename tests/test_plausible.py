@@ -219,12 +219,13 @@ def test_implausible_rows_are_quarantined_and_the_next_run_exits_0(warehouse, tm
     _write(landing, "crm", "subscriptions", D1, list(SUBSCRIPTIONS))
     _write(landing, "crm", "interactions", D1, list(INTERACTIONS))
     _write(landing, "crm", "orders", D1, list(ORDERS))
+    # 20:00 UTC on the 3rd is the 4th in the configured zone (+08:00).
     _write(landing, "crm", "interactions", D2,
-           ["i4,c1,billing,phone,2026-08-04 08:00:00,40,200,true,true"])
+           ["i4,c1,billing,phone,2026-08-03T20:00:00Z,40,200,true,true"])
     # A bound of the user's own (handle time at most an hour) and a key with no default.
     config = tmp_path / "cxloop.yml"
     config.write_text(yaml.safe_dump({
-        "landing": "landing", "home": "home",
+        "landing": "landing", "home": "home", "timezone": "Asia/Shanghai",
         "domain": {"plausible": {"interactions.handle_seconds": [0, 3600],
                                  "orders.amount": [0, None]}}}))
 
@@ -261,5 +262,7 @@ def test_implausible_rows_are_quarantined_and_the_next_run_exits_0(warehouse, tm
         assert cur.fetchall() == [("completed",)]
         cur.execute("select count(*), min(monthly_value) from staging.stg_crm__subscriptions")
         assert cur.fetchone() == (1, 20)
-        cur.execute("select count(*) from staging.stg_crm__interactions")
-        assert cur.fetchone()[0] == 2  # i1 from day 1, i4 from day 2
+        # Tables dbt built count days of the configured zone (dbt's session runs in it).
+        cur.execute("select date_day, sum(n_interactions) from marts.fct_touchpoint_daily "
+                    "where n_interactions > 0 group by 1 order by 1")
+        assert cur.fetchall() == [(date(2026, 8, 2), 1), (D2, 1)]  # i1 of day 1, i4
