@@ -167,6 +167,8 @@ class Domain(_Strict):
             if e1 != e2 or c1 == c2:
                 raise ValueError(f"{list(pair)!r}: two different columns of one entity "
                                  "are needed")
+            if (f"{e1}.{c1}", f"{e2}.{c2}") in out:
+                raise ValueError(f"{list(pair)!r} is listed twice")
             out.append((f"{e1}.{c1}", f"{e2}.{c2}"))
         return out
 
