@@ -145,3 +145,12 @@ def test_naive_raw_timestamps_of_an_older_warehouse_become_instants(warehouse):
         assert cur.fetchone()[0] == _utc(2026, 8, 3, 15, 30)
         cur.execute("select to_regclass('staging.v_old')")
         assert cur.fetchone()[0] is None  # dropped; dbt builds its views again
+
+
+def test_an_unknown_source_zone_stops_before_loading(tmp_path):
+    from flows.errors import ConfigError
+
+    config = tmp_path / "cxloop.yml"
+    config.write_text("sources:\n  crm:\n    timezone: Mars/Olympus\n  survey: {}\n")
+    with pytest.raises(ConfigError, match=r"sources\.crm\.timezone: .*unknown timezone 'Mars"):
+        load_settings(config)
