@@ -242,8 +242,10 @@ def domain_parameters(cur: Any) -> dict[str, Any]:
 def configure_suite(suite_json: dict[str, Any], entity: str,
                     parameters: dict[str, Any]) -> dict[str, Any]:
     """The committed suite for this run's domain: each domain rule's message names the
-    configured values, and a configured key the committed suite has no rule for (a
-    company's own categorical, say ``subscriptions.cancel_reason``) gets one."""
+    configured values, a configured key the committed suite has no rule for (a
+    company's own categorical, say ``subscriptions.cancel_reason``, or a plausible range
+    of ``orders.amount``) gets one, and an ordered pair left out of ``domain.ordered``
+    loses its rule."""
     out = {**suite_json, "expectations": []}
     present = set()
     ordered = parameters.get(ORDERED_PARAMETER)
@@ -259,14 +261,14 @@ def configure_suite(suite_json: dict[str, Any], entity: str,
             exp = {**exp, "description": _describe(key, exp["type"], kind, parameters,
                                                    exp.get("description"))}
         out["expectations"].append(exp)
-    wanted: dict[tuple[str, str], str] = {}
+    wanted: set[tuple[str, str]] = set()  # (parameter part, key) of configured keys
     for name in parameters:
         head, _, part = name.rpartition("__")
         ent, _, column = head.partition("__")
         if ent == entity and column and part in ("values", "min", "plausible_min"):
-            wanted[(part, f"{ent}.{column}")] = part
+            wanted.add((part, f"{ent}.{column}"))
     columns = ENTITIES[entity].column_names
-    for (part, key), _ in sorted(wanted.items()):
+    for part, key in sorted(wanted):
         kind = {"values": "category", "min": "scale", "plausible_min": "plausible"}[part]
         if (kind, key) in present or key.split(".", 1)[1] not in columns:
             continue
