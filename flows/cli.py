@@ -227,6 +227,10 @@ def _print_run(summary: dict[str, Any]) -> None:
     console.print(t)
     for r in summary["rejections"]:
         err_console.print(f"[red]rejected:[/] {r['error']}", highlight=False)
+    for c in summary.get("corrections", []):
+        console.print(f"correction: {c['file']} replaces {', '.join(b[:12] for b in c['replaces'])}"
+                      f": {c['rows_added']} added, {c['rows_removed']} removed, "
+                      f"{c['rows_changed']} changed", highlight=False)
     for w in summary.get("warnings", []):
         err_console.print(f"[yellow]warning:[/] {w}", highlight=False)
     for k, v in summary.get("docs", {}).items():
@@ -521,8 +525,9 @@ def batches(
     """List recent batches and what happened to them."""
     s, wh = _open(config)
     with wh.transaction() as cur:
-        cur.execute("select batch_id, extract_date, entity, status, rows_in, rows_loaded, "
-                    "rows_quarantined, source_file, coalesce(error, '') from ops.load_batches "
+        cur.execute("select batch_id, extract_date, entity, status || coalesce(' by ' || "
+                    "superseded_by, ''), rows_in, rows_loaded, rows_quarantined, source_file, "
+                    "coalesce(error, '') from ops.load_batches "
                     "where %(st)s::text is null or status = %(st)s "
                     "order by started_at desc, extract_date desc limit %(n)s",
                     {"st": status, "n": limit})
@@ -551,8 +556,11 @@ def quarantine_show(
         raise CxloopError(str(err.args[0])) from None
     s, wh = _open(config)
     with wh.transaction() as cur:
+        # Rows of a delivery a correction replaced are kept for audit, not shown as current.
         cur.execute(sql.SQL("select _source_file, _row_number, reasons, raw_values::text from "
-                            "quarantine.{} order by _quarantined_at desc, _row_number limit %s")
+                            "quarantine.{} q where not exists (select 1 from ops.load_batches b "
+                            "where b.batch_id = q._batch_id and b.status = 'superseded') "
+                            "order by _quarantined_at desc, _row_number limit %s")
                     .format(sql.Identifier(e.name)), (limit,))
         rows = cur.fetchall()
     t = Table("file", "row", "reasons", "values")

@@ -71,6 +71,9 @@ class FileSource(_Strict):
     entities: list[str] = Field(default_factory=list)
     # Per entity: how this source's export maps onto the contract (flows/mapping.py).
     mapping: dict[str, EntityMapping] = Field(default_factory=dict)
+    # Which earlier delivery of an entity's day a new file replaces (flows/corrections.py):
+    # same_name, the file of the same name; newest_of_day, every earlier file of the day.
+    corrections: Literal["same_name", "newest_of_day"] = "same_name"
 
     @field_validator("entities")
     @classmethod

@@ -43,6 +43,8 @@ class Batch:
     # The id a loaded batch was recorded under (replay rebuilds batches from the record,
     # which does not keep the mapping that went into the id).
     recorded_id: str | None = field(default=None, repr=False)
+    # Which earlier delivery of the day it replaces: sources.<name>.corrections.
+    corrections: str = "same_name"
 
     @property
     def batch_id(self) -> str:
@@ -162,7 +164,8 @@ def find_file_batches(landing: Path, source: str, cfg: FileSource, day: date) ->
                 continue  # a link out of the landing folder is never read (misplaced_input)
             if f.is_file() and f.name.lower().endswith(SUFFIXES) and not f.name.startswith("."):
                 out.append(Batch(source, ent_dir.name, day, f, file_hash(f), cfg.encoding,
-                                 cfg.delimiter, mapping=cfg.mapping.get(ent_dir.name)))
+                                 cfg.delimiter, mapping=cfg.mapping.get(ent_dir.name),
+                                 corrections=cfg.corrections))
     return out
 
 

@@ -27,6 +27,7 @@ import psycopg2
 from psycopg2 import sql
 
 from flows.config import Settings
+from flows.corrections import Change, load_order, reinstatable, reinstate, supersede
 from flows.entities import ENTITIES, Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.failpoints import failpoint
@@ -70,6 +71,7 @@ class BatchResult:
     rows_quarantined: int = 0
     error: str | None = None
     seconds: float = 0.0
+    change: Change | None = None  # set when the batch replaced an earlier delivery
 
 
 @dataclass
@@ -485,14 +487,12 @@ def _commit_batch(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
     _attach(cur, sql.SQL("raw.{}").format(sql.Identifier(e.name)), table, batch.batch_id)
     seconds = time.monotonic() - s.started
     _record(cur, batch, "loaded", run_id, s.rows_in, loaded, quarantined, None, seconds)
-    # A re-delivered file (same name, same date, new content) supersedes the earlier one.
-    cur.execute(
-        "update ops.load_batches set status = 'superseded' where source = %s and entity = %s "
-        "and extract_date = %s and source_file = %s and batch_id <> %s and status = 'loaded'",
-        (batch.source, batch.entity, batch.extract_date, str(batch.path), batch.batch_id),
-    )
+    # A re-delivery of the entity's day (by the source's rule) replaces the earlier batch:
+    # its rows leave raw in this same transaction (flows/corrections.py).
+    change = supersede(cur, e, batch, run_id)
     return BatchResult(batch.batch_id, batch.source, batch.entity, batch.extract_date,
-                       str(batch.path), "loaded", s.rows_in, loaded, quarantined, None, seconds)
+                       str(batch.path), "loaded", s.rows_in, loaded, quarantined, None, seconds,
+                       change)
 
 
 def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: str,
@@ -523,7 +523,11 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
     known = known_batches(wh, [b.batch_id for b in batches])
     todo: list[Batch] = []
     seen: set[str] = set()
-    for b in batches:
+    again = {b.batch_id for b in _reinstate(wh, e, [b for b in batches if b.batch_id in known],
+                                            run_id, results, on_batch)}
+    for b in load_order(batches):
+        if b.batch_id in again:
+            continue
         if b.batch_id in known or b.batch_id in seen:
             results.append(BatchResult(b.batch_id, b.source, b.entity, b.extract_date,
                                        str(b.path), "skipped"))
@@ -582,6 +586,28 @@ def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list
     finally:
         conn.close()
     return results
+
+
+def _reinstate(wh: Warehouse, e: Entity, known: list[Batch], run_id: str,
+               results: list[BatchResult], on_batch: Callable[[BatchResult], None] | None
+               ) -> list[Batch]:
+    """Replaced deliveries found again that are current once more (flows/corrections.py),
+    one transaction each; their results join ``results``."""
+    with wh.transaction() as cur:
+        back = reinstatable(cur, known)
+    for b in back:
+        t0 = time.monotonic()
+        with wh.transaction() as cur:
+            change = reinstate(cur, e, b, run_id)
+            cur.execute("select rows_in, rows_loaded, rows_quarantined from ops.load_batches "
+                        "where batch_id = %s", (b.batch_id,))
+            rows_in, loaded, quarantined = cur.fetchone()
+        results.append(BatchResult(b.batch_id, b.source, b.entity, b.extract_date, str(b.path),
+                                   "loaded", rows_in or 0, loaded or 0, quarantined or 0, None,
+                                   time.monotonic() - t0, change))
+        if on_batch:
+            on_batch(results[-1])
+    return back
 
 
 def _validate_stage(conn: psycopg2.extensions.connection, gx_runner: GxRunner, e: Entity,

@@ -68,6 +68,10 @@ def _loaded_batch(wh: Warehouse, batch_id: str) -> Batch:
     if row is None:
         raise CxloopError(f"no batch {batch_id!r} in ops.load_batches (see `cxloop batches`)")
     entity, status, source, extract_date, source_file, content_hash = row
+    if status == "superseded":
+        raise CxloopError(f"batch {batch_id} is superseded: a later delivery of its day "
+                          "replaced it, so its quarantined rows are kept for audit only; "
+                          "replay the replacing batch (see `cxloop batches`)")
     if status != "loaded":
         raise CxloopError(f"batch {batch_id} is {status}: only loaded batches have quarantined "
                           "rows to replay; a rejected file must be re-delivered")

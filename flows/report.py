@@ -51,6 +51,11 @@ class RunSummary:
     def rejected(self) -> list[BatchResult]:
         return [b for b in self.batches if b.status == "rejected"]
 
+    @property
+    def corrections(self) -> list[BatchResult]:
+        """Batches that replaced an earlier delivery of their entity's day."""
+        return [b for b in self.batches if b.change is not None]
+
     def final_status(self) -> str:
         return "completed_with_rejections" if self.rejected else "completed"
 
@@ -60,6 +65,11 @@ class RunSummary:
         d["rows_loaded"] = self.rows_loaded
         d["rows_quarantined"] = self.rows_quarantined
         d["rejections"] = [{"file": b.source_file, "error": b.error} for b in self.rejected]
+        d["corrections"] = [
+            {"file": b.source_file, "batch_id": b.batch_id, "replaces": b.change.replaces,
+             "rows_added": b.change.rows_added, "rows_removed": b.change.rows_removed,
+             "rows_changed": b.change.rows_changed}
+            for b in self.corrections if b.change is not None]
         return json.loads(json.dumps(d, default=str))
 
 
@@ -163,6 +173,10 @@ def markdown(s: RunSummary, hl: dict[str, list[tuple]]) -> str:
     ]
     for b in s.rejected[:10]:
         lines.append(f"- rejected: {b.error}")
+    for b in s.corrections[:20]:
+        if b.change is not None:
+            lines.append(f"- correction: {b.source_file} (batch {b.batch_id[:12]}) "
+                         f"{b.change.describe()}")
     for w in s.warnings:
         lines.append(f"- warning: {w}")
     lines += ["", "## Stages", _table(

@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # raw_batches holds raw's partitions, one table per loaded batch, out of sight of
-# raw's readers (dbt's catalogue lists the raw schema).
-SCHEMAS = ("raw", "raw_batches", "quarantine", "ops", "staging", "intermediate", "marts")
+# raw's readers (dbt's catalogue lists the raw schema); raw_superseded the tables of
+# batches a correction replaced, detached from raw and kept for audit (flows/corrections.py).
+SCHEMAS = ("raw", "raw_batches", "raw_superseded", "quarantine", "ops", "staging",
+           "intermediate", "marts")
 LINEAGE_COLUMNS = (
     ("_batch_id", "text not null"),
     ("_source_file", "text not null"),
@@ -286,24 +288,29 @@ def _timestamps_to_timestamptz(cur: psycopg2.extensions.cursor, e: Entity) -> No
     instants, read in the session's zone (the configured ``timezone``). Idempotent: a
     column already ``timestamptz`` is left alone. On the partitioned table the change
     reaches every partition; the views reading the table (dbt's staging, rebuilt by the
-    next ``dbt build``) are dropped first, as Postgres cannot retype a column they use."""
+    next ``dbt build``) are dropped first, as Postgres cannot retype a column they use.
+    Tables of replaced deliveries (``raw_superseded``) follow, so a reinstated one can
+    become a partition again."""
     wanted = [c.name for c in e.raw_columns if c.pg_type == "timestamptz"]
-    cur.execute("select column_name from information_schema.columns where table_schema = 'raw' "
-                "and table_name = %s and data_type = 'timestamp without time zone' "
-                "and column_name = any(%s)", (e.name, wanted))
-    old = [r[0] for r in cur.fetchall()]
-    if not old:
-        return
-    log.info("raw.%s: %s become timestamptz", e.name, ", ".join(old))
-    cur.execute("select distinct v.oid::regclass::text from pg_depend d "
-                "join pg_rewrite r on r.oid = d.objid join pg_class v on v.oid = r.ev_class "
-                "where d.refobjid = %s::regclass and v.oid <> d.refobjid",
-                (f"raw.{e.name}",))
-    for (view,) in cur.fetchall():  # names from the catalogue, already quoted by regclass
-        cur.execute(sql.SQL("drop view if exists {} cascade").format(sql.SQL(view)))
-    cur.execute(sql.SQL("alter table raw.{} {}").format(sql.Identifier(e.name), sql.SQL(", ").join(
-        sql.SQL("alter column {c} type timestamptz using {c} at time zone "
-                "current_setting('TimeZone')").format(c=sql.Identifier(c)) for c in old)))
+    cur.execute("select table_schema, table_name, array_agg(column_name::text order by "
+                "column_name) from information_schema.columns "
+                "where data_type = 'timestamp without time zone' and column_name = any(%s) "
+                "and ((table_schema = 'raw' and table_name = %s) or (table_schema = "
+                "'raw_superseded' and left(table_name, length(%s) + 2) = %s || '__')) "
+                "group by 1, 2 order by 1, 2", (wanted, e.name, e.name, e.name))
+    todo = cur.fetchall()
+    for schema, table, old in todo:
+        log.info("%s.%s: %s become timestamptz", schema, table, ", ".join(old))
+        ref = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        cur.execute("select distinct v.oid::regclass::text from pg_depend d "
+                    "join pg_rewrite r on r.oid = d.objid join pg_class v on v.oid = r.ev_class "
+                    "where d.refobjid = %s::regclass and v.oid <> d.refobjid",
+                    (ref.as_string(cur.connection),))
+        for (view,) in cur.fetchall():  # names from the catalogue, already quoted by regclass
+            cur.execute(sql.SQL("drop view if exists {} cascade").format(sql.SQL(view)))
+        cur.execute(sql.SQL("alter table {} {}").format(ref, sql.SQL(", ").join(
+            sql.SQL("alter column {c} type timestamptz using {c} at time zone "
+                    "current_setting('TimeZone')").format(c=sql.Identifier(c)) for c in old)))
 
 
 def set_default_zone(cur: psycopg2.extensions.cursor, zone: str) -> None:
@@ -461,6 +468,28 @@ OPS_DDL = [
     )""",
     # The as-of time of the run that wrote the event (the pipeline's timeline, not the clock).
     "alter table ops.improvement_task_events add column if not exists as_of timestamptz",
+    # --- helper "corrections" (issue 14): deliveries that replace an earlier one. The batch
+    # that replaced a superseded one, and per replacing batch what changed in the rows
+    # served (by the entity's key) and the earliest date touched, from which the
+    # incremental marts rebuild (fct_touchpoint_daily).
+    "alter table ops.load_batches add column if not exists superseded_by text",
+    """create table if not exists ops.batch_changes (
+        change_id bigserial primary key,
+        batch_id text not null,
+        source text not null,
+        entity text not null,
+        extract_date date not null,
+        rule text not null,
+        replaces_batch_ids text[] not null,
+        rows_added bigint not null,
+        rows_removed bigint not null,
+        rows_changed bigint not null,
+        first_affected_date date,
+        run_id text,
+        at timestamptz not null default now()
+    )""",
+    "create index if not exists batch_changes_at on ops.batch_changes (at)",
+    "create index if not exists batch_changes_batch on ops.batch_changes (batch_id)",
     # helper "values" (issue 14): the zone each source's naive timestamps are read in,
     # written by load.refresh_reference from cxloop.yml (sources.<src>.timezone).
     "create table if not exists ops.ref_source_zones (source text primary key, timezone text not null)",
@@ -556,6 +585,9 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
             cur.execute(quarantine_table_ddl(e))
         for stmt in OPS_DDL + PYTHON_OUTPUT_DDL:
             cur.execute(stmt)
+        from flows.corrections import set_aside_superseded  # helper "corrections"
+
+        set_aside_superseded(cur)  # superseded before corrections took rows out of raw
         cur.execute(
             """do $$ begin
                  if not exists (select 1 from pg_roles where rolname = 'bi_reader') then
@@ -564,8 +596,8 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
                end $$"""
         )
         # bi_reader sees marts only; everything else is refused.
-        cur.execute("revoke all on schema raw, raw_batches, quarantine, ops, staging, "
-                    "intermediate from bi_reader")
+        cur.execute("revoke all on schema raw, raw_batches, raw_superseded, quarantine, ops, "
+                    "staging, intermediate from bi_reader")
         cur.execute("grant usage on schema marts to bi_reader")
         cur.execute("grant select on all tables in schema marts to bi_reader")
         cur.execute("alter default privileges in schema marts grant select on tables to bi_reader")

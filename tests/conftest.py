@@ -12,6 +12,9 @@ import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# rich reads COLUMNS once, when flows.cli creates its consoles at import: set it before any
+# test module imports the CLI, so tables are not cut at 80 columns whatever the test order.
+os.environ["COLUMNS"] = "200"
 
 
 @pytest.fixture(scope="session")

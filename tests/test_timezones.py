@@ -118,8 +118,9 @@ def test_offsets_parquet_zones_and_naive_timestamps_land_as_the_right_instant(wa
 
 
 def test_naive_raw_timestamps_of_an_older_warehouse_become_instants(warehouse):
-    """The migration retypes the partitioned table (each partition with it), reads the
-    old wall-clock values in the configured zone, survives a view on it, and is idempotent."""
+    """The migration retypes the partitioned table (each partition with it) and the tables
+    of replaced deliveries, reads the old wall-clock values in the configured zone,
+    survives a view on it, and is idempotent."""
     with warehouse.transaction() as cur:
         cur.execute("alter table raw.interactions alter column occurred_at type timestamp")
         cur.execute("create table raw_batches.old_batch partition of raw.interactions "
@@ -128,6 +129,8 @@ def test_naive_raw_timestamps_of_an_older_warehouse_become_instants(warehouse):
                     "_source_file, _row_number, _extract_date) values "
                     "('i1', '2026-08-03 23:30', 'b1', 'old.csv', 1, '2026-08-03')")
         cur.execute("create view staging.v_old as select occurred_at from raw.interactions")
+        # A delivery a correction replaced, set aside before the migration.
+        cur.execute("create table raw_superseded.interactions__b0 (like raw.interactions)")
     zoned = Warehouse(url=warehouse.url, pgdata=warehouse.pgdata, timezone=HOME_ZONE)
     for _ in range(2):
         conn = zoned.connect()
@@ -138,9 +141,11 @@ def test_naive_raw_timestamps_of_an_older_warehouse_become_instants(warehouse):
     with warehouse.transaction() as cur:
         cur.execute("select table_schema, data_type from information_schema.columns "
                     "where column_name = 'occurred_at' and table_name in "
-                    "('interactions', 'old_batch') and table_schema like 'raw%%' order by 1")
+                    "('interactions', 'old_batch', 'interactions__b0') "
+                    "and table_schema like 'raw%%' order by 1")
         assert cur.fetchall() == [("raw", "timestamp with time zone"),
-                                  ("raw_batches", "timestamp with time zone")]
+                                  ("raw_batches", "timestamp with time zone"),
+                                  ("raw_superseded", "timestamp with time zone")]
         cur.execute("select occurred_at from raw.interactions")
         assert cur.fetchone()[0] == _utc(2026, 8, 3, 15, 30)
         cur.execute("select to_regclass('staging.v_old')")

@@ -6,6 +6,10 @@
         select distinct on (<key>) * from source order by <key>, {{ latest_first() }}
     (distinct on lets the planner estimate the row count from the key's
     statistics, which keeps joins between staging views on hash joins.)
+    Only current deliveries are in raw: a batch a correction replaced (a
+    re-delivered day, flows/corrections.py) is detached from raw into
+    raw_superseded, so its rows, including the ones the correction removed,
+    are never read here and no status filter is needed.
 #}
 {% macro latest_first() -%}
     _extract_date desc, _loaded_at desc, _row_number desc

@@ -20,6 +20,8 @@
 --     earlier run_date rewound,
 --   * the earliest event among rows loaded into raw since the last build
 --     (re-delivered extracts of an already seen date),
+--   * the earliest date a correction committed since the last build touched
+--     (ops.batch_changes: a row a correction removed leaves no newer row behind),
 -- and re-emits the cells of those days (up to run_date) that no longer have
 -- any event as zeros, so delete+insert on the grain leaves nothing stale.
 -- Days after run_date (built by a later run, seen during a backfill) are left
@@ -128,6 +130,11 @@ rebuild_window as (
                     select min(late.rating_date)
                     from {{ ref('int_item_ratings_enriched') }} as late
                     where late.loaded_at > last_build.last_built_at
+                ),
+                (
+                    select min(changes.first_affected_date)
+                    from {{ source('ingestion', 'batch_changes') }} as changes
+                    where changes.at > last_build.last_built_at
                 )
             ),
             date '1900-01-01'
