@@ -186,7 +186,8 @@ SUBSCRIPTIONS = {  # row number (1-based, data rows) -> what is wrong with it
         "start_date = 2025-06-01, end_date = 2025-05-01",
 }
 INTERACTIONS = {
-    "i1,c1,billing,phone,2026-08-02 10:00:00,30,300,true,true": None,
+    # 20:00 UTC on the 2nd is the 3rd in the configured zone (+08:00).
+    "i1,c1,billing,phone,2026-08-02T20:00:00Z,30,300,true,true": None,
     "i2,c2,billing,phone,2026-08-02 11:00:00,-500,300,true,true": "wait_seconds = -500",
     "i3,c2,billing,web,2026-08-02 12:00:00,20,7200,false,false": "handle_seconds = 7200",
 }
@@ -208,37 +209,58 @@ def _cli(root: Path, url: str, *args: str) -> subprocess.CompletedProcess:
                           timeout=600, cwd=root)
 
 
-@pytest.mark.integration
-def test_implausible_rows_are_quarantined_and_the_next_run_exits_0(warehouse, tmp_path):
+@pytest.fixture(scope="module")
+def day_one(pg_server, tmp_path_factory):
+    """One warehouse for the module: day 1 loaded as the nightly ingest stage loads it."""
+    import uuid
+
+    import psycopg2
+    from psycopg2 import sql
+
     from flows import load
     from flows.extract import find_batches
     from flows.validate import GxRunner
+    from flows.warehouse import Warehouse, migrate
 
-    landing = tmp_path / "landing"
+    name = "plausible_" + uuid.uuid4().hex[:8]
+    admin = psycopg2.connect(pg_server.url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    admin.close()
+    wh = Warehouse(url=pg_server.url.replace("/cxloop_session?", f"/{name}?"),
+                   pgdata=pg_server.pgdata, timezone="Asia/Shanghai")
+    conn = wh.connect()
+    migrate(conn)
+    conn.close()
+    root = tmp_path_factory.mktemp("plausible")
+    landing = root / "landing"
     _write(landing, "crm", "customers", D1, CUSTOMERS.splitlines()[1:])
     _write(landing, "crm", "subscriptions", D1, list(SUBSCRIPTIONS))
     _write(landing, "crm", "interactions", D1, list(INTERACTIONS))
     _write(landing, "crm", "orders", D1, list(ORDERS))
-    # 20:00 UTC on the 3rd is the 4th in the configured zone (+08:00).
     _write(landing, "crm", "interactions", D2,
-           ["i4,c1,billing,phone,2026-08-03T20:00:00Z,40,200,true,true"])
+           ["i4,c1,billing,phone,2026-08-04 08:00:00,40,200,true,true"])
     # A bound of the user's own (handle time at most an hour) and a key with no default.
-    config = tmp_path / "cxloop.yml"
-    config.write_text(yaml.safe_dump({
+    (root / "cxloop.yml").write_text(yaml.safe_dump({
         "landing": "landing", "home": "home", "timezone": "Asia/Shanghai",
         "domain": {"plausible": {"interactions.handle_seconds": [0, 3600],
                                  "orders.amount": [0, None]}}}))
-
-    # Day 1 loads as the nightly run's ingest stage does.
-    settings = load_settings(config)
-    load.refresh_reference(warehouse, settings)
-    gx = GxRunner(Path(settings.home), warehouse.sqlalchemy_url())
+    settings = load_settings(root / "cxloop.yml")
+    load.refresh_reference(wh, settings)
+    gx = GxRunner(Path(settings.home), wh.sqlalchemy_url())
     batches = list(find_batches(settings, [D1]))
     for entity in ("customers", "subscriptions", "interactions", "orders"):
-        [r] = load.ingest_entity(warehouse, gx, entity,
-                                 [b for b in batches if b.entity == entity], "day-1")
+        [r] = load.ingest_entity(wh, gx, entity, [b for b in batches if b.entity == entity],
+                                 "day-1")
         assert r.status == "loaded", r.error
-    with warehouse.transaction() as cur:
+    return wh, settings, root
+
+
+@pytest.mark.integration
+def test_implausible_rows_are_quarantined_with_column_and_value(day_one):
+    wh, _, _ = day_one
+    with wh.transaction() as cur:
         for entity, rows in (("subscriptions", SUBSCRIPTIONS), ("interactions", INTERACTIONS),
                              ("orders", ORDERS)):
             cur.execute(f"select _row_number, reasons from quarantine.{entity}")  # noqa: S608
@@ -254,15 +276,34 @@ def test_implausible_rows_are_quarantined_and_the_next_run_exits_0(warehouse, tm
         cur.execute("select reasons from quarantine.interactions where _row_number = 3")
         assert cur.fetchone()[0].startswith("handle_seconds must be between 0 and 3600")
 
-    # The next night's run builds and tests every model over what day 1 left in raw.
-    res = _cli(tmp_path, warehouse.url, "run", "--date", str(D2))
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
-    with warehouse.transaction() as cur:
-        cur.execute("select status from ops.pipeline_runs")
-        assert cur.fetchall() == [("completed",)]
+
+@pytest.mark.integration
+def test_dbt_builds_and_passes_its_tests_over_what_day_one_left(day_one):
+    """The models and tests that failed on the first negative value, forever after."""
+    from flows.transform import AFTER_PYTHON, build
+
+    wh, settings, _ = day_one
+    outcome = build(wh, settings, D1, exclude=AFTER_PYTHON)  # raises if any test fails
+    assert outcome.counts.get("pass", 0) > 50
+    with wh.transaction() as cur:
         cur.execute("select count(*), min(monthly_value) from staging.stg_crm__subscriptions")
         assert cur.fetchone() == (1, 20)
-        # Tables dbt built count days of the configured zone (dbt's session runs in it).
+        # Tables dbt builds count days of the configured zone (dbt's session runs in it).
+        cur.execute("select date_day, sum(n_interactions) from marts.fct_touchpoint_daily "
+                    "where n_interactions > 0 group by 1")
+        assert cur.fetchall() == [(D1, 1)]  # i1, 20:00 UTC on the 2nd
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_the_next_nightly_run_exits_0(day_one):
+    """The whole nightly run of day 2 (every stage, every dbt test) over day 1's raw."""
+    wh, _, root = day_one
+    res = _cli(root, wh.url, "run", "--date", str(D2))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    with wh.transaction() as cur:
+        cur.execute("select status from ops.pipeline_runs")
+        assert cur.fetchall() == [("completed",)]
         cur.execute("select date_day, sum(n_interactions) from marts.fct_touchpoint_daily "
                     "where n_interactions > 0 group by 1 order by 1")
-        assert cur.fetchall() == [(date(2026, 8, 2), 1), (D2, 1)]  # i1 of day 1, i4
+        assert cur.fetchall() == [(D1, 1), (D2, 1)]
