@@ -147,13 +147,14 @@ def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
         bad = f"select * from {{batch}} where {q(col.name)}::date > _extract_date"
         rules.append(Rule(f"{col.name}_not_after_extract_date",
                           f"{col.name} is after the extract date of its file", COUNT_ONLY,
-                          {"unexpected_rows_query": bad}, bad))
+                          {"unexpected_rows_query": bad}, bad, shows=(col.name,)))
     if e.name == "responses":
         rules.append(Rule("responded_not_before_invited", "responded_at is before invited_at",
                           "expect_column_pair_values_a_to_be_greater_than_b",
                           {"column_A": "responded_at", "column_B": "invited_at",
                            "or_equal": True, "ignore_row_if": "either_value_is_missing"},
-                          "select * from {batch} where responded_at < invited_at"))
+                          "select * from {batch} where responded_at < invited_at",
+                          shows=("invited_at", "responded_at")))
     if "email" in e.column_names:
         rules.append(Rule("email_format", "email is not a valid address",
                           "expect_column_values_to_match_regex",

@@ -90,7 +90,8 @@ def test_offsets_parquet_zones_and_naive_timestamps_land_as_the_right_instant(wa
         cur.execute("select interaction_id, occurred_at from raw.interactions")
         got = dict(cur.fetchall())
         cur.execute("select raw_values ->> 'interaction_id', failed_expectations, "
-                    "raw_values ->> 'occurred_at' from quarantine.interactions order by 1")
+                    "raw_values ->> 'occurred_at', reasons from quarantine.interactions "
+                    "order by 1")
         quarantined = cur.fetchall()
         cur.execute("select sent_at from raw.invitations")
         [(sent_at,)] = cur.fetchall()
@@ -107,6 +108,7 @@ def test_offsets_parquet_zones_and_naive_timestamps_land_as_the_right_instant(wa
         ("tomorrow_here", ["occurred_at_not_after_extract_date"])]
     # A quarantined typed row keeps its offset, so a replay restores the same instant.
     assert quarantined[1][2] == "2026-08-04 01:00:00+08"
+    assert quarantined[1][3].endswith("(occurred_at = 2026-08-04 01:00:00+08)")
 
     # Staging casts to wall-clock times (timestamp) in the session's zone. dbt's sessions
     # run in the configured one (tests/test_plausible.py checks a mart's days); any other
