@@ -96,7 +96,7 @@ def _open(config: Path | None):
     from flows.warehouse import open_warehouse
 
     s = _settings(config)
-    return s, open_warehouse(Path(s.home), s.warehouse_url, s.database)
+    return s, open_warehouse(Path(s.home), s.warehouse_url, s.database, timezone=s.timezone)
 
 
 def _today(tz: str) -> date:
@@ -388,7 +388,7 @@ def _print_manager_summary(settings) -> None:
     from flows.warehouse import open_warehouse
 
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database,
-                        migrate_schema=False)
+                        migrate_schema=False, timezone=settings.timezone)
     hl = report.highlights(wh)
     for key, title, headers in report.HIGHLIGHTS:
         t = Table(*headers, title=title)

@@ -25,6 +25,8 @@ from pydantic import (
 from flows.config_sections import (  # noqa: F401 - re-exported: flows.config is the API
     DEFAULT_CATEGORIES,
     DEFAULT_EXPERIENCE_DIMENSIONS,
+    DEFAULT_ORDERED,
+    DEFAULT_PLAUSIBLE,
     DEFAULT_SCALES,
     AlertSettings,
     ChurnSettings,
@@ -43,12 +45,28 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = Path("cxloop.yml")
 
 
+def _zone(v: str | None) -> str | None:
+    """An IANA zone name, or a ValueError saying what one looks like."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if v is None:
+        return v
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {v!r} (an IANA name such as Europe/Berlin)") from None
+    return v
+
+
 class FileSource(_Strict):
     """A landing folder of nightly files: ``<landing>/<source>/<entity>/<YYYY-MM-DD>/*``."""
 
     kind: Literal["files"] = "files"
     delimiter: str = ","
     encoding: str = "utf-8"
+    # Zone of the source's timestamps without an offset (None: the top-level timezone).
+    # A timestamp with an offset (2026-08-03T23:30+08:00) keeps its instant either way.
+    timezone: str | None = None
     # Entities this source is expected to deliver every day; a day without one is a warning
     # in the run summary and record. Every entity is optional otherwise.
     entities: list[str] = Field(default_factory=list)
@@ -77,6 +95,11 @@ class FileSource(_Strict):
             raise ValueError(f"unknown encoding {v!r} (try utf-8 or gb18030)") from None
         return v
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str | None) -> str | None:
+        return _zone(v)
+
     @field_validator("delimiter")
     @classmethod
     def _one_char(cls, v: str) -> str:
@@ -97,6 +120,12 @@ class SqlSource(_Strict):
     url_env: str
     queries: dict[str, str]
     mapping: dict[str, EntityMapping] = Field(default_factory=dict)
+    timezone: str | None = None  # as for files: the zone of naive timestamps
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_tz(cls, v: str | None) -> str | None:
+        return _zone(v)
 
 
 def _source_kind(v: Any) -> str:
@@ -224,13 +253,11 @@ class Settings(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        return _zone(v) or "UTC"
 
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {v!r} (an IANA name such as Europe/Berlin)") from None
-        return v
+    def source_timezones(self) -> dict[str, str]:
+        """Per source, the zone its naive timestamps are read in."""
+        return {name: src.timezone or self.timezone for name, src in self.sources.items()}
 
 
 # Environment variable -> settings key. The environment wins over the file.

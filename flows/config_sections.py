@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.entities import ENTITIES
+from flows.entities import DATE_TYPES, ENTITIES
 
 
 class _Strict(BaseModel):
@@ -39,6 +39,20 @@ DEFAULT_SCALES: dict[str, tuple[int | float, int | float]] = {
     "responses.likelihood_to_renew": (1, 5),
     "item_ratings.rating": (1, 5),
 }
+# Plausible ranges ([min, max], None = open) of numeric columns, checked before ``raw``.
+# The defaults are the quantities dbt's tests hold non-negative (``non_negative`` on the
+# staging models): a configured range may narrow them, never go below that floor, so no
+# delivered row can make a dbt test fail. tests/test_plausible.py keeps the two in step.
+DEFAULT_PLAUSIBLE: dict[str, tuple[int | float | None, int | float | None]] = {
+    "subscriptions.monthly_value": (0, None),
+    "interactions.wait_seconds": (0, None),
+    "interactions.handle_seconds": (0, None),
+}
+# Ordered date pairs of one entity: the first is never after the second (end >= start).
+DEFAULT_ORDERED: list[tuple[str, str]] = [
+    ("subscriptions.start_date", "subscriptions.end_date"),
+    ("subscriptions.start_date", "subscriptions.renewal_date"),
+]
 DEFAULT_EXPERIENCE_DIMENSIONS = [
     "trust", "convenience", "keeping_promises", "respect", "autonomy",
     "choice", "knowledge", "recognition", "benefit", "status",
@@ -80,12 +94,24 @@ def _text_value(key: str, v: object) -> str:
     return str(v)
 
 
+_NUMERIC = ("integer", "numeric", "bigint", "smallint", "double precision")
+
+
+def _bound(key: str, b: object) -> int | float | None:
+    if b is None or (isinstance(b, int | float) and not isinstance(b, bool)):
+        return b
+    raise ValueError(f"key {key!r}: bound {b!r} is not a number or null")
+
+
 class Domain(_Strict):
     """The company's domain: the values each categorical may take and each scale's range.
 
     GX checks them on every batch before ``raw`` (a value outside is quarantined with
     the allowed list as its reason), and dbt's tests get the same lists as vars. Keys
     given here replace that key's default; keys not given keep the demo's values.
+    Plausibility (``plausible``, ``max_future_days``, ``ordered``) is checked the same
+    way: an implausible row is quarantined with its column and value, it never reaches
+    ``raw`` where it would fail a dbt test on every later run.
     """
 
     categories: dict[str, list[str]] = Field(
@@ -95,6 +121,56 @@ class Domain(_Strict):
         default_factory=lambda: list(DEFAULT_EXPERIENCE_DIMENSIONS))
     # Customer columns (or ``attributes.<key>``) the scorecard, drivers and quadrant cut by.
     segment_by: list[str] = Field(default_factory=lambda: ["segment"])
+    plausible: dict[str, tuple[int | float | None, int | float | None]] = Field(
+        default_factory=lambda: dict(DEFAULT_PLAUSIBLE))
+    # A date or timestamp later than its file's extract date + this many days is
+    # quarantined (planned dates such as a term end are exempt; the event time of an
+    # entity may never be after the extract date).
+    max_future_days: int = Field(1, ge=0, le=36600)
+    ordered: list[tuple[str, str]] = Field(default_factory=lambda: list(DEFAULT_ORDERED))
+
+    @field_validator("plausible", mode="before")
+    @classmethod
+    def _plausible(cls, v: object) -> dict[str, tuple[int | float | None, int | float | None]]:
+        if v is None:
+            v = {}
+        if not isinstance(v, dict):
+            raise ValueError("expected a mapping of <entity>.<column>: [min, max] (null = open)")
+        out = dict(DEFAULT_PLAUSIBLE)
+        for key, bounds in v.items():
+            _contract_column(key, _NUMERIC, "numeric")
+            if not isinstance(bounds, list | tuple) or len(bounds) != 2:
+                raise ValueError(f"key {key!r}: expected [min, max] (null = open), got {bounds!r}")
+            lo, hi = (_bound(key, b) for b in bounds)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"key {key!r}: min {lo} is above max {hi}")
+            floor = DEFAULT_PLAUSIBLE.get(key, (None, None))[0]
+            if floor is not None and (lo is None or lo < floor):
+                raise ValueError(f"key {key!r}: min {lo} is below {floor}, which dbt's tests "
+                                 f"require (non_negative); use a min of at least {floor}")
+            out[key] = (lo, hi)
+        return {k: b for k, b in out.items() if b != (None, None)}
+
+    @field_validator("ordered", mode="before")
+    @classmethod
+    def _ordered(cls, v: object) -> list[tuple[str, str]]:
+        if v is None:
+            return []
+        if not isinstance(v, list):
+            raise ValueError("expected a list of [<entity>.<earlier>, <entity>.<later>] pairs")
+        out = []
+        for pair in v:
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                raise ValueError(f"{pair!r}: expected [<entity>.<earlier>, <entity>.<later>]")
+            (e1, c1), (e2, c2) = (_contract_column(str(k), DATE_TYPES, "date or timestamp")
+                                  for k in pair)
+            if e1 != e2 or c1 == c2:
+                raise ValueError(f"{list(pair)!r}: two different columns of one entity "
+                                 "are needed")
+            if (f"{e1}.{c1}", f"{e2}.{c2}") in out:
+                raise ValueError(f"{list(pair)!r} is listed twice")
+            out.append((f"{e1}.{c1}", f"{e2}.{c2}"))
+        return out
 
     @field_validator("categories", mode="before")
     @classmethod
@@ -130,8 +206,7 @@ class Domain(_Strict):
             raise ValueError("expected a mapping of <entity>.<column>: [low, high]")
         out = dict(DEFAULT_SCALES)
         for key, bounds in v.items():
-            _contract_column(key, ("integer", "numeric", "bigint", "smallint",
-                                   "double precision"), "numeric")
+            _contract_column(key, _NUMERIC, "numeric")
             ok = (isinstance(bounds, list | tuple) and len(bounds) == 2
                   and all(isinstance(b, int | float) and not isinstance(b, bool)
                           for b in bounds))

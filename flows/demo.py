@@ -616,7 +616,7 @@ class _Faults:
         e = ENTITIES[ent]
         out: list[tuple[str, str]] = []
         for c in e.columns:
-            if c.pg_type in ("integer", "date", "timestamp", "boolean") or c.pg_type.startswith(
+            if c.pg_type in ("integer", "date", "timestamptz", "boolean") or c.pg_type.startswith(
                 "numeric"
             ):
                 out.append(("bad_type", c.name))

@@ -24,6 +24,9 @@ class Column:
     optional: bool = False
     # Smallest allowed value of a numeric column (a row below it is quarantined).
     min_value: int | None = None
+    # A planned date (term end, next renewal) that may lie after the extract date; other
+    # dates and timestamps are quarantined when later than extract date + domain.max_future_days.
+    planned: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,13 @@ class Entity:
 ATTRIBUTES = Column("attributes", "jsonb")
 
 
+# Timestamps are stored as instants (timestamptz): an offset in the source
+# (``2026-08-03T23:30+08:00``) is kept, a naive value is read in its source's configured
+# zone (``sources.<src>.timezone``, default the top-level ``timezone``).
+TIMESTAMP = "timestamptz"
+DATE_TYPES = ("date", TIMESTAMP)
+
+
 def _c(name: str, pg_type: str = "text", **kw: bool | int) -> Column:
     return Column(name, pg_type, **kw)
 
@@ -96,7 +106,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("acquisition_channel"),
                 _c("marketing_consent", "boolean", required=True),
                 _c("signup_date", "date", required=True),
-                _c("updated_at", "timestamp", required=True),
+                _c("updated_at", TIMESTAMP, required=True),
             ),
         ),
         Entity(
@@ -112,12 +122,12 @@ ENTITIES: dict[str, Entity] = {
                 _c("plan", required=True),
                 _c("status", required=True),
                 _c("start_date", "date", required=True),
-                _c("end_date", "date"),
+                _c("end_date", "date", planned=True),
                 _c("cancel_reason"),
                 _c("monthly_value", "numeric(12,2)", required=True),
-                _c("updated_at", "timestamp", required=True),
+                _c("updated_at", TIMESTAMP, required=True),
                 # Optional: a file without them loads (null; quantity null counts as 1).
-                _c("renewal_date", "date", optional=True),
+                _c("renewal_date", "date", optional=True, planned=True),
                 _c("billing_period", optional=True),
                 _c("quantity", "integer", optional=True, min_value=1),
             ),
@@ -146,7 +156,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("customer_id", required=True),
                 _c("touchpoint_code", required=True),
                 _c("channel", required=True),
-                _c("occurred_at", "timestamp", required=True),
+                _c("occurred_at", TIMESTAMP, required=True),
                 _c("wait_seconds", "integer"),
                 _c("handle_seconds", "integer"),
                 _c("resolved", "boolean"),
@@ -165,7 +175,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("survey_type", required=True),
                 _c("interaction_id"),
                 _c("touchpoint_code"),
-                _c("sent_at", "timestamp", required=True),
+                _c("sent_at", TIMESTAMP, required=True),
             ),
         ),
         Entity(
@@ -180,8 +190,8 @@ ENTITIES: dict[str, Entity] = {
                 _c("customer_id", required=True),
                 _c("survey_type", required=True),
                 _c("touchpoint_code"),
-                _c("invited_at", "timestamp", required=True),
-                _c("responded_at", "timestamp", required=True),
+                _c("invited_at", TIMESTAMP, required=True),
+                _c("responded_at", TIMESTAMP, required=True),
                 _c("nps", "integer"),
                 _c("csat", "integer"),
                 _c("ces", "integer"),
@@ -205,7 +215,7 @@ ENTITIES: dict[str, Entity] = {
                 _c("dimension", required=True),
                 # Empty = the respondent marked the item "not applicable" (an answer).
                 _c("rating", "integer"),
-                _c("responded_at", "timestamp", required=True),
+                _c("responded_at", TIMESTAMP, required=True),
             ),
         ),
     ]

@@ -56,7 +56,7 @@ from flows.validate import (
     reference_parameters,
     stage_query,
 )
-from flows.warehouse import LINEAGE_COLUMNS, Warehouse
+from flows.warehouse import LINEAGE_COLUMNS, Warehouse, set_default_zone
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,10 @@ def refresh_reference(wh: Warehouse, settings: Settings) -> None:
             cur.executemany(sql.SQL("insert into ops.{} values (%s)").format(
                 sql.Identifier(table)), [(c,) for c in values])
         store_domain(cur, settings.domain)
+        cur.execute("truncate ops.ref_source_zones")
+        cur.executemany("insert into ops.ref_source_zones values (%s, %s)",
+                        sorted(settings.source_timezones().items()))
+        set_default_zone(cur, settings.timezone)
 
 
 def known_batches(wh: Warehouse, batch_ids: list[str]) -> set[str]:
@@ -334,6 +338,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
     becomes its partition. If a value does not parse the file is COPYed as text
     instead; if that fails too the file is broken and StructuralError says where.
     """
+    source_zone(cur, batch.source)  # COPY parses naive timestamps in the session's zone
     header = read_header(batch)
     if batch.fmt == "parquet":
         import pyarrow.parquet as pq
@@ -450,7 +455,8 @@ def _collect_failures(cur: psycopg2.extensions.cursor, e: Entity, outcome: Valid
         cur.execute(
             sql.SQL("insert into _failures select _batch_id, _row_number, {r}, {d}, {s} "
                     "from ({q}) bad")
-            .format(r=sql.Literal(rule), d=sql.Literal(outcome.failed_rules[rule]),
+            .format(r=sql.Literal(rule), d=_reason(outcome.failed_rules[rule],
+                                                   outcome.shows.get(rule, [])),
                     s=sql.Literal(stage), q=sql.SQL(stage_query(query, table)))
         )
         if cur.rowcount != outcome.observed.get(rule, cur.rowcount):
@@ -461,9 +467,30 @@ def _collect_failures(cur: psycopg2.extensions.cursor, e: Entity, outcome: Valid
         cur.execute("analyze _failures")
 
 
+def _reason(description: str, shows: list[str]) -> sql.Composable:
+    """A failing row's reason: the rule's message, then the values it judged
+    (``monthly_value must be at least 0 (monthly_value = -99.00)``)."""
+    if not shows:
+        return sql.Literal(description)
+    values = sql.SQL(" || ', ' || ").join(
+        sql.SQL("{n} || coalesce(bad.{c}::text, 'empty')").format(
+            n=sql.Literal(f"{c} = "), c=sql.Identifier(c)) for c in shows)
+    return sql.SQL("{d} || ' (' || {v} || ')'").format(d=sql.Literal(description), v=values)
+
+
+def source_zone(cur: psycopg2.extensions.cursor, source: str) -> None:
+    """Read naive timestamps of ``source`` in its configured zone for the rest of this
+    transaction (``sources.<src>.timezone``, stored by ``refresh_reference``); a
+    timestamp with an offset keeps its instant whatever the zone."""
+    cur.execute("select set_config('timezone', coalesce((select timezone from "
+                "ops.ref_source_zones where source = %s), current_setting('timezone')), true)",
+                (source,))
+
+
 def _cast_parsed_rows(cur: psycopg2.extensions.cursor, e: Entity, s: Staged,
                       table: sql.Composed) -> int:
     """Rows of a text-staged batch that passed the parse rules, cast into its typed table."""
+    source_zone(cur, s.batch.source)
     casts = sql.SQL(", ").join(
         sql.SQL("s.{c}::{t}").format(c=sql.Identifier(c.name), t=sql.SQL(c.pg_type))
         for c in e.raw_columns)

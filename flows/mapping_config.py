@@ -168,7 +168,7 @@ def entity_mapping_problems(e: Entity, m: EntityMapping, where: str) -> list[str
                     problems.append(f"{where}.values.{col}.{k}: {v!r} is not a valid "
                                     f"{cols[col].pg_type} for column {col}")
     for col, fmt in m.formats.items():
-        if col in cols and cols[col].pg_type not in ("date", "timestamp"):
+        if col in cols and cols[col].pg_type not in ("date", "timestamptz"):
             problems.append(f"{where}.formats.{col}: {col} is a {cols[col].pg_type} column; "
                             "formats apply to date and timestamp columns")
         elif "%" not in fmt:

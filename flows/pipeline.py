@@ -188,7 +188,8 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
               force_refit: bool = False) -> report.RunSummary:
     """The body shared by both flows: load every date in order, then analyse once."""
     days = extract.dates_between(start, end)
-    wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
+    wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database,
+                        timezone=settings.timezone)
     run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
     s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end,
                           settings=settings.redacted())

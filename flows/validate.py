@@ -66,7 +66,8 @@ REFERENCE_SETS = {
 def gx_type_name(pg_type: str) -> str:
     """The type name GX reads back from Postgres for a contract type (it compares strings)."""
     base, _, args = pg_type.partition("(")
-    name = {"timestamp": "TIMESTAMP WITHOUT TIME ZONE"}.get(base, base.upper())
+    name = {"timestamp": "TIMESTAMP WITHOUT TIME ZONE",
+            "timestamptz": "TIMESTAMP WITH TIME ZONE"}.get(base, base.upper())
     return f"{name}({args.replace(',', ', ')}" if args else name
 
 COUNT_ONLY = "expect_no_rows_from_query"
@@ -101,8 +102,10 @@ def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
         if c.pg_type != "text":
             bad = (f"select * from {{batch}} where {q(c.name)} is not null "
                    f"and not pg_input_is_valid({q(c.name)}, '{c.pg_type}')")
-            rules.append(Rule(f"{c.name}_is_{c.pg_type.split('(')[0]}",
-                              f"{c.name} is not a valid {c.pg_type}", COUNT_ONLY,
+            kind = "timestamp" if c.pg_type == "timestamptz" else c.pg_type.split("(")[0]
+            rules.append(Rule(f"{c.name}_is_{kind}",
+                              f"{c.name} is not a valid "
+                              f"{'timestamp' if kind == 'timestamp' else c.pg_type}", COUNT_ONLY,
                               {"unexpected_rows_query": bad}, bad, PARSE))
     for c in e.columns:
         if c.required:
@@ -144,13 +147,14 @@ def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
         bad = f"select * from {{batch}} where {q(col.name)}::date > _extract_date"
         rules.append(Rule(f"{col.name}_not_after_extract_date",
                           f"{col.name} is after the extract date of its file", COUNT_ONLY,
-                          {"unexpected_rows_query": bad}, bad))
+                          {"unexpected_rows_query": bad}, bad, shows=(col.name,)))
     if e.name == "responses":
         rules.append(Rule("responded_not_before_invited", "responded_at is before invited_at",
                           "expect_column_pair_values_a_to_be_greater_than_b",
                           {"column_A": "responded_at", "column_B": "invited_at",
                            "or_equal": True, "ignore_row_if": "either_value_is_missing"},
-                          "select * from {batch} where responded_at < invited_at"))
+                          "select * from {batch} where responded_at < invited_at",
+                          shows=("invited_at", "responded_at")))
     if "email" in e.column_names:
         rules.append(Rule("email_format", "email is not a valid address",
                           "expect_column_values_to_match_regex",
@@ -226,6 +230,7 @@ class ValidationOutcome:
     success: bool
     failed_rules: dict[str, str] = field(default_factory=dict)  # rule -> description
     failed_queries: dict[str, str] = field(default_factory=dict)  # rule -> SQL of bad rows
+    shows: dict[str, list[str]] = field(default_factory=dict)  # rule -> columns its reason names
     observed: dict[str, int] = field(default_factory=dict)  # rule -> GX's bad-row count
     batch_failures: list[str] = field(default_factory=list)  # table-level problems
 
@@ -370,6 +375,7 @@ class GxRunner:
                 if meta.get("level") == "row":
                     outcome.failed_rules[rule] = r.expectation_config.description or rule
                     outcome.failed_queries[rule] = meta["bad_rows"]
+                    outcome.shows[rule] = list(meta.get("shows") or [])
                     res = r.result or {}
                     outcome.observed[rule] = int(res.get("unexpected_count",
                                                          res.get("observed_value")) or 0)

@@ -10,6 +10,7 @@ folder and an external database all end up with the same schemas.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, unquote, urlparse
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
@@ -53,6 +55,10 @@ class Warehouse:
 
     url: str
     pgdata: Path | None = None
+    # The session zone of every connection (the configured ``timezone``): dates compared
+    # with timestamps (extract dates, run dates, GX rules, dbt's staging casts) are days of
+    # this zone. None: the server's default.
+    timezone: str | None = None
 
     @property
     def embedded(self) -> bool:
@@ -77,12 +83,18 @@ class Warehouse:
         auth = quote(p["user"], safe="")
         if p["password"]:
             auth += ":" + quote(p["password"], safe="")
+        zone = f"options={quote(self._options())}" if self.timezone else ""
         if p["host"].startswith("/"):
             return (
                 f"postgresql+psycopg2://{auth}@localhost:{p['port']}/{p['dbname']}"
-                f"?host={p['host']}"
+                f"?host={p['host']}" + (f"&{zone}" if zone else "")
             )
-        return f"postgresql+psycopg2://{auth}@{p['host']}:{p['port']}/{p['dbname']}"
+        return (f"postgresql+psycopg2://{auth}@{p['host']}:{p['port']}/{p['dbname']}"
+                + (f"?{zone}" if zone else ""))
+
+    def _options(self) -> str:
+        """libpq ``options`` setting the session zone (a zone name holds no spaces)."""
+        return f"-c TimeZone={self.timezone}"
 
     def dbt_env(self) -> dict[str, str]:
         """Environment for ``dbt_project/profiles.yml``, which reads only env vars."""
@@ -93,11 +105,14 @@ class Warehouse:
             "CXLOOP_DBT_USER": p["user"],
             "CXLOOP_DBT_PASSWORD": p["password"],
             "CXLOOP_DBT_DBNAME": p["dbname"],
+            # libpq reads PGTZ at connect: dbt's sessions run in the configured zone.
+            **({"PGTZ": self.timezone} if self.timezone else {}),
         }
 
     def connect(self, autocommit: bool = False) -> psycopg2.extensions.connection:
         try:
-            conn = psycopg2.connect(self.url, connect_timeout=10)
+            zone = {"options": self._options()} if self.timezone else {}
+            conn = psycopg2.connect(self.url, connect_timeout=10, **zone)
         except psycopg2.OperationalError as e:
             where = "the embedded warehouse" if self.embedded else "CXLOOP_WAREHOUSE_URL"
             from flows.transient import is_transient
@@ -197,9 +212,11 @@ def _start_embedded(home: Path, database: str) -> Warehouse:
 
 
 def open_warehouse(home: Path, url: str | None = None, database: str = "cxloop",
-                   migrate_schema: bool = True) -> Warehouse:
-    """The configured warehouse, started if embedded, migrated if asked."""
+                   migrate_schema: bool = True, timezone: str | None = None) -> Warehouse:
+    """The configured warehouse, started if embedded, migrated if asked; its sessions run
+    in ``timezone`` (the configured one) when given."""
     wh = Warehouse(url=url) if url else _start_embedded(Path(home), database)
+    wh = dataclasses.replace(wh, timezone=timezone)
     if migrate_schema:
         conn = wh.connect()
         try:
@@ -270,6 +287,59 @@ def _partition_legacy_raw(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     cur.execute(sql.SQL("alter table raw.{} attach partition raw_batches.{} for values in ({})")
                 .format(sql.Identifier(e.name), sql.Identifier(legacy),
                         sql.SQL(", ").join(map(sql.Literal, batch_ids))))
+
+
+def _timestamps_to_timestamptz(cur: psycopg2.extensions.cursor, e: Entity) -> None:
+    """Raw timestamps from before time zones (``timestamp without time zone``) become
+    instants, read in the session's zone (the configured ``timezone``). Idempotent: a
+    column already ``timestamptz`` is left alone. On the partitioned table the change
+    reaches every partition; the views reading the table (dbt's staging, rebuilt by the
+    next ``dbt build``) are dropped first, as Postgres cannot retype a column they use.
+    Tables of replaced deliveries (``raw_superseded``) follow, so a reinstated one can
+    become a partition again."""
+    wanted = [c.name for c in e.raw_columns if c.pg_type == "timestamptz"]
+    cur.execute("select table_schema, table_name, array_agg(column_name::text order by "
+                "column_name) from information_schema.columns "
+                "where data_type = 'timestamp without time zone' and column_name = any(%s) "
+                "and ((table_schema = 'raw' and table_name = %s) or (table_schema = "
+                "'raw_superseded' and left(table_name, length(%s) + 2) = %s || '__')) "
+                "group by 1, 2 order by 1, 2", (wanted, e.name, e.name, e.name))
+    todo = cur.fetchall()
+    for schema, table, old in todo:
+        log.info("%s.%s: %s become timestamptz", schema, table, ", ".join(old))
+        ref = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        cur.execute("select distinct v.oid::regclass::text from pg_depend d "
+                    "join pg_rewrite r on r.oid = d.objid join pg_class v on v.oid = r.ev_class "
+                    "where d.refobjid = %s::regclass and v.oid <> d.refobjid",
+                    (ref.as_string(cur.connection),))
+        for (view,) in cur.fetchall():  # names from the catalogue, already quoted by regclass
+            cur.execute(sql.SQL("drop view if exists {} cascade").format(sql.SQL(view)))
+        cur.execute(sql.SQL("alter table {} {}").format(ref, sql.SQL(", ").join(
+            sql.SQL("alter column {c} type timestamptz using {c} at time zone "
+                    "current_setting('TimeZone')").format(c=sql.Identifier(c)) for c in old)))
+
+
+def set_default_zone(cur: psycopg2.extensions.cursor, zone: str) -> None:
+    """Make ``zone`` the database's default session zone, so that a psql or BI session
+    reads staging's wall-clock times and day boundaries as the pipeline does (its own
+    sessions set the zone explicitly). Without the right to (not the database's owner),
+    a warning: the pipeline is unaffected."""
+    cur.execute("select current_database(), coalesce((select s.setting from "
+                "pg_db_role_setting r, unnest(r.setconfig) s(setting) join pg_database d "
+                "on d.datname = current_database() where r.setdatabase = d.oid "
+                "and r.setrole = 0 and s.setting like 'TimeZone=%%'), '')")
+    database, current = cur.fetchone()
+    if current == f"TimeZone={zone}":
+        return
+    cur.execute("savepoint default_zone")
+    try:
+        cur.execute(sql.SQL("alter database {} set timezone = {}").format(
+            sql.Identifier(database), sql.Literal(zone)))
+    except psycopg2.errors.InsufficientPrivilege:
+        cur.execute("rollback to savepoint default_zone")
+        log.warning("cannot set the default time zone of database %s to %s (not its owner); "
+                    "other sessions read staging in the server's zone", database, zone)
+    cur.execute("release savepoint default_zone")
 
 
 def quarantine_table_ddl(e: Entity) -> sql.Composed:
@@ -461,6 +531,9 @@ OPS_DDL = [
         run_id text,
         created_at timestamptz not null default now()
     )""",
+    # helper "values" (issue 14): the zone each source's naive timestamps are read in,
+    # written by load.refresh_reference from cxloop.yml (sources.<src>.timezone).
+    "create table if not exists ops.ref_source_zones (source text primary key, timezone text not null)",
 ]
 
 
@@ -545,6 +618,7 @@ def migrate(conn: psycopg2.extensions.connection) -> None:
                         sql.Identifier(e.name), sql.Identifier(c.name), sql.SQL(c.pg_type)
                     )
                 )
+            _timestamps_to_timestamptz(cur, e)
             # No index on raw: every index costs ~40 % of load time and nothing looks rows up
             # by batch (staging scans whole tables; quarantine replay reads quarantine).
             cur.execute(sql.SQL("drop index if exists raw.{}").format(

@@ -64,7 +64,7 @@ def _parses(pg_type: str, v: str) -> bool:
         if pg_type == "date":
             return re.fullmatch(r"\d{4}-\d{2}-\d{2}", v) is not None and bool(
                 date.fromisoformat(v))
-        if pg_type == "timestamp":
+        if pg_type == "timestamptz":
             return re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}", v) is not None and bool(
                 datetime.strptime(v, "%Y-%m-%d %H:%M:%S"))
     except ValueError:
@@ -116,7 +116,7 @@ def row_problems(entity: str, header: list[str], rows: list[list[str]],
         if et and rec[et] and _parses(ent.column(et).pg_type, rec[et]) and _when(rec[et]) >= end:
             bad.add("impossible_date")
         if entity == "responses" and all(
-            rec[c] and _parses("timestamp", rec[c]) for c in ("invited_at", "responded_at")
+            rec[c] and _parses("timestamptz", rec[c]) for c in ("invited_at", "responded_at")
         ) and _when(rec["responded_at"]) < _when(rec["invited_at"]):
             bad.add("impossible_date")
         if entity == "item_ratings" and rec["touchpoint_code"] in ITEM_OF and rec["item_code"] and (

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -118,9 +118,9 @@ def test_an_export_with_its_own_headers_loads_with_values_dates_and_attributes(w
                 "from raw.customers order by 1")
     assert got == [
         ("k1", "Ann", "north", "consumer", "basic", None, True, date(2025, 1, 31),
-         datetime(2026, 8, 2, 9, 30), {"Class": "Business", "age_band": "30-39"}),
+         datetime(2026, 8, 2, 9, 30, tzinfo=UTC), {"Class": "Business", "age_band": "30-39"}),
         ("k2", "Bo", "south", "smb", "basic", None, False, date(2024, 12, 5),
-         datetime(2026, 8, 2, 10, 0), {"Class": "Eco", "age_band": None}),
+         datetime(2026, 8, 2, 10, 0, tzinfo=UTC), {"Class": "Eco", "age_band": None}),
     ]
     # Unmapped value and unparseable date: quarantined, named, the rest loaded.
     bad = dict((n, (f, r, v)) for n, f, r, v in _rows(

@@ -91,7 +91,7 @@ def mapping() -> dict[str, dict[str, dict]]:
         if ent in P.VALUE_MAPS:
             m["values"] = P.VALUE_MAPS[ent]
         formats = {c.name: (P.DATE_FORMAT if c.pg_type == "date" else P.TIME_FORMAT)
-                   for c in e.columns if c.pg_type in ("date", "timestamp")
+                   for c in e.columns if c.pg_type in ("date", "timestamptz")
                    and c.name in headers}
         if formats:
             m["formats"] = formats
