@@ -3,8 +3,9 @@
 Flows only sequence tasks; each task wraps one plain function of a stage
 module (extract, load, transform, drivers, churn, actions, report) that tests
 call without Prefect. A backfill loads each date's batches in date order and
-then transforms, scores and derives tasks once for the whole range: one dbt
-build, not one per day.
+then transforms and scores once for the whole range (one dbt build, not one per
+day); the task candidates are built for every date of the range, and tasks are
+derived date by date, so a backfill opens what each night would have.
 """
 
 from __future__ import annotations
@@ -118,9 +119,10 @@ def _parallel() -> bool:
 @task(name="dbt-build", task_run_name="dbt build {label}", cache_policy=NONE, **RETRY)
 def dbt_task(wh: Warehouse, settings: Settings, run_date: date, label: str,
              select: str | None = None, exclude: str | None = None,
-             full_refresh: bool = False) -> dict[str, int]:
+             full_refresh: bool = False,
+             extra_vars: dict[str, object] | None = None) -> dict[str, int]:
     return transform.build(wh, settings, run_date, select=select, exclude=exclude,
-                           full_refresh=full_refresh).counts
+                           full_refresh=full_refresh, extra_vars=extra_vars).counts
 
 
 @task(name="drivers", cache_policy=NONE, **RETRY)
@@ -144,11 +146,27 @@ def report_dir(settings: Settings, run_id: str) -> Path:
 
 
 @task(name="improvement-tasks", cache_policy=NONE, **RETRY)
-def actions_task(wh: Warehouse, settings: Settings, run_date: date,
+def actions_task(wh: Warehouse, settings: Settings, start: date, end: date,
                  run_id: str) -> actions.TaskStats:
+    """Derive tasks for each date of the range in order, the last with every rule.
+
+    Earlier dates evaluate only the rules that look back (``backfill: each_date``), each
+    in its own transaction; the totals are summed, and per team the last date's
+    capacity state is what the summary shows.
+    """
+    rules = actions.load_rules(settings.tasks)
+    total = actions.TaskStats()
+    for day in extract.dates_between(start, end):
+        stats = actions.derive_tasks(wh, rules, None, day, run_id, looking_back=day < end)
+        total.merge(stats)
+    return total
+
+
+def check_task_config(settings: Settings) -> None:
+    """The rule file and the capacity table, before anything is loaded (exit 2 when wrong)."""
     rules = actions.load_rules(settings.tasks)
     router = actions.Router(settings.reference.owner_routing)
-    return actions.derive_tasks(wh, rules, router, run_date, run_id)
+    actions.load_capacity(settings.reference.owner_capacity, rules, router)
 
 
 @task(name="docs", cache_policy=NONE)
@@ -185,6 +203,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
               force_refit: bool = False) -> report.RunSummary:
     """The body shared by both flows: load every date in order, then analyse once."""
     days = extract.dates_between(start, end)
+    check_task_config(settings)
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
     run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
     s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end,
@@ -246,15 +265,19 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                 s.model_note = s.stages["churn"]["detail"]
             _timed(s, "dbt build after scores",
                    lambda: timed_out(dbt_task)(wh, settings, end, "after python",
-                                    select=transform.AFTER_PYTHON, full_refresh=full_refresh),
+                                    select=transform.AFTER_PYTHON, full_refresh=full_refresh,
+                                    extra_vars={"task_dates_from": start.isoformat()}),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             stats = _timed(s, "tasks",
-                           lambda: timed_out(actions_task)(wh, settings, end, run_id),
-                           lambda r: f"{r.created} created, {r.updated} updated, "
-                                     f"{r.cleared} cleared, {r.escalated} escalated")
+                           lambda: timed_out(actions_task)(wh, settings, start, end, run_id),
+                           lambda r: "; ".join([f"{r.created} created, {r.updated} updated, "
+                                                f"{r.cleared} cleared, {r.escalated} escalated, "
+                                                f"{r.backlog} in backlog", *r.team_lines()]))
             s.tasks = {"created": stats.created, "updated": stats.updated,
                        "escalated": stats.escalated, "cleared": stats.cleared,
-                       "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed}
+                       "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed,
+                       "backlog": stats.backlog,
+                       "teams": {k: vars(v) for k, v in sorted(stats.teams.items())}}
             s.docs["dbt_docs"] = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end))
             s.status = s.final_status()
         except Exception as e:

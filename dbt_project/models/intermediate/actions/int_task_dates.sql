@@ -1,0 +1,32 @@
+-- The dates the task candidates are built for, one row each: from var
+-- `task_dates_from` (the first date of a backfill, passed by the pipeline) to
+-- run_date; a nightly run has the one date. Rules that look back (tasks.yml
+-- `backfill: each_date`) give candidates for every date here, so a backfill
+-- derives the tasks each night would have; the task stage reads this to know
+-- which dates it may derive.
+{%- set dates_from = var('task_dates_from', none) %}
+with
+
+bounds as (
+
+    select
+        {% if dates_from is none or (dates_from | string | trim) in ('', 'None', 'null') -%}
+            {{ run_date() }}
+        {%- else -%}
+            least(cast('{{ dates_from }}' as date), {{ run_date() }})
+        {%- endif %} as first_date,
+        {{ run_date() }} as last_date
+
+),
+
+final as (
+
+    select cast(spine.as_of_date as date) as as_of_date
+    from bounds
+    cross join lateral generate_series(
+        bounds.first_date, bounds.last_date, interval '1 day'
+    ) as spine (as_of_date)
+
+)
+
+select * from final
