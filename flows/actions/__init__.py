@@ -55,9 +55,16 @@ from flows.warehouse import Warehouse
 
 __all__ = [
     "CLOSED_STATUSES", "EXPORT_COLUMNS", "OPEN_STATUSES", "SUPPRESSED", "Capacity", "Router",
-    "Rule", "RuleSet", "TaskStats", "TeamLoad", "as_of_for", "derive_tasks", "export_rows",
-    "list_tasks", "load_capacity", "load_rules", "period_of", "priority", "task_id", "title",
+    "Rule", "RuleSet", "TaskStats", "TeamLoad", "as_of_for", "candidate_selection", "derive_tasks",
+    "export_rows", "list_tasks", "load_capacity", "load_rules", "period_of", "priority", "task_id", "title",
 ]
+
+
+def candidate_selection(rules: RuleSet, only_realtime: bool = False) -> str:
+    """The dbt selection that builds the rules' candidate models (with int_task_dates,
+    which they are built for): ``dbt build --select <this>`` refreshes them alone."""
+    names = [r.model_name for r in rules.rules if r.realtime or not only_realtime]
+    return " ".join(["int_task_dates", *names])
 
 
 def derive_tasks(wh: Warehouse, rules: RuleSet, router: Router | None, run_date: date,

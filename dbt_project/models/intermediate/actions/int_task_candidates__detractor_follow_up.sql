@@ -58,9 +58,9 @@ recent_detractors as (
     from task_dates
     inner join responses
         on
-            responses.responded_at >= task_dates.as_of_date - 1
-            and responses.responded_at < task_dates.as_of_date + 1
-            and responses.extract_date <= task_dates.as_of_date
+            task_dates.as_of_date - 1 <= responses.responded_at
+            and task_dates.as_of_date + 1 > responses.responded_at
+            and task_dates.as_of_date >= responses.extract_date
 
 ),
 
@@ -85,8 +85,8 @@ customer_as_of as (
     inner join customers
         on latest_detractors.customer_id = customers.customer_id
     order by
-        latest_detractors.as_of_date,
-        latest_detractors.customer_id,
+        latest_detractors.as_of_date asc,
+        latest_detractors.customer_id asc,
         customers.valid_from < latest_detractors.as_of_date + 1 desc,
         case when customers.valid_from < latest_detractors.as_of_date + 1 then customers.valid_from end desc,
         customers.valid_from asc

@@ -4,17 +4,20 @@
 -- `backfill: each_date`) give candidates for every date here, so a backfill
 -- derives the tasks each night would have; the task stage reads this to know
 -- which dates it may derive.
-{%- set dates_from = var('task_dates_from', none) %}
+{%- set dates_from = var('task_dates_from', none) | string | trim %}
+{%- if dates_from in ('', 'None', 'null', 'none') %}
+    {%- set first_date = run_date() %}
+{%- elif modules.re.match('^\d{4}-\d{2}-\d{2}$', dates_from) %}
+    {%- set first_date = "least(cast('" ~ dates_from ~ "' as date), " ~ run_date() ~ ")" %}
+{%- else %}
+    {{ exceptions.raise_compiler_error("var task_dates_from must be YYYY-MM-DD, got '" ~ dates_from ~ "'") }}
+{%- endif %}
 with
 
 bounds as (
 
     select
-        {% if dates_from is none or (dates_from | string | trim) in ('', 'None', 'null') -%}
-            {{ run_date() }}
-        {%- else -%}
-            least(cast('{{ dates_from }}' as date), {{ run_date() }})
-        {%- endif %} as first_date,
+        {{ first_date }} as first_date,
         {{ run_date() }} as last_date
 
 ),

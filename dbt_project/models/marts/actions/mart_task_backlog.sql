@@ -63,7 +63,7 @@ final as (
         cast(
             row_number() over (
                 partition by latest.owner_team, latest.rule_class
-                order by latest.priority_score desc, latest.rule, latest.subject_id
+                order by latest.priority_score desc, latest.rule asc, latest.subject_id asc
             ) as integer
         ) as team_rank,
         cast(latest.priority_score as double precision) as priority_score,
