@@ -162,11 +162,12 @@ def actions_task(wh: Warehouse, settings: Settings, start: date, end: date,
     return total
 
 
-def check_task_config(settings: Settings) -> None:
-    """The rule file and the capacity table, before anything is loaded (exit 2 when wrong)."""
+def check_task_config(settings: Settings) -> list[str]:
+    """The rule file and the capacity table, before anything is loaded (exit 2 when wrong);
+    returns warnings about capacity rows that apply to no task."""
     rules = actions.load_rules(settings.tasks)
     router = actions.Router(settings.reference.owner_routing)
-    actions.load_capacity(settings.reference.owner_capacity, rules, router)
+    return actions.load_capacity(settings.reference.owner_capacity, rules, router)[1]
 
 
 @task(name="docs", cache_policy=NONE)
@@ -203,7 +204,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
               force_refit: bool = False) -> report.RunSummary:
     """The body shared by both flows: load every date in order, then analyse once."""
     days = extract.dates_between(start, end)
-    check_task_config(settings)
+    task_warnings = check_task_config(settings)
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
     run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
     s = report.RunSummary(run_id=run_id, flow=flow_name, start_date=start, end_date=end,
@@ -224,6 +225,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             batches = _timed(s, "extract",
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
+            s.warnings += task_warnings
             s.warnings += extract.misplaced_input(settings, days)
             s.warnings += extract.missing_expected(settings, days, batches, entities)
             for w in s.warnings:

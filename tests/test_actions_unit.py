@@ -63,7 +63,8 @@ def test_a_rule_with_sql_says_where_the_sql_goes(tmp_path):
 def test_shipped_capacity_keeps_every_call_back_and_bad_rows_name_the_line(tmp_path):
     rules = load_rules(REPO_ROOT / "tasks.yml")
     router = Router(ROUTING)
-    caps = load_capacity(REPO_ROOT / "dbt_project/seeds/owner_capacity.csv", rules, router)
+    caps, warnings = load_capacity(REPO_ROOT / "dbt_project/seeds/owner_capacity.csv", rules, router)
+    assert warnings == []
     callback = next(r for r in rules.rules if r.name == "detractor_follow_up")
     assert caps and all(c.rule_class != callback.capacity_class for c in caps)
     touchpoint_classes = {r.capacity_class for r in rules.rules if r.subject != "customer"}
@@ -76,9 +77,14 @@ def test_shipped_capacity_keeps_every_call_back_and_bad_rows_name_the_line(tmp_p
     with pytest.raises(ConfigError) as e:
         load_capacity(p, rules, router)
     msg = str(e.value)
-    assert f"{p}: line 3: owner_team 'retention_dsk'" in msg
-    assert "line 3: period 'month'" in msg and "line 3: capacity '-1'" in msg
-    assert "line 4: rule_class 'touchpoint' is not the class of a customer rule" in msg
+    assert f"{p}: line 3: period 'month'" in msg and "line 3: capacity '-1'" in msg
+    # a row that names no routing team or no customer rule's class applies to nothing: said
+    p.write_text("owner_team,rule_class,period,capacity\n"
+                 "retention_dsk,retention,week,5\n"
+                 "retention_desk,touchpoint,day,1\n")
+    caps, warnings = load_capacity(p, rules, router)
+    assert f"{p}: line 2: owner_team 'retention_dsk' is not a team" in warnings[0]
+    assert "line 3: rule_class 'touchpoint' is not the class of a customer rule" in warnings[1]
 
 
 def test_bad_rule_file_names_the_key(tmp_path):

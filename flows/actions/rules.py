@@ -148,12 +148,14 @@ class Capacity:
     capacity: int
 
 
-def load_capacity(path: Path, rules: RuleSet, router: Router) -> list[Capacity]:
-    """Read the owner capacity file and check it against the rules and routing teams.
+def load_capacity(path: Path, rules: RuleSet, router: Router) -> tuple[list[Capacity], list[str]]:
+    """Read the owner capacity file; returns its rows and warnings about rows that apply to
+    nothing. A malformed row (period, capacity, a repeated team and class) is an error.
 
-    Capacity holds back customer tasks only, so a row must name the class of a customer
-    rule; an owner team must be one of the routing table's, or ``*`` for every team
-    without a row of its own.
+    Capacity holds back customer tasks only, so a row applies when it names the class of a
+    customer rule, for a team of the routing table or ``*`` (every team without a row of
+    its own); a row that names neither is reported (a typo, or the demo's file kept with
+    another company's routing) and changes nothing.
     """
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -163,18 +165,11 @@ def load_capacity(path: Path, rules: RuleSet, router: Router) -> list[Capacity]:
                           "reference.owner_capacity)") from None
     classes = {r.capacity_class for r in rules.rules if r.subject == "customer"}
     teams = router.teams()
-    out, problems, seen = [], [], set()
+    out, problems, warnings, seen = [], [], [], set()
     for n, row in enumerate(rows, start=2):
         at = f"{path}: line {n}:"
         team, cls = (row.get("owner_team") or "").strip(), (row.get("rule_class") or "").strip()
         period, cap = (row.get("period") or "").strip(), (row.get("capacity") or "").strip()
-        if team != "*" and team not in teams:
-            problems.append(f"{at} owner_team {team!r} is not a team of the routing table "
-                            f"({', '.join(sorted(teams))}) nor '*'")
-        if cls not in classes:
-            problems.append(f"{at} rule_class {cls!r} is not the class of a customer rule in "
-                            f"the task rules ({', '.join(sorted(classes)) or 'none'}); set a "
-                            "rule's rule_class in tasks.yml")
         if period not in CAPACITY_PERIODS:
             problems.append(f"{at} period {period!r} must be one of {', '.join(CAPACITY_PERIODS)}")
         if not cap.isdigit():
@@ -182,11 +177,18 @@ def load_capacity(path: Path, rules: RuleSet, router: Router) -> list[Capacity]:
         if (team, cls) in seen:
             problems.append(f"{at} a second row for owner_team {team!r} and rule_class {cls!r}")
         seen.add((team, cls))
+        if team != "*" and team not in teams:
+            warnings.append(f"{at} owner_team {team!r} is not a team of the routing table "
+                            f"({', '.join(sorted(teams))}) nor '*'; the row applies to no task")
+        if cls not in classes:
+            warnings.append(f"{at} rule_class {cls!r} is not the class of a customer rule in "
+                            f"the task rules ({', '.join(sorted(classes)) or 'none'}); the row "
+                            "applies to no task (set a rule's rule_class in tasks.yml)")
         if not problems:
             out.append(Capacity(team, cls, period, int(cap)))
     if problems:
         raise ConfigError("\n".join(problems))
-    return out
+    return out, warnings
 
 
 def period_of(run_date: date, period: str) -> str:
