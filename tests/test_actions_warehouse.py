@@ -405,6 +405,9 @@ def test_backfill_derives_the_call_backs_of_every_night_with_their_due_dates(dem
             and (t.natural_key = 'detractor_follow_up|' || c.subject_id || '|' || c.period
                  or t.status <> 'done'))""")
     assert missing == []
+    # the default capacity holds no call-back back
+    assert _q(base, "select count(*) from ops.task_backlog where rule = 'detractor_follow_up'") \
+        == [(0,)]
     # the other rules do not look back: evaluated on the last date only
     assert _q(base, "select distinct created_at::date from ops.improvement_tasks "
                     "where rule = 'high_value_retention'") == [(END + timedelta(days=1),)]
@@ -458,11 +461,3 @@ def test_capacity_holds_customer_tasks_back_in_ranked_backlog_and_next_opens_nex
     opened = {s for (s,) in _q(wh, "select subject_id from ops.improvement_tasks where status = "
                                    "'open' and owner_team = %s and rule = %s", (team, rule))}
     assert first in opened and set(second) <= opened
-
-
-def test_default_capacity_opens_every_detractor_call_back(wh, rules, router):
-    stats = actions.derive_tasks(wh, rules, router, END, "defaults")
-    assert stats.by_rule["detractor_follow_up"] > 0
-    assert _q(wh, "select count(*) from ops.improvement_tasks where rule = 'detractor_follow_up'") \
-        == [(stats.by_rule["detractor_follow_up"],)]
-    assert _q(wh, "select count(*) from ops.task_backlog where rule = 'detractor_follow_up'") == [(0,)]

@@ -41,26 +41,43 @@ customer_values as (
 
 ),
 
-recent_detractors as (
+-- each detractor answer counts on its own day and the next (the two-day look-back),
+-- unrolled so the dates join on equality, once delivered (extract date)
+answer_days as (
 
     select
-        task_dates.as_of_date,
         responses.customer_id,
         responses.response_id,
         responses.nps,
         responses.touchpoint_code,
         responses.comment is not null as has_comment,
         responses.responded_at,
+        responses.extract_date,
+        cast(responses.responded_at as date) + look_back.days as as_of_date
+    from responses
+    cross join (values (0), (1)) as look_back (days)
+
+),
+
+recent_detractors as (
+
+    select
+        task_dates.as_of_date,
+        answer_days.customer_id,
+        answer_days.response_id,
+        answer_days.nps,
+        answer_days.touchpoint_code,
+        answer_days.has_comment,
+        answer_days.responded_at,
         row_number() over (
-            partition by task_dates.as_of_date, responses.customer_id
-            order by responses.responded_at desc, responses.response_id desc
+            partition by task_dates.as_of_date, answer_days.customer_id
+            order by answer_days.responded_at desc, answer_days.response_id desc
         ) as recency
     from task_dates
-    inner join responses
+    inner join answer_days
         on
-            task_dates.as_of_date - 1 <= responses.responded_at
-            and task_dates.as_of_date + 1 > responses.responded_at
-            and task_dates.as_of_date >= responses.extract_date
+            task_dates.as_of_date = answer_days.as_of_date
+            and task_dates.as_of_date >= answer_days.extract_date
 
 ),
 
