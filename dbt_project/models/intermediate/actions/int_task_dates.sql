@@ -6,11 +6,11 @@
 -- which dates it may derive.
 {%- set dates_from = var('task_dates_from', none) | string | trim %}
 {%- if dates_from in ('', 'None', 'null', 'none') %}
-    {%- set first_date = run_date() %}
+{%- set first_date = run_date() %}
 {%- elif modules.re.match('^\d{4}-\d{2}-\d{2}$', dates_from) %}
-    {%- set first_date = "least(cast('" ~ dates_from ~ "' as date), " ~ run_date() ~ ")" %}
+{%- set first_date = "least(cast('" ~ dates_from ~ "' as date), " ~ run_date() ~ ")" %}
 {%- else %}
-    {{ exceptions.raise_compiler_error("var task_dates_from must be YYYY-MM-DD, got '" ~ dates_from ~ "'") }}
+{{ exceptions.raise_compiler_error("var task_dates_from must be YYYY-MM-DD, got '" ~ dates_from ~ "'") }}
 {%- endif %}
 with
 
