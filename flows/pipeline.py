@@ -202,7 +202,8 @@ def _unless_missing(wh: Warehouse, summary: report.RunSummary, name: str,
 def run_range(settings: Settings, start: date, end: date, flow_name: str,
               entities: list[str] | None = None, full_refresh: bool = False,
               force_refit: bool = False) -> report.RunSummary:
-    """The body shared by both flows: load every date in order, then analyse once."""
+    """The body shared by both flows: load every date in order, analyse once, derive tasks
+    date by date."""
     days = extract.dates_between(start, end)
     task_warnings = check_task_config(settings)
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database)
@@ -328,7 +329,8 @@ def nightly(run_date: date | None = None, config: str | None = None,
 def backfill(start: date, end: date, entities: list[str] | None = None,
              full_refresh: bool = False, config: str | None = None,
              landing: str | None = None) -> dict[str, Any]:
-    """Load every date of the range in order (skipping what is loaded), then analyse once."""
+    """Load every date of the range in order (skipping what is loaded), analyse once, then
+    derive tasks as of each date."""
     settings = load_settings(Path(config) if config else None, landing=landing)
     return run_range(settings, start, end, "backfill", entities=entities,
                      full_refresh=full_refresh).as_dict()
