@@ -148,18 +148,9 @@ def report_dir(settings: Settings, run_id: str) -> Path:
 @task(name="improvement-tasks", cache_policy=NONE, **RETRY)
 def actions_task(wh: Warehouse, settings: Settings, start: date, end: date,
                  run_id: str) -> actions.TaskStats:
-    """Derive tasks for each date of the range in order, the last with every rule.
-
-    Earlier dates evaluate only the rules that look back (``backfill: each_date``), each
-    in its own transaction; the totals are summed, and per team the last date's
-    capacity state is what the summary shows.
-    """
-    rules = actions.load_rules(settings.tasks)
-    total = actions.TaskStats()
-    for day in extract.dates_between(start, end):
-        stats = actions.derive_tasks(wh, rules, None, day, run_id, looking_back=day < end)
-        total.merge(stats)
-    return total
+    """Derive tasks for each date of the range in order, the last with every rule
+    (earlier dates only the rules that look back, ``backfill: each_date``)."""
+    return actions.derive_range(wh, actions.load_rules(settings.tasks), start, end, run_id)
 
 
 def check_task_config(settings: Settings) -> list[str]:

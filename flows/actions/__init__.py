@@ -21,7 +21,7 @@ and a re-run of the same date changes nothing.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from flows.actions.derive import (
     TaskStats,
@@ -30,7 +30,7 @@ from flows.actions.derive import (
     candidate_dates,
     load_candidates,
     match_tracking,
-    set_priority_and_suppression,
+    set_suppression,
 )
 from flows.actions.export import EXPORT_COLUMNS, export_rows, list_tasks
 from flows.actions.rules import (
@@ -55,7 +55,8 @@ from flows.warehouse import Warehouse
 
 __all__ = [
     "CLOSED_STATUSES", "EXPORT_COLUMNS", "OPEN_STATUSES", "SUPPRESSED", "Capacity", "Router",
-    "Rule", "RuleSet", "TaskStats", "TeamLoad", "as_of_for", "candidate_selection", "derive_tasks",
+    "Rule", "RuleSet", "TaskStats", "TeamLoad", "as_of_for", "candidate_selection", "derive_range",
+    "derive_tasks",
     "export_rows", "list_tasks", "load_capacity", "load_rules", "period_of", "priority", "task_id", "title",
 ]
 
@@ -77,30 +78,60 @@ def derive_tasks(wh: Warehouse, rules: RuleSet, router: Router | None, run_date:
     clears and escalates nothing, since it sees part of a day. ``looking_back`` is a
     backfill's earlier date: only the rules with ``backfill: each_date`` are evaluated
     (the others' marts hold the last date only), then consent and escalation as usual.
-
-    The order matters: people's edits are noticed first (so a task closed today is not
-    escalated today), then each rule's candidates are written and vanished conditions
-    marked, then consent is re-checked, and overdue tasks escalate last.
     """
     stats = TaskStats()
+    with wh.transaction() as cur:
+        _lock(cur)
+        _derive_date(cur, rules, run_date, run_id, stats, only_realtime, looking_back,
+                     candidate_dates(cur))
+    return stats
+
+
+def derive_range(wh: Warehouse, rules: RuleSet, start: date, end: date, run_id: str) -> TaskStats:
+    """A backfill's tasks: every date in order, as each night would have derived them.
+
+    Dates before ``end`` evaluate the look-back rules only (``backfill: each_date``), the
+    last date every rule; one transaction for the range. Counts are summed; per team the
+    backlog and capacity state are the last date's.
+    """
+    total = TaskStats()
+    with wh.transaction() as cur:
+        _lock(cur)
+        built = candidate_dates(cur)
+        day = start
+        while day <= end:
+            stats = TaskStats()
+            _derive_date(cur, rules, day, run_id, stats, False, day < end, built)
+            total.merge(stats)
+            day += timedelta(days=1)
+    return total
+
+
+def _lock(cur) -> None:
+    # One deriving run at a time: a second waits instead of inserting the same task.
+    cur.execute("select pg_advisory_xact_lock(hashtext('cxloop.improvement_tasks'))")
+
+
+def _derive_date(cur, rules: RuleSet, run_date: date, run_id: str, stats: TaskStats,
+                 only_realtime: bool, looking_back: bool, built: tuple[date, date] | None) -> None:
+    """One date: people's edits first (so a task closed today is not escalated today), then
+    each rule's candidates written and vanished conditions marked, then consent re-checked,
+    and overdue tasks escalated last."""
     as_of = as_of_for(run_date)
     chosen = [r for r in rules.rules if (r.realtime or not only_realtime)
               and (r.backfill == "each_date" or not looking_back)]
-    with wh.transaction() as cur:
-        # One deriving run at a time: a second waits instead of inserting the same task.
-        cur.execute("select pg_advisory_xact_lock(hashtext('cxloop.improvement_tasks'))")
-        stats.people_edits = notice_people_edits(cur, as_of, run_id)
-        built = candidate_dates(cur)
-        for rule in chosen:
-            if rule.backfill == "each_date" and (built is None or not built[0] <= run_date <= built[1]):
-                # Not built for this date: evaluating would clear every task of the rule.
-                stats.skipped[rule.name] = (
-                    f"candidates built for {built[0]}..{built[1]}, not {run_date}" if built
-                    else "int_task_dates not built")
-                continue
-            stats.by_rule[rule.name] = load_candidates(cur, rule, run_date)
+    stats.people_edits += notice_people_edits(cur, as_of, run_id)
+    for rule in chosen:
+        if rule.backfill == "each_date" and (built is None or not built[0] <= run_date <= built[1]):
+            # Not built for this date: evaluating would clear every task of the rule.
+            stats.skipped[rule.name] = (
+                f"candidates built for {built[0]}..{built[1]}, not {run_date}" if built
+                else "int_task_dates not built")
+            continue
+        n = stats.by_rule[rule.name] = load_candidates(cur, rule, rules, run_date)
+        if n:
             match_tracking(cur, rule, run_date, as_of)
-            set_priority_and_suppression(cur, rule, rules, as_of)
+            set_suppression(cur, rule, rules, as_of)
             apply_capacity(cur, rule, rules, run_date, as_of, stats)
             changed, unchanged = change_events(cur, run_date, as_of, run_id)
             created, suppressed = upsert(cur, rule, run_date, as_of, run_id)
@@ -108,14 +139,13 @@ def derive_tasks(wh: Warehouse, rules: RuleSet, router: Router | None, run_date:
             stats.suppressed += suppressed
             stats.updated += changed
             stats.unchanged += unchanged
-            write_backlog(cur, rule, run_date, run_id)
             _count_teams(cur, stats)
-            if not only_realtime:
-                stats.cleared += clear_vanished(cur, rule, run_date, as_of, run_id)
-        stats.suppressed += withdrawn_consent(cur, as_of, run_id)
+        write_backlog(cur, rule, run_date, run_id)
         if not only_realtime:
-            stats.escalated = escalate(cur, as_of, run_id)
-    return stats
+            stats.cleared += clear_vanished(cur, rule, run_date, as_of, run_id)
+    stats.suppressed += withdrawn_consent(cur, as_of, run_id)
+    if not only_realtime:
+        stats.escalated += escalate(cur, as_of, run_id)
 
 
 def _count_teams(cur, stats: TaskStats) -> None:

@@ -102,8 +102,9 @@ def candidate_dates(cur: Cursor) -> tuple[date, date] | None:
     return (first, last) if first else None
 
 
-def load_candidates(cur: Cursor, rule: Rule, run_date: date) -> int:
-    """Copy the rule's candidates of ``run_date`` into ``_cand``, titled; returns the count.
+def load_candidates(cur: Cursor, rule: Rule, rules: RuleSet, run_date: date) -> int:
+    """Copy the rule's candidates of ``run_date`` into ``_cand`` with their natural key, id,
+    base priority and title; returns the count.
 
     A rule that does not look back holds its model's latest rows whatever the date (its
     marts are as of the build's run date); a look-back rule holds that date's rows.
@@ -119,24 +120,28 @@ def load_candidates(cur: Cursor, rule: Rule, run_date: date) -> int:
             else sql.SQL("as_of_date = (select max(as_of_date) from {})").format(rel))
     cur.execute("drop table if exists _cand")
     try:
-        cur.execute("savepoint cand")
         cur.execute(sql.SQL(
             """create temp table _cand on commit drop as
-               select distinct on (subject_id)
-                   subject_id, coalesce(period, %(period)s) as period, owner_team, owner_person,
-                   escalation_owner, routed_to_fallback, coalesce(marketing_consent, false)
-                   as consent, value_at_risk, coalesce(priority_score, 0) as priority_score,
-                   priority_reason, evidence, region, segment,
-                   null::text as title, null::text as nk, null::text as task_id,
-                   null::text as tracked, null::text as tracked_nk, false as skip,
-                   null::text as reason, true as admitted, null::int as backlog_rank,
-                   null::int as base
-               from {rel} where {when} and subject_id is not null
-               order by subject_id, priority_score desc nulls last""").format(rel=rel, when=when),
-            {"period": period_of(run_date, rule.period), "d": run_date})
-        cur.execute("release savepoint cand")
+               select c.*, %(rule)s || '|' || c.subject_id || '|' || c.period as nk,
+                   'T' || left(encode(sha256(convert_to(%(rule)s || '|' || c.subject_id || '|'
+                                                        || c.period, 'UTF8')), 'hex'), 15) as task_id,
+                   greatest(1, %(base)s - case when c.value_at_risk >= %(high)s then 1 else 0 end)
+                     as base
+               from (
+                 select distinct on (subject_id)
+                     subject_id, coalesce(period, %(period)s) as period, owner_team, owner_person,
+                     escalation_owner, routed_to_fallback, coalesce(marketing_consent, false)
+                     as consent, value_at_risk, coalesce(priority_score, 0) as priority_score,
+                     priority_reason, evidence, region, segment,
+                     null::text as title, null::text as tracked, null::text as tracked_nk,
+                     false as skip, null::text as reason, true as admitted,
+                     null::int as backlog_rank
+                 from {rel} where {when} and subject_id is not null
+                 order by subject_id, priority_score desc nulls last
+               ) c""").format(rel=rel, when=when),
+            {"period": period_of(run_date, rule.period), "d": run_date, "rule": rule.name,
+             "base": 4 - rule.severity, "high": rules.high_value_at_risk})
     except psycopg2.Error as e:
-        cur.execute("rollback to savepoint cand")
         raise StageError(f"tasks.yml rule {rule.name!r}: reading {CANDIDATE_SCHEMA}."
                          f"{rule.model_name} failed: {(e.diag.message_primary or str(e)).strip()}; "
                          "its columns must be those of _actions__models.yml") from None
@@ -145,14 +150,12 @@ def load_candidates(cur: Cursor, rule: Rule, run_date: date) -> int:
     titles = [title(rule, {**(ev or {}), "subject_id": sid, "period": per, "region": reg,
                            "segment": seg, "value_at_risk": jsonable(var)})
               for sid, per, reg, seg, var, ev in rows]
-    cur.execute(
-        """update _cand c set title = t.title,
-               nk = %(rule)s || '|' || c.subject_id || '|' || c.period
-           from unnest(%(ids)s::text[], %(titles)s::text[]) as t (subject_id, title)
-           where t.subject_id = c.subject_id""",
-        {"rule": rule.name, "ids": [r[0] for r in rows], "titles": titles})
-    cur.execute("update _cand set task_id = 'T' || left(encode(sha256(convert_to(nk, 'UTF8')), "
-                "'hex'), 15)")
+    if rows:
+        cur.execute(
+            """update _cand c set title = t.title
+               from unnest(%(ids)s::text[], %(titles)s::text[]) as t (subject_id, title)
+               where t.subject_id = c.subject_id""",
+            {"ids": [r[0] for r in rows], "titles": titles})
     return len(rows)
 
 
@@ -190,15 +193,13 @@ def match_tracking(cur: Cursor, rule: Rule, run_date: date, as_of: datetime) -> 
          "supp": SUPPRESSED, "closed": list(CLOSED_STATUSES)})
 
 
-def set_priority_and_suppression(cur: Cursor, rule: Rule, rules: RuleSet, as_of: datetime) -> None:
-    """Base priority of every candidate; for a new contact, why it must not reach the customer.
+def set_suppression(cur: Cursor, rule: Rule, rules: RuleSet, as_of: datetime) -> None:
+    """For a new contact, why it must not reach the customer (None: it may).
 
     Consent comes from the model (missing means no); the cap counts the customer's contact
     tasks that were not suppressed, created in the rolling window ending at the run's
     as-of time (so a backfill counts the contacts its earlier dates made, none from later).
     """
-    cur.execute("update _cand set base = greatest(1, %s - case when value_at_risk >= %s "
-                "then 1 else 0 end)", (4 - rule.severity, rules.high_value_at_risk))
     if not rule.contact:
         return
     cur.execute(

@@ -126,6 +126,8 @@ def upsert(cur: Cursor, rule: Rule, run_date: date, as_of: datetime, run_id: str
 
 def write_backlog(cur: Cursor, rule: Rule, run_date: date, run_id: str) -> None:
     """Replace the rule's backlog with this date's (unless a later date already wrote one)."""
+    if rule.subject != "customer":
+        return  # only customer tasks wait for capacity
     cur.execute(
         """delete from ops.task_backlog where rule = %(rule)s and as_of_date <= %(d)s""",
         {"rule": rule.name, "d": run_date})
