@@ -24,6 +24,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from flows.actions.derive import (
+    Cursor,
     TaskStats,
     TeamLoad,
     apply_capacity,
@@ -107,12 +108,12 @@ def derive_range(wh: Warehouse, rules: RuleSet, start: date, end: date, run_id: 
     return total
 
 
-def _lock(cur) -> None:
+def _lock(cur: Cursor) -> None:
     # One deriving run at a time: a second waits instead of inserting the same task.
     cur.execute("select pg_advisory_xact_lock(hashtext('cxloop.improvement_tasks'))")
 
 
-def _derive_date(cur, rules: RuleSet, run_date: date, run_id: str, stats: TaskStats,
+def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats: TaskStats,
                  only_realtime: bool, looking_back: bool, built: tuple[date, date] | None) -> None:
     """One date: people's edits first (so a task closed today is not escalated today), then
     each rule's candidates written and vanished conditions marked, then consent re-checked,
@@ -148,7 +149,7 @@ def _derive_date(cur, rules: RuleSet, run_date: date, run_id: str, stats: TaskSt
         stats.escalated += escalate(cur, as_of, run_id)
 
 
-def _count_teams(cur, stats: TaskStats) -> None:
+def _count_teams(cur: Cursor, stats: TaskStats) -> None:
     """Add the rule's opened, backlogged and fallback-routed candidates to the run's counts."""
     cur.execute(
         """select owner_team,
