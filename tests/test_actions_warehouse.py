@@ -151,7 +151,15 @@ def test_every_shipped_rule_fires_on_demo_data(wh, rules, router):
 
 
 def test_same_date_twice_gives_the_same_tasks_and_no_new_events(wh, rules, router):
+    # the intra-day alerts run opens the realtime rules' tasks only, clearing nothing ...
+    hot = actions.derive_tasks(wh, rules, router, END, "alerts", only_realtime=True)
+    realtime = {r.name for r in rules.rules if r.realtime}
+    assert hot.created > 0 and set(hot.by_rule) == realtime and hot.cleared == hot.escalated == 0
+    hot_tasks = _q(wh, "select task_id, created_at, due_at from ops.improvement_tasks order by 1")
+    # ... and the nightly run finds them under the same natural key, never twice
     first = actions.derive_tasks(wh, rules, router, END, "run-1")
+    assert _q(wh, "select task_id, created_at, due_at from ops.improvement_tasks "
+                  "where rule = any(%s) order by 1", (list(realtime),)) == hot_tasks
     before, n_events = _tasks(wh), _q(wh, "select count(*) from ops.improvement_task_events")
     second = actions.derive_tasks(wh, rules, router, END, "run-2")
     assert first.created > 0 and second.created == 0 and second.updated == 0
