@@ -114,7 +114,7 @@ def load_candidates(cur: Cursor, rule: Rule, rules: RuleSet, run_date: date) -> 
         raise StageError(
             f"tasks.yml rule {rule.name!r}: its model {CANDIDATE_SCHEMA}.{rule.model_name} is "
             f"not in the warehouse; add dbt_project/models/intermediate/actions/"
-            f"{rule.model_name}.sql (columns as in _actions__models.yml) and re-run")
+            f"{rule.model_name}.sql (columns as in _task_candidates__models.yml) and re-run")
     rel = _relation(rule)
     when = (sql.SQL("as_of_date = %(d)s") if rule.backfill == "each_date"
             else sql.SQL("as_of_date = (select max(as_of_date) from {})").format(rel))
@@ -144,7 +144,7 @@ def load_candidates(cur: Cursor, rule: Rule, rules: RuleSet, run_date: date) -> 
     except psycopg2.Error as e:
         raise StageError(f"tasks.yml rule {rule.name!r}: reading {CANDIDATE_SCHEMA}."
                          f"{rule.model_name} failed: {(e.diag.message_primary or str(e)).strip()}; "
-                         "its columns must be those of _actions__models.yml") from None
+                         "its columns must be those of _task_candidates__models.yml") from None
     cur.execute("select subject_id, period, region, segment, value_at_risk, evidence from _cand")
     rows = cur.fetchall()
     titles = [title(rule, {**(ev or {}), "subject_id": sid, "period": per, "region": reg,

@@ -37,7 +37,7 @@ class Rule(BaseModel):
     description: str = ""
     subject: Literal["touchpoint", "customer", "segment"]
     # The dbt model with the rule's candidates (default int_task_candidates__<name>), in the
-    # intermediate schema, with the columns of models/intermediate/actions/_actions__models.yml.
+    # intermediate schema, with the columns of models/intermediate/actions/_task_candidates__models.yml.
     model: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
     title: str  # str.format over the candidate's evidence (plus subject_id, period, ...)
     period: Literal["day", "week", "month"] = "month"
@@ -64,7 +64,7 @@ class Rule(BaseModel):
             raise ValueError(
                 "rules hold no SQL any more: move the trigger into the dbt model "
                 f"dbt_project/models/intermediate/actions/{MODEL_PREFIX}{data.get('name', '<rule>')}"
-                ".sql (columns as in _actions__models.yml) and delete `trigger`")
+                ".sql (columns as in _task_candidates__models.yml) and delete `trigger`")
         return data
 
     @property
