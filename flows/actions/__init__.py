@@ -123,8 +123,11 @@ def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats
               and (r.backfill == "each_date" or not looking_back)]
     stats.people_edits += notice_people_edits(cur, as_of, run_id)
     for rule in chosen:
-        if rule.backfill == "each_date" and (built is None or not built[0] <= run_date <= built[1]):
-            # Not built for this date: evaluating would clear every task of the rule.
+        if rule.backfill == "each_date" and not only_realtime \
+                and (built is None or not built[0] <= run_date <= built[1]):
+            # Not built for this date: evaluating would clear every task of the rule. (A
+            # realtime-only run clears nothing; it reads the date's rows of the rule's
+            # model, which the alerts run rebuilds alone for its date.)
             stats.skipped[rule.name] = (
                 f"candidates built for {built[0]}..{built[1]}, not {run_date}" if built
                 else "int_task_dates not built")

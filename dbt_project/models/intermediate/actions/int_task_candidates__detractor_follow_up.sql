@@ -1,6 +1,7 @@
 -- Task rule detractor_follow_up (tasks.yml): fast recovery. A detractor (NPS <=
 -- `max_nps`, default 6) who left a comment or has an unresolved contact in the
--- last 14 days gets a call. Candidates for every date of int_task_dates, each
+-- last 14 days gets a call. Candidates for every date of the task date spine
+-- (task_dates_from .. run_date, as int_task_dates), each
 -- with what that night's run would have seen: answers given that day or the day
 -- before (a two-day look-back for late answers) and delivered by then (extract
 -- date), the customer's attributes valid that day. The task is pinned to the
@@ -11,7 +12,7 @@ with
 
 task_dates as (
 
-    select * from {{ ref('int_task_dates') }}
+    {{ task_date_spine() }}
 
 ),
 
