@@ -17,6 +17,16 @@ from flows.errors import ConfigError
 ROUTING = REPO_ROOT / "dbt_project/seeds/owner_routing.csv"
 
 
+def test_python_routing_check_matches_the_sql_rule():
+    # the SQL macro route_to_owner is tested by dbt unit tests; this is the same rule
+    r = Router(ROUTING)
+    assert r.route("billing", "north", "enterprise").owner_person == "sofia.rossi"
+    assert r.route("installation", "south", "smb").owner_person == "ana.silva"
+    assert r.route("installation", "east", "smb").owner_person == "jun.wang"
+    fb = r.route("no_such_touchpoint", "north", "smb")
+    assert fb.fallback and fb.owner_team == "cx_office"
+
+
 def test_routing_file_needs_a_fallback_row(tmp_path):
     p = tmp_path / "owner_routing.csv"
     p.write_text(ROUTING.read_text().splitlines()[0] + "\nbilling,*,*,billing_ops,li.na,boss,false\n")

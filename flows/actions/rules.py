@@ -113,12 +113,20 @@ def load_rules(path: Path) -> RuleSet:
     return rules
 
 
+@dataclass(frozen=True)
+class Route:
+    owner_team: str
+    owner_person: str
+    escalation_owner: str
+    fallback: bool
+
+
 class Router:
     """The owner routing file, checked (a fallback row must exist) and its people listed.
 
     Routing itself is SQL (macro ``route_to_owner`` over the ``owner_routing`` seed,
-    joined in every candidate model); this class keeps the file-level checks and the
-    list of everyone a task may reach.
+    joined in every candidate model); this class keeps the file-level checks, the list
+    of everyone a task may reach, and the same rule in Python for checks and tests.
     """
 
     def __init__(self, path: Path):
@@ -134,6 +142,21 @@ class Router:
 
     def teams(self) -> set[str]:
         return {r["owner_team"] for r in self.rows}
+
+    def route(self, key: str, region: str | None, segment: str | None) -> Route:
+        """Where the SQL routing (macro route_to_owner) sends one key, for checks and tests:
+        the most specific row of touchpoint x region x segment wins, else the fallback."""
+        best, best_score = None, -1
+        for r in self.rows:
+            if r["is_fallback"].lower() == "true" or r["touchpoint_code"] != key:
+                continue
+            if r["region"] not in ("*", region) or r["segment"] not in ("*", segment):
+                continue
+            score = 2 * (r["region"] != "*") + (r["segment"] != "*")
+            if score > best_score:
+                best, best_score = r, score
+        row = best or next(r for r in self.rows if r["is_fallback"].lower() == "true")
+        return Route(row["owner_team"], row["owner_person"], row["escalation_owner"], best is None)
 
     def people(self) -> set[str]:
         """Everyone a task may be routed or escalated to (for checks and tests)."""
