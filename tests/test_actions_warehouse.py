@@ -413,6 +413,14 @@ def test_backfill_derives_the_call_backs_of_every_night_with_their_due_dates(dem
             and (t.natural_key = 'detractor_follow_up|' || c.subject_id || '|' || c.period
                  or t.status <> 'done'))""")
     assert missing == []
+    # the SQL routing (macro route_to_owner) agrees with the routing file's rule
+    router = actions.Router(ROUTING)
+    routed = _q(base, "select evidence->>'region', evidence->>'segment', owner_team, owner_person, "
+                      "routed_to_fallback from ops.improvement_tasks "
+                      "where rule = 'detractor_follow_up'")
+    for region, segment, team, person, fallback in routed:
+        want = router.route("customer", region, segment)
+        assert (team, person, fallback) == (want.owner_team, want.owner_person, want.fallback)
     # the default capacity holds no call-back back
     assert _q(base, "select count(*) from ops.task_backlog where rule = 'detractor_follow_up'") \
         == [(0,)]
