@@ -293,7 +293,8 @@ def backfill(
     dask_address: DaskAddressOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Load every date of a range in order (skipping loaded batches), then analyse once."""
+    """Load every date of a range in order (skipping loaded batches), analyse once, then
+    derive tasks as of each date."""
     settings = _settings(config, landing)
     s, e = _parse_date(start, "--start"), _parse_date(end, "--end")
     if e < s:

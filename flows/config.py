@@ -145,6 +145,9 @@ class Reference(_Strict):
     survey_items: Path = REPO_ROOT / "dbt_project/seeds/survey_items.csv"
     # Where owners are notified: owner (a team or person of the routing), channel, address.
     owner_contacts: Path = REPO_ROOT / "dbt_project/seeds/owner_contacts.csv"
+    # Customer tasks an owner team can take on per day or week, per rule class (tasks.yml
+    # rule_class); past it they wait in marts.mart_task_backlog.
+    owner_capacity: Path = REPO_ROOT / "dbt_project/seeds/owner_capacity.csv"
 
 
 class Settings(_Strict):
@@ -195,9 +198,11 @@ class Settings(_Strict):
         Business rules live in dbt models; the values they depend on (cut points,
         allowed categories, goal scales) come from here, so one file configures both.
         """
+        from flows.actions.rules import load_rules  # the rule file's thresholds (task_param)
+
         return {**self.domain.dbt_vars(),
                 "active_subscription_statuses": list(self.subscriptions.active_statuses),
-                **self._goal_vars(), **self.churn.dbt_vars()}
+                **self._goal_vars(), **self.churn.dbt_vars(), **load_rules(self.tasks).dbt_vars()}
 
     def _goal_vars(self) -> dict[str, object]:
         """Goals and quadrant rules as dbt vars (defaults repeated in dbt_project.yml)."""

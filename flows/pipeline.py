@@ -3,8 +3,9 @@
 Flows only sequence tasks; each task wraps one plain function of a stage
 module (extract, load, transform, drivers, churn, actions, report) that tests
 call without Prefect. A backfill loads each date's batches in date order and
-then transforms, scores and derives tasks once for the whole range: one dbt
-build, not one per day.
+then transforms and scores once for the whole range (one dbt build, not one per
+day); the task candidates are built for every date of the range, and tasks are
+derived date by date, so a backfill opens what each night would have.
 """
 
 from __future__ import annotations
@@ -121,9 +122,10 @@ def _parallel() -> bool:
 @task(name="dbt-build", task_run_name="dbt build {label}", cache_policy=NONE, **RETRY)
 def dbt_task(wh: Warehouse, settings: Settings, run_date: date, label: str,
              select: str | None = None, exclude: str | None = None,
-             full_refresh: bool = False) -> dict[str, int]:
+             full_refresh: bool = False,
+             extra_vars: dict[str, object] | None = None) -> dict[str, int]:
     return transform.build(wh, settings, run_date, select=select, exclude=exclude,
-                           full_refresh=full_refresh).counts
+                           full_refresh=full_refresh, extra_vars=extra_vars).counts
 
 
 @task(name="drivers", cache_policy=NONE, **RETRY)
@@ -147,11 +149,19 @@ def report_dir(settings: Settings, run_id: str) -> Path:
 
 
 @task(name="improvement-tasks", cache_policy=NONE, **RETRY)
-def actions_task(wh: Warehouse, settings: Settings, run_date: date,
+def actions_task(wh: Warehouse, settings: Settings, start: date, end: date,
                  run_id: str) -> actions.TaskStats:
+    """Derive tasks for each date of the range in order, the last with every rule
+    (earlier dates only the rules that look back, ``backfill: each_date``)."""
+    return actions.derive_range(wh, actions.load_rules(settings.tasks), start, end, run_id)
+
+
+def check_task_config(settings: Settings) -> list[str]:
+    """The rule file and the capacity table, before anything is loaded (exit 2 when wrong);
+    returns warnings about capacity rows that apply to no task."""
     rules = actions.load_rules(settings.tasks)
     router = actions.Router(settings.reference.owner_routing)
-    return actions.derive_tasks(wh, rules, router, run_date, run_id)
+    return actions.load_capacity(settings.reference.owner_capacity, rules, router)[1]
 
 
 @task(name="docs", cache_policy=NONE)
@@ -186,8 +196,10 @@ def _unless_missing(wh: Warehouse, summary: report.RunSummary, name: str,
 def run_range(settings: Settings, start: date, end: date, flow_name: str,
               entities: list[str] | None = None, full_refresh: bool = False,
               force_refit: bool = False) -> report.RunSummary:
-    """The body shared by both flows: load every date in order, then analyse once."""
+    """The body shared by both flows: load every date in order, analyse once, derive tasks
+    date by date."""
     days = extract.dates_between(start, end)
+    task_warnings = check_task_config(settings)
     wh = open_warehouse(Path(settings.home), settings.warehouse_url, settings.database,
                         timezone=settings.timezone)
     run_id = f"{flow_name}-{end:%Y%m%d}-{uuid.uuid4().hex[:8]}"
@@ -209,6 +221,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             batches = _timed(s, "extract",
                              lambda: extract_task(settings, days, entities),
                              lambda r: f"{len(r)} batches found")
+            s.warnings += task_warnings
             s.warnings += extract.misplaced_input(settings, days)
             s.warnings += extract.missing_expected(settings, days, batches, entities)
             for w in s.warnings:
@@ -250,15 +263,19 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                 s.model_note = s.stages["churn"]["detail"]
             _timed(s, "dbt build after scores",
                    lambda: timed_out(dbt_task)(wh, settings, end, "after python",
-                                    select=transform.AFTER_PYTHON, full_refresh=full_refresh),
+                                    select=transform.AFTER_PYTHON, full_refresh=full_refresh,
+                                    extra_vars={"task_dates_from": start.isoformat()}),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             stats = _timed(s, "tasks",
-                           lambda: timed_out(actions_task)(wh, settings, end, run_id),
-                           lambda r: f"{r.created} created, {r.updated} updated, "
-                                     f"{r.cleared} cleared, {r.escalated} escalated")
+                           lambda: timed_out(actions_task)(wh, settings, start, end, run_id),
+                           lambda r: "; ".join([f"{r.created} created, {r.updated} updated, "
+                                                f"{r.cleared} cleared, {r.escalated} escalated, "
+                                                f"{r.backlog} in backlog", *r.team_lines()]))
             s.tasks = {"created": stats.created, "updated": stats.updated,
                        "escalated": stats.escalated, "cleared": stats.cleared,
-                       "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed}
+                       "suppressed": stats.suppressed, "fallback_routed": stats.fallback_routed,
+                       "backlog": stats.backlog,
+                       "teams": {k: vars(v) for k, v in sorted(stats.teams.items())}}
             if flow_name == "nightly":  # digests, escalations, recovery surveys (flows/alerts.py)
                 from flows.alerts import after_nightly_tasks
 
@@ -312,7 +329,8 @@ def nightly(run_date: date | None = None, config: str | None = None,
 def backfill(start: date, end: date, entities: list[str] | None = None,
              full_refresh: bool = False, config: str | None = None,
              landing: str | None = None) -> dict[str, Any]:
-    """Load every date of the range in order (skipping what is loaded), then analyse once."""
+    """Load every date of the range in order (skipping what is loaded), analyse once, then
+    derive tasks as of each date."""
     settings = load_settings(Path(config) if config else None, landing=landing)
     return run_range(settings, start, end, "backfill", entities=entities,
                      full_refresh=full_refresh).as_dict()

@@ -64,6 +64,7 @@ def seed_dir(settings: Settings) -> Path:
         "owner_routing.csv": Path(ref.owner_routing),
         "survey_items.csv": Path(ref.survey_items),
         "owner_contacts.csv": Path(ref.owner_contacts),
+        "owner_capacity.csv": Path(ref.owner_capacity),
     }
     default = DBT_DIR / "seeds"
     if all(p.resolve() == (default / n).resolve() for n, p in wanted.items()):
@@ -117,7 +118,8 @@ def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
 
 
 def build(wh: Warehouse, settings: Settings, run_date: date, select: str | None = None,
-          exclude: str | None = None, full_refresh: bool = False) -> DbtOutcome:
+          exclude: str | None = None, full_refresh: bool = False,
+          extra_vars: dict[str, object] | None = None) -> DbtOutcome:
     """``dbt build`` (seeds, models, tests) of a selection; raises if any node fails."""
     args = ["build"]
     if select:
@@ -126,7 +128,7 @@ def build(wh: Warehouse, settings: Settings, run_date: date, select: str | None 
         args += ["--exclude", exclude]
     if full_refresh:
         args.append("--full-refresh")
-    outcome = run_dbt(wh, settings, args, run_date)
+    outcome = run_dbt(wh, settings, args, run_date, extra_vars)
     if not outcome.success:
         shown = "\n  ".join(outcome.failures[:10]) or "see the dbt log under CXLOOP_HOME/dbt/logs"
         err = StageError(f"dbt {' '.join(args)} failed:\n  {shown}")

@@ -534,6 +534,27 @@ OPS_DDL = [
     # helper "values" (issue 14): the zone each source's naive timestamps are read in,
     # written by load.refresh_reference from cxloop.yml (sources.<src>.timezone).
     "create table if not exists ops.ref_source_zones (source text primary key, timezone text not null)",
+    # --- helper "tasks" (issue 15): customer tasks held back by an owner team's capacity,
+    # ranked (who would be next and why); the latest evaluated date of each rule counts.
+    """create table if not exists ops.task_backlog (
+        as_of_date date not null,
+        rule text not null,
+        rule_class text not null,
+        subject_type text not null,
+        subject_id text not null,
+        period text not null,
+        owner_team text not null,
+        owner_person text not null,
+        backlog_rank int not null,
+        priority_score double precision not null,
+        priority_reason text,
+        value_at_risk numeric(14,2),
+        title text not null,
+        run_id text,
+        primary key (as_of_date, rule, subject_id)
+    )""",
+    "create index if not exists task_backlog_rule on ops.task_backlog (rule, as_of_date)",
+    "create index if not exists improvement_tasks_team on ops.improvement_tasks (owner_team, rule)",
 ]
 
 

@@ -106,6 +106,30 @@ def _tasks(wh: Warehouse) -> list[tuple]:
                   "from ops.improvement_tasks order by task_id")
 
 
+CANDIDATE_DEFAULTS = {
+    "as_of_date": "(select max(as_of_date) from intermediate.int_task_dates)",
+    "subject_id": "null", "period": "null", "routing_key": "'customer'", "region": "null",
+    "segment": "null", "owner_team": "'cx_office'", "owner_person": "'cx.duty.manager'",
+    "escalation_owner": "'head.of.cx'", "routed_to_fallback": "false",
+    "marketing_consent": "null", "value_at_risk": "null", "priority_score": "0",
+    "priority_reason": "null", "evidence": "'{}'",
+}
+TYPES = {"as_of_date": "date", "routed_to_fallback": "boolean", "marketing_consent": "boolean",
+         "value_at_risk": "numeric(14, 2)", "priority_score": "double precision",
+         "evidence": "jsonb"}
+
+
+def _candidates_view(wh: Warehouse, rule: str, tail: str = "", params: Any = None,
+                     **columns: str) -> None:
+    """A rule's candidate model, as a view with the contract's columns (a test's own rule)."""
+    cols = ", ".join(f"cast({columns.get(c, d)} as {TYPES.get(c, 'text')}) as {c}"
+                     for c, d in CANDIDATE_DEFAULTS.items())
+    with wh.transaction() as cur:
+        view = sql.Identifier("intermediate", f"int_task_candidates__{rule}")
+        body = cur.mogrify(f"select {cols} {tail}", params).decode()
+        cur.execute(sql.SQL("create or replace view {} as ").format(view) + sql.SQL(body))
+
+
 def _backfill(wh: Warehouse, rules, router, start: date = BACKFILL_FROM, days: int = 30,
               prefix: str = "bf") -> list[actions.TaskStats]:
     return [actions.derive_tasks(wh, rules, router, start + timedelta(days=i), f"{prefix}-{i}")
@@ -127,7 +151,15 @@ def test_every_shipped_rule_fires_on_demo_data(wh, rules, router):
 
 
 def test_same_date_twice_gives_the_same_tasks_and_no_new_events(wh, rules, router):
+    # the intra-day alerts run opens the realtime rules' tasks only, clearing nothing ...
+    hot = actions.derive_tasks(wh, rules, router, END, "alerts", only_realtime=True)
+    realtime = {r.name for r in rules.rules if r.realtime}
+    assert hot.created > 0 and set(hot.by_rule) == realtime and hot.cleared == hot.escalated == 0
+    hot_tasks = _q(wh, "select task_id, created_at, due_at from ops.improvement_tasks order by 1")
+    # ... and the nightly run finds them under the same natural key, never twice
     first = actions.derive_tasks(wh, rules, router, END, "run-1")
+    assert _q(wh, "select task_id, created_at, due_at from ops.improvement_tasks "
+                  "where rule = any(%s) order by 1", (list(realtime),)) == hot_tasks
     before, n_events = _tasks(wh), _q(wh, "select count(*) from ops.improvement_task_events")
     second = actions.derive_tasks(wh, rules, router, END, "run-2")
     assert first.created > 0 and second.created == 0 and second.updated == 0
@@ -166,9 +198,10 @@ def test_every_owner_is_in_the_routing_table_and_fallback_is_flagged(wh, rules, 
     assert owners and all(o in people and e in people for o, e in owners), owners
     assert _q(wh, "select count(*) from ops.improvement_tasks where owner_person is null "
                   "or owner_person = ''") == [(0,)]
+    _candidates_view(wh, "unknown_touchpoint", subject_id="'teleporter'",
+                     routing_key="'teleporter'", routed_to_fallback="true")
     odd = actions.RuleSet(rules=[actions.Rule(
-        name="unknown_touchpoint", subject="touchpoint", title="look at {subject_id}",
-        trigger="select 'teleporter' as subject_id, 'teleporter' as touchpoint_code")])
+        name="unknown_touchpoint", subject="touchpoint", title="look at {subject_id}")])
     s = actions.derive_tasks(wh, odd, router, END, "odd")
     assert s.fallback_routed == 1
     assert _q(wh, "select owner_team, owner_person, routed_to_fallback from ops.improvement_tasks "
@@ -214,11 +247,10 @@ def test_no_contact_task_reaches_a_customer_without_consent_or_over_the_cap(wh, 
 def test_contact_cap_suppresses_the_extra_contact_with_its_reason(wh, router):
     consenting = _q(wh, "select customer_id from marts.dim_customers where is_current "
                         "and marketing_consent order by customer_id limit 1")[0][0]
-    trigger = ("select %(cid)s as subject_id, true as marketing_consent, 'north' as region, "
-               "'consumer' as segment")
+    for i in range(3):
+        _candidates_view(wh, f"call_{i}", subject_id=f"'{consenting}'", marketing_consent="true")
     capped = actions.RuleSet(contact_cap=1, contact_window_days=30, rules=[
-        actions.Rule(name=f"call_{i}", subject="customer", contact=True, title="call {subject_id}",
-                     trigger=trigger, params={"cid": consenting})
+        actions.Rule(name=f"call_{i}", subject="customer", contact=True, title="call {subject_id}")
         for i in range(3)])
     s = actions.derive_tasks(wh, capped, router, END, "cap")
     assert (s.created, s.suppressed) == (3, 2)
@@ -291,10 +323,11 @@ def test_escalation_fires_once_per_breach_and_rerunning_changes_nothing(wh, rule
 
 def test_cleared_condition_is_marked_not_deleted(wh, router):
     until = END - timedelta(days=5)
+    _candidates_view(wh, "until_mid_month", "from intermediate.int_task_dates as d "
+                     "where d.as_of_date <= %s", (until,), as_of_date="d.as_of_date",
+                     subject_id="'billing'", routing_key="'billing'")
     rule = actions.Rule(name="until_mid_month", subject="touchpoint", title="fix {subject_id}",
-                        trigger="select 'billing' as subject_id, 'billing' as touchpoint_code "
-                                "where %(run_date)s <= %(until)s",
-                        params={"until": until.isoformat()})
+                        backfill="each_date")
     rs = actions.RuleSet(rules=[rule])
     for d in range(8):
         actions.derive_tasks(wh, rs, router, until - timedelta(days=2) + timedelta(days=d), f"c{d}")
@@ -354,3 +387,93 @@ def test_cli_lists_and_exports_tasks(wh, rules, router, tmp_path, monkeypatch):
     assert res.exit_code == 0 and res.output.splitlines()[0].startswith("task_id,rule,")
     res = runner.invoke(app, ["tasks", "export", "--format", "xml"])
     assert res.exit_code != 0
+
+
+def test_backfill_derives_the_call_backs_of_every_night_with_their_due_dates(demo_warehouse):
+    """The pipeline's backfill (the module fixture) derived tasks date by date: each night's
+    detractors got their call-back that night, due 48 hours later, not all on the last date."""
+    base, _ = demo_warehouse
+    rows = _q(base, "select created_at, due_at, period, created_run_id from ops.improvement_tasks "
+                    "where rule = 'detractor_follow_up'")
+    nights = {c.date() for c, *_ in rows}
+    assert len(nights) > 60, sorted(nights)  # 90 nights, a few without a detractor
+    for created, due, period, _ in rows:
+        assert due - created == timedelta(hours=48)
+        # as-of is midnight after the run date D; the answer was given on D or D - 1
+        assert created.date() - timedelta(days=2) <= date.fromisoformat(period) \
+            <= created.date() - timedelta(days=1)
+    # every night's candidates have their task (opened, suppressed, or the open one of the
+    # customer that the call-back confirms)
+    missing = _q(base, """
+        select c.as_of_date, c.subject_id from intermediate.int_task_candidates__detractor_follow_up c
+        where not exists (
+          select 1 from ops.improvement_tasks t
+          where t.rule = 'detractor_follow_up' and t.subject_id = c.subject_id
+            and t.created_at <= c.as_of_date + interval '1 day'
+            and (t.natural_key = 'detractor_follow_up|' || c.subject_id || '|' || c.period
+                 or t.status <> 'done'))""")
+    assert missing == []
+    # the SQL routing (macro route_to_owner) agrees with the routing file's rule
+    router = actions.Router(ROUTING)
+    routed = _q(base, "select evidence->>'region', evidence->>'segment', owner_team, owner_person, "
+                      "routed_to_fallback from ops.improvement_tasks "
+                      "where rule = 'detractor_follow_up'")
+    for region, segment, team, person, fallback in routed:
+        want = router.route("customer", region, segment)
+        assert (team, person, fallback) == (want.owner_team, want.owner_person, want.fallback)
+    # the default capacity holds no call-back back
+    assert _q(base, "select count(*) from ops.task_backlog where rule = 'detractor_follow_up'") \
+        == [(0,)]
+    # the other rules do not look back: evaluated on the last date only
+    assert _q(base, "select distinct created_at::date from ops.improvement_tasks "
+                    "where rule = 'high_value_retention'") == [(END + timedelta(days=1),)]
+    # one dbt build of the candidates for the whole range
+    assert _q(base, "select min(as_of_date), max(as_of_date) from intermediate.int_task_dates") \
+        == [(START, END)]
+
+
+def _set_capacity(wh: Warehouse, rows: list[tuple[str, str, str, int]]) -> None:
+    with wh.transaction() as cur:
+        cur.execute("delete from staging.owner_capacity")
+        for row in rows:
+            cur.execute("insert into staging.owner_capacity values (%s, %s, %s, %s)", row)
+
+
+def test_capacity_holds_customer_tasks_back_in_ranked_backlog_and_next_opens_next(
+        wh, rules, router):
+    _set_capacity(wh, [("*", "retention", "day", 2)])
+    stats = actions.derive_tasks(wh, rules, router, END, "cap-1")
+    per_team = dict(_q(wh, "select owner_team, count(*) from ops.improvement_tasks "
+                           "where rule in ('high_value_retention', 'silent_responder_check_in') "
+                           "and status = 'open' group by 1"))
+    assert per_team and all(n <= 2 for n in per_team.values()), per_team
+    backlog = _q(wh, "select owner_team, rule, subject_id, backlog_rank, priority_score "
+                     "from ops.task_backlog order by owner_team, rule, backlog_rank")
+    assert backlog and stats.backlog == len(backlog)
+    # the queue is in priority order, and what was opened outranks what waits
+    for team, rule in {(t, r) for t, r, *_ in backlog}:
+        scores = [p for t, r, _, _, p in backlog if (t, r) == (team, rule)]
+        assert scores == sorted(scores, reverse=True)
+        assert [k for t, r, _, k, _ in backlog if (t, r) == (team, rule)] == \
+            list(range(1, len(scores) + 1))
+    team = next(t for t, load in stats.teams.items() if load.backlog)
+    assert stats.teams[team].at_capacity and f"{team}: " in "\n".join(stats.team_lines())
+    assert "at capacity" in next(x for x in stats.team_lines() if x.startswith(f"{team}:"))
+    # touchpoint tasks and detractor call-backs are never crowded out
+    assert _q(wh, "select count(*) from ops.improvement_tasks where subject_type = 'touchpoint'") \
+        == [(sum(stats.by_rule[r] for r in ("fix_first_touchpoint", "below_expectation_streak")),)]
+    assert _q(wh, "select count(*) from ops.improvement_tasks where rule = 'detractor_follow_up'") \
+        == [(stats.by_rule["detractor_follow_up"],)]
+    # BI sees the backlog with the team's capacity
+    assert _q(wh, "select count(*), min(capacity), max(capacity_period) from marts.mart_task_backlog") \
+        == [(len(backlog), 2, "day")]
+    # a re-run of the day opens nothing more
+    assert actions.derive_tasks(wh, rules, router, END, "cap-2").created == 0
+    # people finish the team's tasks; the next day the first two of its queue are opened
+    rule, first = next((r, s) for t, r, s, k, _ in backlog if t == team and k == 1)
+    second = [s for t, r, s, k, _ in backlog if (t, r, k) == (team, rule, 2)]
+    _q(wh, "update ops.improvement_tasks set status = 'done' where owner_team = %s", (team,))
+    actions.derive_tasks(wh, rules, router, END + timedelta(days=1), "cap-3")
+    opened = {s for (s,) in _q(wh, "select subject_id from ops.improvement_tasks where status = "
+                                   "'open' and owner_team = %s and rule = %s", (team, rule))}
+    assert first in opened and set(second) <= opened

@@ -84,10 +84,9 @@ def _write_company(root: Path) -> Path:
     shutil.copyfile(seeds / "owner_routing.csv", ref / "routing.csv")
     shutil.copyfile(seeds / "survey_items.csv", ref / "items.csv")
     (root / "rules.yml").write_text(yaml.safe_dump({"rules": [{
-        "name": "reach_test_rule", "subject": "customer", "severity": 1, "sla_hours": 24,
-        "title": "Call {subject_id}",
-        "trigger": "select customer_id as subject_id from marts.mart_customer_360 "
-                   "order by customer_id limit 3"}]}))
+        "name": "reach_test_rule", "subject": "touchpoint", "severity": 1, "sla_hours": 24,
+        "title": "Look at {subject_id}",
+        "model": "int_task_candidates__fix_first_touchpoint"}]}))
     config = root / "conf" / "cxloop.yml"
     config.parent.mkdir()
     config.write_text(yaml.safe_dump({
@@ -190,8 +189,11 @@ def test_goals_and_quadrant_reach_drivers_and_marts(company):
 
 def test_task_rules_file_reaches_the_actions_stage(company):
     root, *_ = company
+    [(n,)] = _query(root, "select count(*) from "
+                          "intermediate.int_task_candidates__fix_first_touchpoint")
+    assert n > 0
     assert _query(root, "select rule, count(*) from ops.improvement_tasks group by 1") \
-        == [("reach_test_rule", 3)]
+        == [("reach_test_rule", n)]
 
 
 def test_run_record_holds_the_settings_every_stage_received(company):

@@ -45,7 +45,8 @@ COLS = ENTITIES["responses"].column_names
 # What the test builds: the incremental scorecard fact and everything under it.
 SELECT = "+fct_touchpoint_daily"
 # A detractor call-back over staging only (the shipped rule also reads the churn marts,
-# which need the whole pipeline); the threshold is the rule's parameter.
+# which need the whole pipeline): its candidates are a view with the candidate contract's
+# columns, as a user's own rule model would be; tasks.yml holds only the policy.
 RULES = """
 rules:
   - name: detractor_call_back
@@ -53,14 +54,21 @@ rules:
     period: day
     severity: 3
     sla_hours: 48
-    params: {detractor_max: 6}
     title: "Call back {subject_id}"
-    trigger: |
-      select customer_id as subject_id, response_id, nps,
-             to_char(responded_at, 'YYYY-MM-DD') as period
-      from staging.stg_survey__responses
-      where nps <= %(detractor_max)s
-        and responded_at >= %(run_date)s::date - 7 and responded_at < %(run_date)s::date + 1
+"""
+CANDIDATES = """
+create or replace view intermediate.int_task_candidates__detractor_call_back as
+select %(d)s::date as as_of_date, customer_id as subject_id,
+       to_char(responded_at, 'YYYY-MM-DD') as period, 'customer'::text as routing_key,
+       null::text as region, null::text as segment, 'test_team'::text as owner_team,
+       'test.person'::text as owner_person, 'test.lead'::text as escalation_owner,
+       false as routed_to_fallback, null::boolean as marketing_consent,
+       null::numeric(14, 2) as value_at_risk, 0::double precision as priority_score,
+       null::text as priority_reason,
+       jsonb_build_object('response_id', response_id, 'nps', nps) as evidence
+from staging.stg_survey__responses
+where nps <= 6
+  and responded_at >= %(d)s::date - 7 and responded_at < %(d)s::date + 1
 """
 
 
@@ -127,6 +135,8 @@ class World:
         out = transform.run_dbt(self.wh, s, ["build", "--select", SELECT, "--resource-type",
                                              "model", "--resource-type", "seed"], D)
         assert out.success, out.failures
+        with self.wh.transaction() as cur:
+            cur.execute(CANDIDATES, {"d": D})
         rules = actions.load_rules(s.tasks)
         return actions.derive_tasks(self.wh, rules, actions.Router(s.reference.owner_routing),
                                     D, "test-run")

@@ -82,7 +82,9 @@ def test_raw_holds_every_extract_row_and_every_mart_is_filled(demo_home):
     assert all(n > 0 for n in expected.values()), expected
     for name, n in expected.items():
         assert counts[f"raw.{name}"] == n, name
-    marts = {t: n for t, n in counts.items() if t.startswith("marts.")}
+    # the task backlog is empty while every team is within its capacity (the demo's are)
+    marts = {t: n for t, n in counts.items() if t.startswith("marts.")
+             and t != "marts.mart_task_backlog"}
     assert len(marts) >= 10
     assert all(n > 0 for n in marts.values()), marts
     conn = psycopg2.connect(url)

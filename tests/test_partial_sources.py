@@ -102,12 +102,13 @@ def test_crm_only_gets_churn_and_value_and_skips_drivers(crm_only):
 
 
 def test_a_failing_stage_still_prints_what_was_loaded(survey_only):
-    """A later stage's failure (a broken task rule) leaves the ingestion summary on screen."""
+    """A later stage's failure (a rule whose model is missing) leaves the ingestion summary on
+    screen."""
     _, _, root = survey_only
     rules = root / "broken_rules.yml"
     rules.write_text(yaml.safe_dump({"rules": [{
         "name": "broken", "subject": "customer", "title": "x {subject_id}",
-        "trigger": "select 1 as subject_id from marts.no_such_mart"}]}))
+        "model": "int_task_candidates__no_such_model"}]}))
     config = root / "broken.yml"
     config.write_text(yaml.safe_dump({"landing": "landing", "home": "home",
                                       "tasks": str(rules)}))
@@ -119,4 +120,4 @@ def test_a_failing_stage_still_prints_what_was_loaded(survey_only):
     assert res.returncode == 2
     assert "failed in stage tasks" in res.stderr
     assert "batches loaded 0, skipped" in res.stdout  # the summary of what it did
-    assert "marts.no_such_mart" in res.stderr and "Traceback" not in res.stderr
+    assert "int_task_candidates__no_such_model" in res.stderr and "Traceback" not in res.stderr
