@@ -40,6 +40,12 @@ DERIVED: dict[str, tuple[str, ...] | str] = {
     "int_subscriptions_rolled_up.days_to_renewal": "the earliest renewal on or after the cutoff",
     "int_churn_observations.tenure_days": "greatest(observation_date - signup_date, 0)",
     "int_churn_observations.answer_rate": "answered invitations over invitations",
+    "int_churn_observations.habit_answer_rate": "a shrunk share of answered invitations",
+    "int_touchpoint_unhappy_customers.value_at_risk": (
+        "subscriptions.monthly_value_plausible", "subscriptions.quantity_at_least_1"),
+    **{f"int_task_candidates__{rule}.priority_score": "value at risk (x a flag's lift), >= 0"
+       for rule in ("below_expectation_streak", "detractor_follow_up", "fix_first_touchpoint",
+                    "high_value_retention", "silent_responder_check_in")},
     "int_churn_features.tenure_days": "greatest(cutoff_date - signup_date, 0)",
     "mart_churn_scores_latest.churn_prob_30": "model output (python_outputs.churn_scores)",
     "mart_churn_scores_latest.churn_prob_90": "model output (python_outputs.churn_scores)",
