@@ -33,11 +33,17 @@ lint: install-dev
 
 # `make test` leaves out the tests marked slow (the heaviest crash-recovery cases);
 # `make test-all`, the scheduled full run (.ci/scheduled), runs every test.
+# Tests run in $(TEST_WORKERS) pytest-xdist workers (one per core here), each module kept on
+# one worker (--dist loadscope) so its module fixtures (a backfilled warehouse) build once;
+# each worker is its own session: one embedded Postgres and one Prefect server per worker.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadscope
+
 test: install-dev lint
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: install-dev lint
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 unit: install-dev
 	$(BIN)/pytest -q -m "not integration and not e2e"
