@@ -64,24 +64,10 @@ routed as (
 final as (
 
     select
-        cast(as_of_date as date) as as_of_date,
-        cast(subject_id as text) as subject_id,
-        cast(period as text) as period,
-        cast(routing_key as text) as routing_key,
-        cast(region as text) as region,
-        cast(segment as text) as segment,
-        cast(owner_team as text) as owner_team,
-        cast(owner_person as text) as owner_person,
-        cast(escalation_owner as text) as escalation_owner,
-        cast(routed_to_fallback as boolean) as routed_to_fallback,
-        cast(marketing_consent as boolean) as marketing_consent,
-        cast(value_at_risk as numeric(14, 2)) as value_at_risk,
-        cast(coalesce(value_at_risk, 0) * coalesce(backtest_lift, 1) as double precision) as priority_score,
-        cast(
-            'value at risk x silent_responder backtest lift '
-            || coalesce(to_char(backtest_lift, 'FM990.00'), 'not yet measured') as text
-        ) as priority_reason,
-        cast(evidence as jsonb) as evidence
+        {{ task_candidate_columns(
+            "coalesce(value_at_risk, 0) * coalesce(backtest_lift, 1)",
+            "'value at risk x silent_responder backtest lift ' || coalesce(to_char(backtest_lift, 'FM990.00'), 'not yet measured')"
+        ) }}
     from routed
 
 )
