@@ -227,7 +227,8 @@ def send_digests(n: notify.Notifier, wh: Warehouse, run_date: date) -> int:
         items = sorted({t["_item"] for s in ("new", "escalated", "closed") for t in d[s]})
         n.send(notify.Message(f"digest|{run_date}", "digest", owner,
                               f"[cxloop] {len(d['new'])} new, {len(d['escalated'])} escalated, "
-                              f"{len(d['overdue'])} overdue, {len(d['closed'])} closed", body,
+                              f"{len(d['overdue'])} overdue"
+                              + (f", {len(d['closed'])} closed" if d["closed"] else ""), body,
                               items), contacts_of[owner])
         sent += 1
     return sent
