@@ -172,11 +172,25 @@ def _section(title: str, tasks: list[dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
+def _closed_section(tasks: list[dict[str, Any]]) -> list[str]:
+    if not tasks:
+        return []
+    lines = [f"Closed with effect ({len(tasks)}):"]
+    lines += [f"- {t['task_id']} closed {t['closed_at']:%Y-%m-%d}: {t['title']} -- "
+              f"{outbound.effect_text(t)}" for t in tasks[:LIST_LIMIT]]
+    if len(tasks) > LIST_LIMIT:
+        lines.append(f"- ... and {len(tasks) - LIST_LIMIT} more (marts.mart_task_effects)")
+    return lines + [""]
+
+
 def send_digests(n: notify.Notifier, wh: Warehouse, run_date: date) -> int:
-    """One digest per owner for the night: new (not yet told), escalated, overdue tasks.
+    """One digest per owner for the night: new (not yet told), escalated, overdue tasks,
+    and closed with effect (resolved customer tasks and their recovery-survey answer).
 
     Suppressed tasks are never listed. A task an owner already had as an immediate alert
-    is not "new" to them again; overdue tasks are a reminder every night.
+    is not "new" to them again; overdue tasks are a reminder every night. A closed task is
+    listed once when closed and once more when its recovery answer arrives (the item
+    holds the response id).
     """
     as_of = actions.as_of_for(run_date)
     told = _already_told(wh)
@@ -190,7 +204,8 @@ def send_digests(n: notify.Notifier, wh: Warehouse, run_date: date) -> int:
             if section != "overdue" and (owner, item) in told:
                 continue
             contacts_of[owner] = contacts
-            d = digests.setdefault(owner, {"new": [], "escalated": [], "overdue": []})
+            d = digests.setdefault(owner, {"new": [], "escalated": [], "overdue": [],
+                                           "closed": []})
             d[section].append({**t, "_item": item})
 
     for t in open_tasks:
@@ -199,17 +214,22 @@ def send_digests(n: notify.Notifier, wh: Warehouse, run_date: date) -> int:
             add((t["escalated_to"] or t["owner_person"],), "escalated", t, _escalation_key(t))
         if t["due_at"] < as_of:
             add((t["owner_person"], t["owner_team"]), "overdue", t, t["task_id"])
+    for t in outbound.closed_effects(wh):
+        add((t["owner_person"], t["owner_team"]), "closed", t,
+            f"closed|{t['task_id']}|{t['response_id'] or ''}")
     sent = 0
     for owner, d in sorted(digests.items()):
-        if not (d["new"] or d["escalated"] or d["overdue"]):
+        if not (d["new"] or d["escalated"] or d["overdue"] or d["closed"]):
             continue
         body = "\n".join([f"cxloop digest for {owner}, {run_date}", ""]
                          + _section("New", d["new"]) + _section("Escalated", d["escalated"])
-                         + _section("Overdue", d["overdue"]))
-        items = sorted({t["_item"] for s in ("new", "escalated") for t in d[s]})
+                         + _section("Overdue", d["overdue"]) + _closed_section(d["closed"]))
+        items = sorted({t["_item"] for s in ("new", "escalated", "closed") for t in d[s]})
         n.send(notify.Message(f"digest|{run_date}", "digest", owner,
                               f"[cxloop] {len(d['new'])} new, {len(d['escalated'])} escalated, "
-                              f"{len(d['overdue'])} overdue", body, items), contacts_of[owner])
+                              f"{len(d['overdue'])} overdue"
+                              + (f", {len(d['closed'])} closed" if d["closed"] else ""), body,
+                              items), contacts_of[owner])
         sent += 1
     return sent
 

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 from flows import actions
 from flows.config import Settings
@@ -123,3 +124,56 @@ def _write(root: Path, run_date: date, rows: list[tuple]) -> Path:
                         "recovery", tid])
     os.replace(tmp, path)
     return path
+
+
+def closed_effects(wh: Warehouse) -> list[dict[str, Any]]:
+    """Resolved customer-facing tasks with their measured effect, for the nightly digest.
+
+    The effect is the task's recovery-survey answer (``intermediate.int_task_recovery_answers``,
+    the response carrying the invitation's id) against the answer that triggered the task
+    (its evidence); without an answer yet, ``effect_source`` says so and the digest lists
+    the task again once one arrives (its item carries the response id). Only answered
+    invitations are joined, so this stays as small as the resolved tasks.
+    """
+    with wh.transaction() as cur:
+        cur.execute("select to_regclass('intermediate.int_task_recovery_answers') is not null")
+        answers = ("intermediate.int_task_recovery_answers" if cur.fetchone()[0] else
+                   "(select null::text as task_id, null::text as response_id, "
+                   "null::int as recovery_nps, null::int as recovery_csat) ")
+        cur.execute(
+            f"""select t.task_id, t.title, t.owner_team, t.owner_person, t.subject_id,
+                       coalesce(t.closed_at, t.updated_at) as closed_at,
+                       (t.evidence->>'nps')::numeric as nps_before,
+                       (t.evidence->>'csat')::numeric as csat_before,
+                       a.response_id, a.recovery_nps, a.recovery_csat, r.status as invitation
+                from ops.improvement_tasks t
+                left join ops.recovery_invitations r on r.task_id = t.task_id
+                left join {answers} a on a.task_id = t.task_id
+                where t.is_contact and t.subject_type = 'customer'
+                  and t.status = any(%(resolved)s)
+                order by coalesce(t.closed_at, t.updated_at), t.task_id""",
+            {"resolved": list(RESOLVED)})
+        cols = [d.name for d in cur.description]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    for t in rows:
+        if t["response_id"] is not None:
+            t["effect_source"] = "recovery_survey"
+        elif t["invitation"] == "invited":
+            t["effect_source"] = "awaiting_recovery_answer"
+        else:
+            t["effect_source"] = "not_measured"
+    return rows
+
+
+def effect_text(t: dict[str, Any]) -> str:
+    """``NPS 3 -> 9, CSAT 1 -> 5 (recovery survey)``; the measure before is the trigger's."""
+    if t["effect_source"] != "recovery_survey":
+        return ("no recovery answer yet" if t["effect_source"] == "awaiting_recovery_answer"
+                else "not measured (no recovery survey sent)")
+    parts = []
+    for name, before, after in (("NPS", t["nps_before"], t["recovery_nps"]),
+                                ("CSAT", t["csat_before"], t["recovery_csat"])):
+        if after is not None:
+            shown = "?" if before is None else f"{before:g}"
+            parts.append(f"{name} {shown} -> {after}")
+    return (", ".join(parts) or "answered, no score") + " (recovery survey)"

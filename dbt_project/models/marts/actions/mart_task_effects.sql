@@ -8,9 +8,12 @@
 --       `window` days after the task was closed minus the `window` days before
 --       it was opened; control: the same windows at touchpoints that never had
 --       a task of the rule (difference in differences).
---   nps_change (customers)     the customer's first NPS after closure minus the
---       last NPS before the task; control: customers whose task of the same rule
---       was suppressed (same trigger, no contact), measured from the task date.
+--   nps_change (customers)     the NPS of the task's recovery-survey answer
+--       (int_task_recovery_answers: the response to the invitation written when
+--       the task was resolved) or, without one, the customer's first NPS after
+--       closure, minus the last NPS before the task; control: customers whose task
+--       of the same rule was suppressed (same trigger, no contact), measured from
+--       the task date. effect_source says which answers measured a group.
 --   retained (customers)       share still customers `window` days after closure
 --       (only tasks with that much follow-up); control as for nps_change.
 -- The control is not randomised: suppressed customers lack consent or were
@@ -34,6 +37,13 @@ responses as (
 customers as (
 
     select * from {{ ref('mart_customer_360') }}
+
+),
+
+-- narrow: one row per answered recovery survey, never the whole response history
+recovery_answers as (
+
+    select * from {{ ref('int_task_recovery_answers') }}
 
 ),
 
@@ -197,6 +207,7 @@ touchpoint_effects as (
         'csat_change' as measure,
         count(*) as n_measured,
         sum(n_after) as n_observations,
+        0 as n_recovery_answers,
         avg(mean_before) as treated_before,
         avg(mean_after) as treated_after,
         avg(control_before) as control_before,
@@ -227,15 +238,19 @@ customer_outcomes as (
             order by before_answer.responded_at desc, before_answer.response_id desc
             limit 1
         ) as nps_before,
-        (
-            select after_answer.nps from responses as after_answer
-            where
-                after_answer.customer_id = measured_tasks.subject_id
-                and after_answer.nps is not null
-                and after_answer.response_date > measured_tasks.reference_on
-            order by after_answer.responded_at, after_answer.response_id
-            limit 1
+        coalesce(
+            recovery_answers.recovery_nps,
+            (
+                select after_answer.nps from responses as after_answer
+                where
+                    after_answer.customer_id = measured_tasks.subject_id
+                    and after_answer.nps is not null
+                    and after_answer.response_date > measured_tasks.reference_on
+                order by after_answer.responded_at, after_answer.response_id
+                limit 1
+            )
         ) as nps_after,
+        coalesce(recovery_answers.recovery_nps is not null, false) as is_recovery_answer,
         case
             when measured_tasks.reference_on + {{ window }} > {{ run_date() }} then null
             when customers.churned_on <= measured_tasks.reference_on + {{ window }} then 0.0
@@ -244,6 +259,10 @@ customer_outcomes as (
     from measured_tasks
     left join customers
         on measured_tasks.subject_id = customers.customer_id
+    left join recovery_answers
+        on
+            measured_tasks.task_id = recovery_answers.task_id
+            and measured_tasks.is_treated
     where measured_tasks.subject_type = 'customer'
 
 ),
@@ -256,6 +275,7 @@ customer_measures as (
         owner_team,
         is_treated,
         'nps_change' as measure,
+        is_recovery_answer,
         cast(nps_before as double precision) as value_before,
         cast(nps_after as double precision) as value_after,
         cast(nps_after - nps_before as double precision) as value_change
@@ -270,6 +290,7 @@ customer_measures as (
         owner_team,
         is_treated,
         'retained' as measure,
+        false as is_recovery_answer,
         null as value_before,
         retained as value_after,
         retained as value_change
@@ -288,6 +309,7 @@ customer_treated as (
         count(*) as n_observations,
         avg(value_before) as treated_before,
         avg(value_after) as treated_after,
+        count(*) filter (where is_recovery_answer) as n_recovery_answers,
         avg(value_change) as mean_change,
         coalesce(var_samp(value_change), 0) / count(*) as change_variance
     from customer_measures
@@ -320,6 +342,7 @@ customer_effects as (
         customer_treated.measure,
         customer_treated.n_measured,
         customer_treated.n_observations,
+        customer_treated.n_recovery_answers,
         customer_treated.treated_before,
         customer_treated.treated_after,
         customer_control.control_before,
@@ -355,6 +378,17 @@ final as (
         cast(group_counts.n_resolved as integer) as n_resolved,
         cast(coalesce(effects.n_measured, 0) as integer) as n_measured,
         cast(coalesce(effects.n_observations, 0) as integer) as n_observations,
+        cast(coalesce(effects.n_recovery_answers, 0) as integer) as n_recovery_answers,
+        cast(
+            case
+                when coalesce(effects.n_measured, 0) = 0 then null
+                when measures.measure = 'csat_change' then 'touchpoint_answers'
+                when measures.measure = 'retained' then 'customer_status'
+                when effects.n_recovery_answers = effects.n_measured then 'recovery_survey'
+                when effects.n_recovery_answers = 0 then 'later_answers'
+                else 'mixed'
+            end as text
+        ) as effect_source,
         cast(coalesce(effects.n_control, 0) as integer) as n_control,
         cast(effects.treated_before as double precision) as treated_before,
         cast(effects.treated_after as double precision) as treated_after,
