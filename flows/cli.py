@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import sys
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -417,238 +417,17 @@ def report_cmd(
         webbrowser.open(latest.as_uri())
 
 
-# --- warehouse ----------------------------------------------------------------------
-
-@warehouse_app.command("url")
-@handle_errors
-def warehouse_url(config: ConfigOpt = None) -> None:
-    """Print a libpq URI of the warehouse (starts the embedded server if needed)."""
-    s, wh = _open(config)
-    print(wh.url)
-
-
-@warehouse_app.command("serve")
-@handle_errors
-def warehouse_serve(
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback unless you mean it).")]
-    = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 5433,
-    config: ConfigOpt = None,
-) -> None:
-    """Expose the embedded warehouse over TCP for BI tools, as the read-only bi_reader.
-
-    The bi_reader password comes from CXLOOP_BI_PASSWORD; TCP logins need it
-    (scram-sha-256). The restart waits for a running pipeline to finish (the run lock).
-    The server keeps listening until `cxloop warehouse stop`, and listens there again
-    whenever cxloop starts it later.
-    """
-    from flows.warehouse import serve_embedded_tcp
-
-    s = _settings(config)
-    if s.warehouse_url:
-        raise CxloopError("CXLOOP_WAREHOUSE_URL points at an external server: give BI tools "
-                          "that server's address and a read-only role instead")
-    url = serve_embedded_tcp(Path(s.home), host, port, os.environ.get("CXLOOP_BI_PASSWORD", ""),
-                             s.database, s.lock_timeout_seconds)
-    console.print(f"BI tools: {url} (password from CXLOOP_BI_PASSWORD); schema marts")
-
-
-@app.command()
-@handle_errors
-def serve(config: ConfigOpt = None) -> None:
-    """Run the nightly schedule (02:00, configured timezone), the hourly alerts schedule
-    (cxloop.yml alerts.schedule) and the backfill deployment here.
-
-    Uses Prefect's serve: no separate server or worker needed on this machine.
-    """
-    from prefect import serve as prefect_serve
-    from prefect.schedules import Cron
-
-    from flows.alerts import alerts_flow
-    from flows.pipeline import backfill as backfill_flow
-    from flows.pipeline import nightly as nightly_flow
-    from flows.prefect_server import tie_temporary_server
-
-    s = _settings(config)
-    params = {"config": str(s.config_path)} if s.config_path else {}
-    tie_temporary_server()  # without PREFECT_API_URL: the temporary server dies with us
-    prefect_serve(
-        nightly_flow.to_deployment(name="nightly", parameters=params,
-                                   schedules=[Cron("0 2 * * *", timezone=s.timezone)]),
-        alerts_flow.to_deployment(name="alerts", parameters=params,
-                                  schedules=[Cron(s.alerts.schedule, timezone=s.timezone)]),
-        backfill_flow.to_deployment(name="backfill", parameters=params),
-    )
-
-
-def deployment_env(settings) -> dict[str, str]:
-    """The values ``prefect.yaml`` takes from the environment (``{{ $CXLOOP_... }}``):
-    the schedules' timezone, the alerts cron and the config path, from the resolved settings,
-    so a deployment on a Prefect server and ``cxloop serve`` run on the same clock."""
-    return {"CXLOOP_TIMEZONE": settings.timezone,
-            "CXLOOP_CONFIG": str(settings.config_path or ""),
-            "CXLOOP_ALERTS_SCHEDULE": settings.alerts.schedule}
-
-
-@app.command()
-@handle_errors
-def deploy(
-    config: ConfigOpt = None,
-    prefect_args: Annotated[list[str] | None, typer.Argument(
-        help="Extra arguments for `prefect deploy` (e.g. -- --name nightly).")] = None,
-) -> None:
-    """Register the deployments of prefect.yaml with a Prefect server (PREFECT_API_URL).
-
-    Runs `prefect deploy --all` with the schedules' timezone, the alerts schedule and the
-    config path taken from cxloop.yml, the same values `cxloop serve` uses.
-    """
-    import subprocess
-
-    from flows.config import REPO_ROOT
-
-    s = _settings(config)
-    env = {**os.environ, **deployment_env(s)}
-    cmd = [sys.executable, "-m", "prefect", "deploy", "--all", "--prefect-file",
-           str(REPO_ROOT / "prefect.yaml"), *(prefect_args or [])]
-    res = subprocess.run(cmd, env=env, cwd=REPO_ROOT)
-    if res.returncode:
-        raise CxloopError(f"prefect deploy exited {res.returncode} (see its output above)")
-
-
-@warehouse_app.command("stop")
-@handle_errors
-def warehouse_stop(config: ConfigOpt = None) -> None:
-    """Stop the embedded server (an external warehouse is left alone)."""
-    from flows.warehouse import stop_embedded
-
-    s = _settings(config)
-    console.print("stopped" if stop_embedded(Path(s.home)) else "not running")
-
-
-# --- operator tools ------------------------------------------------------------------
-
-@quarantine_app.command("show")
-@handle_errors
-def quarantine_show(
-    entity: Annotated[str, typer.Argument(help="Entity, e.g. responses.")],
-    config: ConfigOpt = None,
-    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
-) -> None:
-    """Show quarantined rows of an entity with the rules they broke."""
-    from psycopg2 import sql
-
-    from flows.entities import entity as get_entity
-
-    try:
-        e = get_entity(entity)
-    except KeyError as err:
-        raise CxloopError(str(err.args[0])) from None
-    s, wh = _open(config)
-    with wh.transaction() as cur:
-        # Rows of a delivery a correction replaced are kept for audit, not shown as current.
-        cur.execute(sql.SQL("select _source_file, _row_number, reasons, raw_values::text from "
-                            "quarantine.{} q where not exists (select 1 from ops.load_batches b "
-                            "where b.batch_id = q._batch_id and b.status = 'superseded') "
-                            "order by _quarantined_at desc, _row_number limit %s")
-                    .format(sql.Identifier(e.name)), (limit,))
-        rows = cur.fetchall()
-    t = Table("file", "row", "reasons", "values")
-    for r in rows:
-        t.add_row(*[str(v) for v in r])
-    console.print(t)
-
-
-@quarantine_app.command("replay")
-@handle_errors
-def quarantine_replay(
-    batch_id: Annotated[str | None, typer.Argument(
-        help="Batch id (see `cxloop batches`); or use --entity / --all.")] = None,
-    entity: Annotated[str | None, typer.Option(
-        "--entity", "-e", help="Replay every batch of this entity with quarantined rows.")] = None,
-    since: Annotated[str | None, typer.Option(
-        help="With --entity or --all: only batches extracted on or after this date "
-             "(YYYY-MM-DD).")] = None,
-    all_entities: Annotated[bool, typer.Option(
-        "--all", help="Replay every batch with quarantined rows, of every entity.")] = False,
-    config: ConfigOpt = None,
-) -> None:
-    """Re-validate quarantined rows after a fix to the suite or reference data.
-
-    One batch (BATCH), or in bulk every batch of an entity (--entity E) or of all
-    entities (--all) that has quarantined rows: under one run lock, one GX context and
-    one Data Docs build, with one validation per entity whatever the number of batches.
-    """
-    from flows import load, replay
-    from flows.entities import ENTITIES
-    from flows.entities import entity as get_entity
-    from flows.validate import GxRunner
-    from flows.warehouse import run_lock
-
-    if batch_id and (entity or all_entities):
-        raise CxloopError("give a batch id, or --entity / --all, not both")
-    if entity and all_entities:
-        raise CxloopError("give --entity E or --all, not both")
-    if not (batch_id or entity or all_entities):
-        raise CxloopError("say what to replay: a batch id, --entity E or --all")
-    if since and batch_id:
-        raise CxloopError("--since selects batches of --entity or --all; a batch id needs none")
-    since_date = None
-    if since:
-        try:
-            since_date = date.fromisoformat(since)
-        except ValueError:
-            raise CxloopError(f"--since {since!r}: not a date, expected YYYY-MM-DD") from None
-    names = list(ENTITIES) if all_entities else [entity] if entity else []
-    for name in names:
-        try:
-            get_entity(name)
-        except KeyError as err:
-            raise CxloopError(f"--entity: {err.args[0]}") from None
-    s, wh = _open(config)
-    started = datetime.now(UTC)
-    with run_lock(wh, s.lock_timeout_seconds, f"replay-{batch_id or entity or 'all'}"):
-        load.refresh_reference(wh, s)
-        if batch_id:
-            gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
-            moved, kept = replay.replay_quarantine(wh, gx, batch_id)
-            docs = gx.build_docs(started)
-            console.print(f"batch {batch_id}: {moved} row(s) now pass and moved to raw, "
-                          f"{kept} still quarantined")
-        else:
-            todo = {n: replay.batches_to_replay(wh, n, since_date) for n in names}
-            if not any(todo.values()):
-                where = f"of {entity}" if entity else "of any entity"
-                after = f" extracted on or after {since_date}" if since_date else ""
-                console.print(f"nothing to replay: no loaded batch {where}{after} has "
-                              "quarantined rows")
-                return
-            gx = GxRunner(Path(s.home), wh.sqlalchemy_url())
-            results = []
-            for name, batches in todo.items():
-                results += replay.replay_batches(wh, gx, name, batches)
-            docs = gx.build_docs(started)
-            _print_replay(results)
-    if docs:
-        console.print(f"GX Data Docs: {docs}")
-
-
-def _print_replay(results: list) -> None:
-    """One row per replayed batch, then the totals."""
-    t = Table("batch", "date", "entity")
-    for name in ("replayed", "moved to raw", "still quarantined"):
-        t.add_column(name, justify="right")
-    t.add_column("file")
-    for r in results:
-        t.add_row(r.batch_id, str(r.extract_date), r.entity, f"{r.rows:,}", f"{r.moved:,}",
-                  f"{r.kept:,}", Path(r.source_file).name)
-    t.add_section()
-    t.add_row(f"{len(results)} batch(es)", "", "", f"{sum(r.rows for r in results):,}",
-              f"{sum(r.moved for r in results):,}", f"{sum(r.kept for r in results):,}", "")
-    console.print(t)
-
-
 # Stage-specific commands live beside their stage and register on the apps above.
-from flows import cli_alerts, cli_batches, cli_model, cli_tasks  # noqa: E402,F401
+from flows import (  # noqa: E402,F401
+    cli_alerts,
+    cli_batches,
+    cli_deploy,
+    cli_model,
+    cli_quarantine,
+    cli_tasks,
+    cli_warehouse,
+)
+from flows.cli_deploy import deployment_env  # noqa: E402,F401 - tests and tools import it here
 
 if __name__ == "__main__":
     sys.exit(app())
