@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # annotations only: flows.warehouse imports this module
 
 RULES = ("same_name", "newest_of_day")
 SUPERSEDED_SCHEMA = "raw_superseded"
-BATCH_SCHEMA = "raw_batches"  # as flows/load.py; not imported to keep the modules apart
+BATCH_SCHEMA = "raw_batches"  # as flows/load/tables.py; not imported to keep the modules apart
 
 
 @dataclass

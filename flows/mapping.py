@@ -292,7 +292,7 @@ def rewrite(batch: Batch, header: list[str], e: Entity) -> Rewritten:
 
 
 # Quarantined rows a replay may re-validate: not those the mapping could not translate
-# (nor rows with a NUL byte, flows/load.py: the delivered value cannot be stored).
+# (nor rows with a NUL byte, flows/load/stage.py: the delivered value cannot be stored).
 # The suite does not know the mapping, so it would pass 'VIP' as a segment; such rows
 # stay until the file is loaded again with the mapping fixed (the batch id changes).
 REPLAYABLE = sql.SQL("not exists (select 1 from unnest(failed_expectations) as rule "

@@ -1,0 +1,86 @@
+"""Load: COPY each batch into its own typed table, validate, attach it to ``raw``.
+
+``raw.<entity>`` is partitioned by batch, and a batch's partition is the table
+its file was COPYed into: loading writes the rows once, like a bare COPY. Per
+entity and run: (1) every new batch is COPYed into a typed table under a stage
+parent, each in its own savepoint so a broken file is rejected alone; a file
+with values that do not parse (a word in an integer column) goes to a text
+stage instead, where the suite's parse rules pick out those rows and the rest
+are cast into its typed table; (2) the entity's GX suite runs once over the
+stage; (3) each batch then commits in one transaction: failing rows move to
+``quarantine.<entity>`` with every rule they broke, the table moves from the
+stage to ``raw``, and its ``ops.load_batches`` row is written. A crash leaves a
+batch either wholly loaded and recorded or not at all (the next run drops the
+stage with whatever it held), and a re-run skips what is recorded.
+
+The steps, one module each: ``tables`` (names and DDL of the stage and batch tables),
+``records`` (the result types and ``ops.load_batches``), ``copying`` (a file's COPY and
+the rejection its errors become), ``stage`` (a file onto the stage, typed or as text),
+``validation`` (the suite over the stage, failures collected), ``quarantine``,
+``commit`` (one batch into ``raw``), ``ingest`` (``ingest_entity``, which runs them)
+and ``refresh`` (reference codes and domain into ``ops``). This module re-exports the
+names other modules, tests and benchmarks use as ``flows.load.<name>``.
+"""
+
+from __future__ import annotations
+
+# Looked up here at call time by flows/load/commit.py, so that replacing
+# ``flows.load.supersede`` (benchmarks/corrections_bench.py) takes effect.
+from flows.corrections import supersede
+from flows.load.commit import _commit_batch, _detach
+from flows.load.copying import (
+    _copy,
+    _copy_error_message,
+    _copy_format,
+    _copy_source,
+    _pg_encoding,
+    _read_error_message,
+    file_error,
+)
+from flows.load.ingest import _reinstate, ingest_entity
+from flows.load.quarantine import _quarantine
+from flows.load.records import (
+    BatchResult,
+    Staged,
+    _record,
+    batch_statuses,
+    known_batches,
+    rejected_files,
+)
+from flows.load.refresh import refresh_reference
+from flows.load.stage import NUL_RULE, _flag_nul_rows, _stage_file, stage_batch
+from flows.load.tables import (
+    BATCH_SCHEMA,
+    STAGE_LINEAGE,
+    _attach,
+    _batch_ref,
+    _create_batch_table,
+    _create_stage,
+    _seq,
+    _stage_ref,
+    add_lineage,
+    batch_table,
+    source_zone,
+    stage_table,
+    text_stage_table,
+)
+from flows.load.validation import (
+    _cast_parsed_rows,
+    _collect_failures,
+    _create_failures,
+    _reason,
+    _validate_stage,
+    validate_staged,
+)
+
+__all__ = [
+    "BATCH_SCHEMA", "NUL_RULE", "STAGE_LINEAGE", "BatchResult", "Staged", "_attach",
+    "_batch_ref", "_cast_parsed_rows", "_collect_failures", "_commit_batch", "_copy",
+    "_copy_error_message", "_copy_format", "_copy_source", "_create_batch_table",
+    "_create_failures", "_create_stage", "_detach", "_flag_nul_rows", "_pg_encoding",
+    "_quarantine", "_read_error_message", "_reason", "_record", "_reinstate", "_seq",
+    "_stage_file", "_stage_ref", "_validate_stage", "add_lineage", "batch_statuses",
+    "batch_table", "file_error", "ingest_entity", "known_batches", "refresh_reference",
+    "rejected_files", "source_zone", "stage_batch", "stage_table", "supersede",
+    "text_stage_table", "validate_staged",
+]

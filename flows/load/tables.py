@@ -1,0 +1,116 @@
+"""Names and DDL of the stage and of the batch tables.
+
+Every step of a load (staging, validation, quarantine, commit) and replay address the
+same tables: the stage parent in ``raw``, the text stage, each batch's typed table in
+``raw_batches`` and the stage's row counter. Their names and shapes are defined once,
+here, so the steps cannot disagree about them.
+"""
+
+from __future__ import annotations
+
+import psycopg2
+from psycopg2 import sql
+
+from flows.entities import Entity
+from flows.extract import Batch
+from flows.warehouse import LINEAGE_COLUMNS
+
+STAGE_LINEAGE = ("_batch_id", "_source_file", "_row_number", "_extract_date")
+BATCH_SCHEMA = "raw_batches"
+
+
+def stage_table(entity: str) -> str:
+    """The partitioned parent, in ``raw``, of the typed tables of this run's new batches."""
+    return f"_stage_{entity}"
+
+
+def _stage_ref(entity: str) -> sql.Composed:
+    return sql.SQL("raw.{}").format(sql.Identifier(stage_table(entity)))
+
+
+def text_stage_table(entity: str) -> str:
+    return f"_stage_text_{entity}"
+
+
+def batch_table(entity: str, batch_id: str) -> str:
+    """A batch's typed table in ``raw_batches``: staged, then a partition of ``raw``."""
+    return f"{entity}__{batch_id}"
+
+
+def _batch_ref(name: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(BATCH_SCHEMA), sql.Identifier(name))
+
+
+def _seq(entity: str) -> sql.Composed:
+    return sql.SQL("raw.{}").format(sql.Identifier(f"_stage_{entity}_rows"))
+
+
+def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
+    """A fresh stage; dropping the old one also drops any batch table a crashed run left."""
+    t, tt = _stage_ref(e.name), sql.Identifier(text_stage_table(e.name))
+    cur.execute(sql.SQL("drop table if exists {} cascade").format(t))
+    cur.execute(sql.SQL("create table {} (like raw.{}) partition by list (_batch_id)")
+                .format(t, sql.Identifier(e.name)))
+    cols = [sql.SQL("{} text").format(sql.Identifier(c)) for c in e.raw_column_names]
+    cur.execute(sql.SQL("drop table if exists raw.{}").format(tt))
+    cur.execute(sql.SQL(
+        "create unlogged table raw.{} ({}, _batch_id text, _source_file text, "
+        "_row_number bigint, _extract_date date)"
+    ).format(tt, sql.SQL(", ").join(cols)))
+    cur.execute(sql.SQL("drop sequence if exists {}").format(_seq(e.name)))
+    # Cached: nextval per row is then cheap; a restart still begins at 1.
+    cur.execute(sql.SQL("create sequence {} cache 10000").format(_seq(e.name)))
+
+
+def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
+                        name: str, for_copy: bool = False) -> sql.Composed:
+    """A typed table for one batch, to become its partition of ``raw``.
+
+    For COPY it starts with the contract's columns and a row counter only; the
+    per-batch lineage columns come after the COPY (``add_lineage``), which costs
+    nothing per row because Postgres stores a constant default once.
+    """
+    table = _batch_ref(name)
+    # Left by a load whose record was removed (or by an earlier attempt): replaced.
+    cur.execute(sql.SQL("drop table if exists {}").format(table))
+    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+            for c in e.raw_columns]
+    if for_copy:
+        cols.append(sql.SQL("_row_number bigint not null default nextval({})").format(
+            sql.Literal(_seq(e.name).as_string(cur.connection))))
+    else:
+        cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+                 for n, t in LINEAGE_COLUMNS]
+    cur.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(cols)))
+    if not for_copy:
+        cur.execute(sql.SQL("alter table {} add check (_batch_id = {})").format(
+            table, sql.Literal(batch.batch_id)))
+    return table
+
+
+def add_lineage(cur: psycopg2.extensions.cursor, table: sql.Composed, batch: Batch) -> None:
+    """The batch's constant lineage as columns with a default, stored once, not per row.
+    The CHECK lets each ATTACH PARTITION skip its scan; this is the one scan."""
+    b = sql.Literal(batch.batch_id)
+    cur.execute(sql.SQL(
+        "alter table {t} add column _batch_id text not null default {b}, "
+        "add column _source_file text not null default {f}, "
+        "add column _extract_date date not null default {d}, "
+        "add column _loaded_at timestamptz not null default now(), "
+        "add check (_batch_id = {b})"
+    ).format(t=table, b=b, f=sql.Literal(str(batch.path)), d=sql.Literal(batch.extract_date)))
+
+
+def _attach(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Composed,
+            batch_id: str) -> None:
+    cur.execute(sql.SQL("alter table {} attach partition {} for values in ({})").format(
+        parent, table, sql.Literal(batch_id)))
+
+
+def source_zone(cur: psycopg2.extensions.cursor, source: str) -> None:
+    """Read naive timestamps of ``source`` in its configured zone for the rest of this
+    transaction (``sources.<src>.timezone``, stored by ``refresh_reference``); a
+    timestamp with an offset keeps its instant whatever the zone."""
+    cur.execute("select set_config('timezone', coalesce((select timezone from "
+                "ops.ref_source_zones where source = %s), current_setting('timezone')), true)",
+                (source,))
