@@ -1,4 +1,4 @@
-"""Tests of the demo data generator (flows/demo.py).
+"""Tests of the demo data generator (flows/demo/).
 
 The generator is the yardstick for the rest of cxloop, so these tests check that it keeps
 its promises: deterministic bytes, the extract contract, clean data when asked for clean
