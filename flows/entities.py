@@ -222,7 +222,7 @@ ENTITIES: dict[str, Entity] = {
 }
 
 # The survey types the marts tell apart: the pipeline's vocabulary, not a company's
-# domain (which lives in cxloop.yml ``domain:``, see flows/config_sections.py).
+# domain (which lives in cxloop.yml ``domain:``, see flows/config_sections/domain.py).
 SURVEY_TYPES = ("transactional", "relationship")
 
 SOURCES = tuple(sorted({e.source for e in ENTITIES.values()}))
