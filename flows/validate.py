@@ -197,8 +197,9 @@ def suite_dict(e: Entity) -> dict[str, Any]:
     expectations += [expectation(r) for r in entity_rules(e)]
     return {"name": f"cxloop_{e.name}", "expectations": expectations,
             "meta": {"entity": e.name, "source": e.source,
-                     "generated_from": "flows/entities.py and the default domain of flows/config_sections/domain.py "
-                                       "via flows.validate.write_suites"}}
+                     "generated_from": "flows/entities.py and the default domain of "
+                                       "flows/config_sections/domain.py via "
+                                       "flows.validate.write_suites"}}
 
 
 def write_suites(directory: Path = SUITES_DIR) -> list[Path]:
