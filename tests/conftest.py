@@ -106,10 +106,18 @@ def prefect_server(request, tmp_path_factory):
             raise RuntimeError("Prefect server did not start:\n"
                                + (home / "server.log").read_text()[-2000:])
         time.sleep(0.5)
-    os.environ["PREFECT_API_URL"] = url
+    os.environ["PREFECT_API_URL"] = url  # for subprocesses (python -m flows ...)
+    # In this process Prefect froze its settings when first imported (collection may have
+    # imported it already): without this, in-process flows would start a temporary server
+    # of their own (slow, and on a busy machine it times out).
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    pinned = temporary_settings(updates={PREFECT_API_URL: url})
+    pinned.__enter__()
     try:
         yield url
     finally:
+        pinned.__exit__(None, None, None)
         os.environ.pop("PREFECT_API_URL", None)
         proc.terminate()
         try:
