@@ -37,7 +37,7 @@ from flows.config_sections import (  # noqa: F401 - re-exported: flows.config is
     _default_goals,
     _Strict,
 )
-from flows.entities import ENTITIES
+from flows.config_sections.base import known_entities
 from flows.errors import ConfigError
 from flows.mapping_config import EntityMapping, mapping_problems
 
@@ -79,12 +79,7 @@ class FileSource(_Strict):
     @field_validator("entities")
     @classmethod
     def _known_entities(cls, v: list[str]) -> list[str]:
-
-        unknown = [e for e in v if e not in ENTITIES]
-        if unknown:
-            raise ValueError(f"unknown entit{'y' if len(unknown) == 1 else 'ies'} "
-                             f"{', '.join(map(repr, unknown))}; known: {', '.join(ENTITIES)}")
-        return v
+        return known_entities(v)
 
     @field_validator("encoding")
     @classmethod

@@ -11,8 +11,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from flows.config_sections.base import _Strict
-from flows.entities import ENTITIES
+from flows.config_sections.base import _Strict, known_entities
 
 
 class SmtpSettings(_Strict):
@@ -86,8 +85,4 @@ class AlertSettings(_Strict):
     @field_validator("entities")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        unknown = [e for e in v if e not in ENTITIES]
-        if unknown:
-            raise ValueError(f"unknown entities {', '.join(map(repr, unknown))}; "
-                             f"known: {', '.join(ENTITIES)}")
-        return v
+        return known_entities(v)
