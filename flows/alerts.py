@@ -1,13 +1,14 @@
 """The intra-day alerts run and the nightly notifications: hot alerts within the hour.
 
 ``run_alerts`` picks up the files landed under today's date folder for the alerts
-entities (survey responses by default) through the nightly run's own extract, validate
-and load functions, so they become the same batches with the same lineage and the
-nightly run skips them as loaded. It then refreshes only the dbt models the realtime
-rules read (the entities' staging views and any model named after a realtime rule), not
-the whole project, derives the ``realtime: true`` rules' tasks and notifies their owners
-at once. The nightly run (flows/pipeline.py) calls ``after_nightly_tasks``: escalations,
-one digest per owner, and recovery-survey invitations for resolved contact tasks.
+entities (survey responses by default), and a SQL source's rows of today so far,
+through the nightly run's own extract, validate and load functions, so they become the
+same batches with the same lineage and the nightly run skips them as loaded. It then
+refreshes only the dbt models the realtime rules read (the entities' staging views and
+any model named after a realtime rule), not the whole project, derives the
+``realtime: true`` rules' tasks and notifies their owners at once. The nightly run
+(flows/pipeline.py) calls ``after_nightly_tasks``: escalations, one digest per owner,
+and recovery-survey invitations for resolved contact tasks.
 
 A task on a customer who must not be contacted is opened as suppressed by the same rule
 logic as at night (consent, contact cap) and no one is told to contact them: the
@@ -275,6 +276,34 @@ def _timed(s: report.RunSummary, name: str, fn: Callable[[], Any],
     return result
 
 
+def alert_batches(settings: Settings, day: date, entities: list[str],
+                  now: datetime | None = None) -> list[extract.Batch]:
+    """What an alerts run reads: the files landed so far under the day's folder, and each
+    SQL source's rows of the day up to now (in the source's zone). A SQL read is the day
+    so far, so the next hour's read, and the night's whole day, replace it like a
+    re-delivered file, and a read that finds nothing new is the same batch (skipped)."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    out: list[extract.Batch] = []
+    for name, src in sorted(settings.sources.items()):
+        if isinstance(src, _SqlSource):
+            wanted = [e for e in entities if e in src.queries]
+            if not wanted:
+                continue
+            zone = ZoneInfo(src.timezone or settings.timezone)
+            moment = now or datetime.now(UTC)
+            if moment.tzinfo is None:  # a naive moment is UTC
+                moment = moment.replace(tzinfo=UTC)
+            moment = moment.astimezone(zone).replace(tzinfo=None)
+            until = min(moment, datetime.combine(day + timedelta(days=1), datetime.min.time()))
+            out += extract.find_sql_batches(name, src, day, until=until, entities=wanted)
+        else:
+            out += [b for b in extract.find_file_batches(Path(settings.landing), name, src, day)
+                    if b.entity in entities]
+    return out
+
+
 def run_alerts(settings: Settings, run_date: date, now: datetime | None = None
                ) -> report.RunSummary:
     """One alerts run for ``run_date`` (today): load new files, derive hot alerts, notify."""
@@ -291,11 +320,9 @@ def run_alerts(settings: Settings, run_date: date, now: datetime | None = None
         try:
             load.refresh_reference(wh, settings)
             entities = list(settings.alerts.entities)
-            batches = _timed(s, "extract", lambda: [
-                b for b in extract.find_batches(settings, [run_date], entities)
-                # a SQL source is read once a night (its day window is not a watermark yet)
-                if not isinstance(settings.sources[b.source], _SqlSource)],
-                lambda r: f"{len(r)} batches found")
+            batches = _timed(s, "extract",
+                             lambda: alert_batches(settings, run_date, entities, now),
+                             lambda r: f"{len(r)} batches found")
             home = str(Path(settings.home).resolve())
 
             def ingest() -> list[load.BatchResult]:

@@ -17,7 +17,7 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from flows.config import FileSource, Settings, SqlSource
@@ -169,10 +169,15 @@ def find_file_batches(landing: Path, source: str, cfg: FileSource, day: date) ->
     return out
 
 
-def find_sql_batches(source: str, cfg: SqlSource, day: date) -> list[Batch]:
+def find_sql_batches(source: str, cfg: SqlSource, day: date, until: datetime | None = None,
+                     entities: list[str] | None = None) -> list[Batch]:
     """Run each entity query for the day window and keep the result as CSV bytes.
 
-    The window is bound as parameters, never formatted into the SQL.
+    The window is bound as parameters, never formatted into the SQL: ``start`` is the day,
+    ``end`` the next day, or ``until`` (a moment within the day) for an intra-day read by
+    the alerts run. Such a read is the day so far, under the same name as the night's:
+    a later read, and the night's whole day, replace it like a re-delivered file
+    (flows/corrections.py), and the same rows read again are the same batch.
     """
     import psycopg2
 
@@ -186,8 +191,10 @@ def find_sql_batches(source: str, cfg: SqlSource, day: date) -> list[Batch]:
     try:
         with conn.cursor() as cur:
             for ent_name, query in sorted(cfg.queries.items()):
+                if entities is not None and ent_name not in entities:
+                    continue
                 buf = io.StringIO()
-                cur.execute(query, {"start": day, "end": day + timedelta(days=1)})
+                cur.execute(query, {"start": day, "end": until or day + timedelta(days=1)})
                 cols = [d.name for d in cur.description]
                 w = csv.writer(buf, lineterminator="\n")
                 w.writerow(cols)

@@ -222,6 +222,53 @@ def test_sql_source_reads_the_day_window_as_bound_parameters(warehouse, tmp_path
     assert again.status == "skipped"
 
 
+def test_an_alerts_run_reads_a_sql_source_s_day_so_far_and_the_night_finds_it_loaded(
+        warehouse, tmp_path, monkeypatch):
+    """Intra-day, a SQL source is read for the day up to now; the next read replaces the
+    earlier one like a re-delivered file, a read with nothing new is the same batch, and
+    the night's whole day, when it holds nothing more, is already loaded."""
+    from datetime import UTC, datetime
+
+    from flows.alerts import alert_batches
+
+    with warehouse.transaction() as cur:
+        cur.execute("create schema shop; create table shop.orders (order_id text, customer_id "
+                    "text, order_date date, amount numeric, created_at timestamp)")
+        cur.execute("insert into shop.orders values "
+                    "('s1', 'c1', '2026-08-03', 10, '2026-08-03 08:00'), "
+                    "('s2', 'c2', '2026-08-03', 20, '2026-08-03 10:00'), "
+                    "('s3', 'c3', '2026-08-04', 30, '2026-08-04 01:00')")
+    monkeypatch.setenv("SHOP_DB_URL", warehouse.url)
+    cfg = tmp_path / "cxloop.yml"
+    cfg.write_text(
+        "sources:\n  shop_db:\n    kind: sql\n    url_env: SHOP_DB_URL\n    timezone: UTC\n"
+        "    queries:\n      orders: select order_id, customer_id, order_date, amount "
+        "from shop.orders where created_at >= %(start)s and created_at < %(end)s\n")
+    settings = load_settings(cfg, landing=str(tmp_path / "none"), home=str(tmp_path))
+    load.refresh_reference(warehouse, settings)
+    gx = GxRunner(tmp_path, warehouse.sqlalchemy_url())
+
+    def alerts_read(hour: int) -> load.BatchResult:
+        at = datetime(2026, 8, 3, hour, tzinfo=UTC)
+        [r] = load.ingest_entity(warehouse, gx, "orders",
+                                 alert_batches(settings, D, ["orders"], at), "t")
+        return r
+
+    first = alerts_read(9)
+    assert (first.status, first.rows_loaded) == ("loaded", 1)
+    second = alerts_read(11)
+    assert (second.status, second.rows_loaded) == ("loaded", 2)
+    assert second.change is not None and second.change.replaces == [first.batch_id]
+    assert alerts_read(12).status == "skipped"
+    [night] = load.ingest_entity(warehouse, gx, "orders", list(find_batches(settings, [D])), "t")
+    assert night.status == "skipped" and night.batch_id == second.batch_id
+    with warehouse.transaction() as cur:
+        cur.execute("select order_id from raw.orders where order_id like 's%' order by 1")
+        assert cur.fetchall() == [("s1",), ("s2",)]
+        cur.execute("select status from ops.load_batches where batch_id = %s", (first.batch_id,))
+        assert cur.fetchone() == ("superseded",)
+
+
 def test_a_clean_file_is_copied_once_into_its_own_partition_of_raw(warehouse, tmp_path):
     """Values that all parse: the file is COPYed typed and that table becomes the batch's
     partition; rule failures still quarantine with the rows' values as text."""
