@@ -27,7 +27,7 @@ from __future__ import annotations
 # Looked up here at call time by flows/load/commit.py, so that replacing
 # ``flows.load.supersede`` (benchmarks/corrections_bench.py) takes effect.
 from flows.corrections import supersede
-from flows.load.commit import _commit_batch, _detach
+from flows.load.commit import Group, _commit_group, _detach
 from flows.load.copying import (
     _copy,
     _copy_error_message,
@@ -38,7 +38,7 @@ from flows.load.copying import (
     file_error,
 )
 from flows.load.ingest import _reinstate, ingest_entity
-from flows.load.quarantine import _quarantine
+from flows.load.quarantine import _quarantine, failing_batches, quarantine_many
 from flows.load.records import (
     BatchResult,
     Staged,
@@ -58,8 +58,8 @@ from flows.load.tables import (
     _create_stage,
     _seq,
     _stage_ref,
-    add_lineage,
     batch_table,
+    group_table,
     source_zone,
     stage_table,
     text_stage_table,
@@ -74,13 +74,14 @@ from flows.load.validation import (
 )
 
 __all__ = [
-    "BATCH_SCHEMA", "NUL_RULE", "STAGE_LINEAGE", "BatchResult", "Staged", "_attach",
-    "_batch_ref", "_cast_parsed_rows", "_collect_failures", "_commit_batch", "_copy",
+    "BATCH_SCHEMA", "NUL_RULE", "STAGE_LINEAGE", "BatchResult", "Group", "Staged", "_attach",
+    "_batch_ref", "_cast_parsed_rows", "_collect_failures", "_commit_group", "_copy",
     "_copy_error_message", "_copy_format", "_copy_source", "_create_batch_table",
     "_create_failures", "_create_stage", "_detach", "_flag_nul_rows", "_pg_encoding",
     "_quarantine", "_read_error_message", "_reason", "_record", "_reinstate", "_seq",
-    "_stage_file", "_stage_ref", "_validate_stage", "add_lineage", "batch_statuses",
-    "batch_table", "file_error", "ingest_entity", "known_batches", "refresh_reference",
+    "_stage_file", "_stage_ref", "_validate_stage", "batch_statuses", "batch_table",
+    "failing_batches", "file_error", "group_table", "ingest_entity", "known_batches",
+    "quarantine_many", "refresh_reference",
     "rejected_files", "source_zone", "stage_batch", "stage_table", "supersede",
     "text_stage_table", "validate_staged",
 ]
