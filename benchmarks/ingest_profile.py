@@ -60,7 +60,8 @@ def kind_of(statement: str) -> str:
 
 class TimedCursor(psycopg2.extensions.cursor):
     def execute(self, query, vars=None):  # noqa: A002 - psycopg2's name
-        text = query if isinstance(query, str) else query.as_string(self.connection)
+        text = (query if isinstance(query, str) else query.decode() if isinstance(query, bytes)
+                else query.as_string(self.connection))
         t0 = time.perf_counter()
         try:
             return super().execute(query, vars)
@@ -125,9 +126,11 @@ def instrument() -> dict[str, list[float]]:
         return real_connect(*a, **k)
 
     connection.psycopg2.connect = connect  # the warehouse's connections (not GX's engine)
-    per_batch: dict[str, list[float]] = {"commit_batch": [], "stage_batch": []}
+    per_batch: dict[str, list] = {"commit": [], "stage_batch": []}
     _timed(ingest, "stage_batch", "step: stage (per batch)", per_batch["stage_batch"])
-    _timed(ingest, "_commit_batch", "step: commit (per batch)", per_batch["commit_batch"])
+    # The commit unit: one month's batches of an entity (one batch before grouping).
+    unit = "_commit_group" if hasattr(ingest, "_commit_group") else "_commit_batch"
+    _timed(ingest, unit, f"step: commit ({unit})", per_batch["commit"])
     _timed(load, "_validate_stage", "step: validate (per entity)")
     _timed(GxRunner, "validate", "gx: checkpoint run")
     _timed(validation, "_collect_failures", "step: collect failures")
