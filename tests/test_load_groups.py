@@ -143,3 +143,38 @@ def test_a_month_of_batches_in_one_table_keeps_every_batch_guarantee(warehouse, 
     # Nothing left behind: every table in raw_batches is a partition of raw.
     assert _q(warehouse, "select count(*) from pg_class where relkind = 'r' and not "
               "relispartition and relnamespace = 'raw_batches'::regnamespace") == [(0,)]
+
+
+def test_loads_of_one_entity_wait_for_each_other_others_do_not(warehouse, tmp_path):
+    """The load's lock is the entity's: a second load of it times out naming the entity,
+    while another entity's lock is free; released, the entity can be taken again."""
+    import threading
+
+    from flows.errors import LockTimeoutError
+    from flows.warehouse import entity_lock
+
+    inside, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with entity_lock(warehouse, E, 5):
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    try:
+        assert inside.wait(10)
+        landing = tmp_path / "landing"
+        _write(landing, DAYS[0], [_row("a1", DAYS[0])])
+        s = load_settings(None, landing=str(landing), home=str(tmp_path))
+        with pytest.raises(LockTimeoutError, match=f"_stage_{E}"):
+            load.ingest_entity(warehouse, None, E, list(find_batches(s, DAYS[:1])), "t",
+                               lock_timeout=0.3)
+        with entity_lock(warehouse, "customers", 0.3):  # another entity: not blocked
+            pass
+    finally:
+        release.set()
+        t.join()
+    with entity_lock(warehouse, E, 0.3):
+        pass
+    assert _q(warehouse, "select count(*) from ops.load_batches") == [(0,)]

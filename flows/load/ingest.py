@@ -41,13 +41,28 @@ from flows.load.tables import (
 from flows.readers import count_rows
 from flows.validate import TYPED, GxRunner, load_suite
 from flows.warehouse import Warehouse
+from flows.warehouse.lock import entity_lock
 
 log = logging.getLogger("flows.load")
 
+# How long a load waits for another load or replay of the same entity (entity_lock).
+LOCK_TIMEOUT_SECONDS = 600.0
+
+
 def ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],
-                  run_id: str, on_batch: Callable[[BatchResult], None] | None = None
-                  ) -> list[BatchResult]:
-    """Stage, validate and load every new batch of one entity; returns one result per batch."""
+                  run_id: str, on_batch: Callable[[BatchResult], None] | None = None,
+                  lock_timeout: float = LOCK_TIMEOUT_SECONDS) -> list[BatchResult]:
+    """Stage, validate and load every new batch of one entity; returns one result per batch.
+
+    Under the entity's lock: loads of different entities may run side by side (parallel
+    workers), two of the same entity wait for each other (they share its stage)."""
+    with entity_lock(wh, entity, lock_timeout):
+        return _ingest_entity(wh, gx_runner, entity, batches, run_id, on_batch)
+
+
+def _ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],
+                   run_id: str, on_batch: Callable[[BatchResult], None] | None
+                   ) -> list[BatchResult]:
     e = ENTITIES[entity]
     results: list[BatchResult] = []
     statuses = batch_statuses(wh, [b.batch_id for b in batches])
