@@ -1,17 +1,23 @@
-"""Load: COPY each batch into its own typed table, validate, attach it to ``raw``.
+"""Load: COPY a month's new batches into one typed table, validate, attach it to ``raw``.
 
-``raw.<entity>`` is partitioned by batch, and a batch's partition is the table
-its file was COPYed into: loading writes the rows once, like a bare COPY. Per
-entity and run: (1) every new batch is COPYed into a typed table under a stage
-parent, each in its own savepoint so a broken file is rejected alone; a file
-with values that do not parse (a word in an integer column) goes to a text
-stage instead, where the suite's parse rules pick out those rows and the rest
-are cast into its typed table; (2) the entity's GX suite runs once over the
-stage; (3) each batch then commits in one transaction: failing rows move to
-``quarantine.<entity>`` with every rule they broke, the table moves from the
-stage to ``raw``, and its ``ops.load_batches`` row is written. A crash leaves a
-batch either wholly loaded and recorded or not at all (the next run drops the
-stage with whatever it held), and a re-run skips what is recorded.
+``raw.<entity>`` is list-partitioned by ``_batch_id``; a partition is the table files
+were COPYed into, so loading writes the rows once, like a bare COPY. Per entity and
+run: (1) each month's new batches are COPYed, one after the other, into one typed group
+table under a stage parent (their lineage rides on column defaults set before each COPY,
+so it is stored in each row), each file in its own savepoint so a broken one is rejected
+alone; a file with values that do not parse (a word in an integer column) goes to a text
+stage instead, where the suite's parse rules pick out those rows and the rest are cast
+into a table of its own; (2) the entity's GX suite runs once over the stage; (3) each
+month's batches then commit in one transaction: failing rows move to
+``quarantine.<entity>`` with every rule they broke, the tables move from the stage to
+``raw`` (one partition for the month's typed batches, listing all their ids) and every
+batch gets its ``ops.load_batches`` row. Per-batch catalogue work (a table, two
+ATTACHes, a commit each) was what made a backfill of small daily files slow (profiled in
+``benchmarks/ingest_profile.py``); a nightly run's single batch still gets a table of its
+own. A crash leaves every batch either wholly loaded and recorded or not at all (the
+next run drops the stage with whatever it held), and a re-run skips what is recorded.
+Loads of one entity take its lock (``flows.warehouse.entity_lock``): entities load side
+by side, two loads of the same one wait for each other.
 
 The steps, one module each: ``tables`` (names and DDL of the stage and batch tables),
 ``records`` (the result types and ``ops.load_batches``), ``copying`` (a file's COPY and

@@ -1,8 +1,9 @@
 """Names and DDL of the stage and of the batch tables.
 
 Every step of a load (staging, validation, quarantine, commit) and replay address the
-same tables: the stage parent in ``raw``, the text stage, each batch's typed table in
-``raw_batches`` and the stage's row counter. Their names and shapes are defined once,
+same tables: the stage parent in ``raw``, the text stage, the typed tables in
+``raw_batches`` (a month's group of batches, or one batch's own) and the stage's row
+counter. Their names and shapes are defined once,
 here, so the steps cannot disagree about them.
 """
 
