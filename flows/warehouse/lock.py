@@ -76,8 +76,7 @@ def entity_lock(wh: Warehouse, entity: str, timeout_seconds: float) -> Iterator[
 
     def busy(_cur) -> str:
         return (f"another load or replay of {entity} holds its stage (raw._stage_{entity}); "
-                f"waited {timeout_seconds:.0f} s. Try again when it finishes, or raise "
-                "CXLOOP_LOCK_TIMEOUT.")
+                f"waited {timeout_seconds:.0f} s. Try again when it finishes.")
 
     with _advisory(wh, timeout_seconds, "select pg_try_advisory_lock(%s, hashtext(%s))",
                    (ENTITY_LOCK_CLASS, entity), busy):
