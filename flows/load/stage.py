@@ -60,10 +60,9 @@ def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header
     that is not the file's (a lost connection) goes up unchanged.
     """
     restart = sql.SQL("alter sequence {} restart with 1").format(_seq(e.name))
-    cur.execute("savepoint batch")
+    set_lineage(cur, e, batch)  # and "savepoint batch"
     stream = None
     try:
-        set_lineage(cur, e, table, batch)
         stream = _copy_source(batch, mapped)[0]
         rows = _copy(cur, batch, table, header, mapped, stream)
         cur.execute("release savepoint batch")
