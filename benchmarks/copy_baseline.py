@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -138,7 +139,9 @@ def cxloop_ingest(home: Path, landing: str | Path, start: date, end: date, datab
            "batches": len(results),
            "loaded": sum(r.status == "loaded" for r in results),
            "seconds": round(seconds, 2), "setup_seconds": round(gx_seconds, 2),
-           "rows_per_s": round(rows_in / seconds) if seconds else 0}
+           "rows_per_s": round(rows_in / seconds) if seconds else 0,
+           # This process so far (the bare COPY streams too): memory is bounded by a batch.
+           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
     gx.datasource.get_engine().dispose()
     _drop_database(admin, database)
     return out

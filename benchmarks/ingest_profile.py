@@ -46,7 +46,7 @@ _KINDS = [  # (pattern on the lower-cased statement, kind); first match wins
     (r"^(savepoint|release|rollback to)", "savepoints"),
     (r"^alter sequence", "restart row counter"),
     (r"^select set_config\('timezone'", "source zone"),
-    (r"^(create|drop) ", "create/drop"),
+    (r"^(create|drop) ", None),  # named by its first words (which table)
 ]
 
 
@@ -54,7 +54,7 @@ def kind_of(statement: str) -> str:
     s = " ".join(statement.split()).lower()
     for pattern, kind in _KINDS:
         if re.search(pattern, s):
-            return kind
+            return kind or " ".join(re.sub(r'"[^"]*"', "<name>", s).split()[:5])
     return "other: " + s[:50]
 
 
