@@ -10,7 +10,8 @@ batches the new one replaces is the source's rule (``sources.<name>.corrections`
   name), so a correction may come under a new name (``orders_v2.csv``).
 
 Replacing happens in the new batch's load transaction: the replaced batches' tables
-are detached from ``raw.<entity>`` and moved to ``raw_superseded`` (kept for audit,
+are detached from ``raw.<entity>`` and moved to ``raw_superseded`` (rows of a batch that
+shares its month's partition are moved there instead) (kept for audit,
 out of every reader's way), their ``ops.load_batches`` rows become ``superseded`` with
 the replacing batch named, and ``ops.batch_changes`` records the rows added, removed
 and changed by the entity's key, and the earliest date the change touches.
@@ -171,7 +172,8 @@ def _set_aside(cur: psycopg2.extensions.cursor, e: Entity, batch_id: str) -> Non
         cur.execute(sql.SQL("alter table {} set schema {}").format(
             own, sql.Identifier(SUPERSEDED_SCHEMA)))
         return
-    # A partition shared by several batches (a warehouse from before partitioning).
+    # A partition shared by several batches (a month of a backfill, flows/load/commit.py,
+    # or a warehouse from before partitioning): its rows are moved out, one scan.
     cur.execute(sql.SQL("create table {} (like {})").format(kept, raw))
     cur.execute(sql.SQL("with moved as (delete from {} where _batch_id = %s returning *) "
                         "insert into {} select * from moved").format(raw, kept), (batch_id,))

@@ -34,9 +34,11 @@ from flows.load import (  # the stage and commit steps ingestion uses
     text_stage_table,
     validate_staged,
 )
+from flows.load.ingest import LOCK_TIMEOUT_SECONDS
 from flows.mapping import REPLAYABLE
 from flows.validate import PARSE, TYPED, GxRunner, load_suite
 from flows.warehouse import LINEAGE_COLUMNS, Warehouse
+from flows.warehouse.lock import entity_lock
 
 
 @dataclass
@@ -139,6 +141,12 @@ def replay_batches(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: lis
     """
     if not batches:
         return []
+    with entity_lock(wh, entity, LOCK_TIMEOUT_SECONDS):  # the stage is the entity's
+        return _replay_batches(wh, gx_runner, entity, batches, on_batch)
+
+
+def _replay_batches(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: list[Batch],
+                    on_batch: Callable[[ReplayResult], None] | None) -> list[ReplayResult]:
     e = ENTITIES[entity]
     suite = load_suite(entity)
     ids = [b.batch_id for b in batches]

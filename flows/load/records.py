@@ -76,20 +76,26 @@ def rejected_files(wh: Warehouse, entity: str, paths: list[str]) -> set[str]:
         return {r[0] for r in cur.fetchall()}
 
 
+# The insert of batch records, for one (``_record``) or many (``execute_values``).
+RECORD_SQL = (
+    "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
+    "content_hash, rows_in, rows_loaded, rows_quarantined, status, error, run_id, "
+    "started_at, finished_at, seconds) values %s on conflict (batch_id) do update "
+    # Only a rejected batch is tried again; its record then tells the latest attempt.
+    "set rows_in = excluded.rows_in, rows_loaded = excluded.rows_loaded, "
+    "rows_quarantined = excluded.rows_quarantined, status = excluded.status, "
+    "error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
+    "finished_at = excluded.finished_at, seconds = excluded.seconds "
+    "where ops.load_batches.status = 'rejected'")
+RECORD_TEMPLATE = ("(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                   "now() - make_interval(secs => %s), now(), %s)")
+
+
 def _record(cur: psycopg2.extensions.cursor, batch: Batch, status: str, run_id: str,
             rows_in: int | None, loaded: int | None, quarantined: int | None,
             error: str | None, seconds: float) -> None:
     cur.execute(
-        "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
-        "content_hash, rows_in, rows_loaded, rows_quarantined, status, error, run_id, "
-        "started_at, finished_at, seconds) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-        "%s, now() - make_interval(secs => %s), now(), %s) on conflict (batch_id) do update "
-        # Only a rejected batch is tried again; its record then tells the latest attempt.
-        "set rows_in = excluded.rows_in, rows_loaded = excluded.rows_loaded, "
-        "rows_quarantined = excluded.rows_quarantined, status = excluded.status, "
-        "error = excluded.error, run_id = excluded.run_id, started_at = excluded.started_at, "
-        "finished_at = excluded.finished_at, seconds = excluded.seconds "
-        "where ops.load_batches.status = 'rejected'",
+        RECORD_SQL.replace("values %s", "values " + RECORD_TEMPLATE),
         (batch.batch_id, batch.source, batch.entity, batch.extract_date, str(batch.path),
          batch.content_hash, rows_in, loaded, quarantined, status, error, run_id, seconds, seconds),
     )

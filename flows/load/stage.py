@@ -13,27 +13,20 @@ from psycopg2 import sql
 from flows.entities import Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.load.copying import _copy, _copy_source, file_error
-from flows.load.tables import (
-    _attach,
-    _create_batch_table,
-    _seq,
-    _stage_ref,
-    add_lineage,
-    batch_table,
-    source_zone,
-    text_stage_table,
-)
+from flows.load.tables import _seq, set_lineage, source_zone, text_stage_table
 from flows.mapping import Rewritten, needs_rewrite, record_failures, rewrite
 from flows.readers import NUL_MARK, unreadable_parquet_columns
 from flows.validate import PARSE, TYPED
 
 
-def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tuple[str, int]:
+def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
+                table: sql.Composed) -> tuple[str, int]:
     """COPY one batch onto the stage; returns how it was staged and its row count.
 
-    Typed first: a file whose values all parse is COPYed once, into the table that
-    becomes its partition. If a value does not parse the file is COPYed as text
-    instead; if that fails too the file is broken and StructuralError says where.
+    Typed first: a file whose values all parse is COPYed once, into ``table`` (its
+    month's group table, which becomes a partition of ``raw``). If a value does not
+    parse the file is COPYed as text instead; if that fails too the file is broken and
+    StructuralError says where.
     """
     source_zone(cur, batch.source)  # COPY parses naive timestamps in the session's zone
     header = read_header(batch)
@@ -48,10 +41,10 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
     if batch.mapping is None:
         check_columns(batch, header, e)
     if not needs_rewrite(batch, header, e):  # contract-shaped: COPYed as delivered
-        return _stage_file(cur, e, batch, header, None)
+        return _stage_file(cur, e, batch, header, None, table)
     mapped = rewrite(batch, header, e)
     try:
-        kind, rows = _stage_file(cur, e, batch, mapped.header, mapped)
+        kind, rows = _stage_file(cur, e, batch, mapped.header, mapped, table)
         record_failures(cur, batch, mapped, kind)
         return kind, rows
     finally:
@@ -59,7 +52,7 @@ def stage_batch(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> tup
 
 
 def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header: list[str],
-                mapped: Rewritten | None) -> tuple[str, int]:
+                mapped: Rewritten | None, table: sql.Composed) -> tuple[str, int]:
     """The COPY of a file (or its contract-shaped rewrite): typed, else as text.
 
     Any error reading, decompressing or parsing the file rolls the savepoint back and
@@ -67,16 +60,11 @@ def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header
     that is not the file's (a lost connection) goes up unchanged.
     """
     restart = sql.SQL("alter sequence {} restart with 1").format(_seq(e.name))
-    cur.execute("savepoint batch")
+    set_lineage(cur, e, batch)  # and "savepoint batch"
     stream = None
     try:
-        cur.execute(restart)
-        table = _create_batch_table(cur, e, batch, batch_table(e.name, batch.batch_id),
-                                    for_copy=True)
         stream = _copy_source(batch, mapped)[0]
         rows = _copy(cur, batch, table, header, mapped, stream)
-        add_lineage(cur, table, batch)
-        _attach(cur, _stage_ref(e.name), table, batch.batch_id)
         cur.execute("release savepoint batch")
         return TYPED, rows
     except Exception as err:

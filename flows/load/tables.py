@@ -1,12 +1,15 @@
 """Names and DDL of the stage and of the batch tables.
 
 Every step of a load (staging, validation, quarantine, commit) and replay address the
-same tables: the stage parent in ``raw``, the text stage, each batch's typed table in
-``raw_batches`` and the stage's row counter. Their names and shapes are defined once,
+same tables: the stage parent in ``raw``, the text stage, the typed tables in
+``raw_batches`` (a month's group of batches, or one batch's own) and the stage's row
+counter. Their names and shapes are defined once,
 here, so the steps cannot disagree about them.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import psycopg2
 from psycopg2 import sql
@@ -63,42 +66,103 @@ def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
 
 
 def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
-                        name: str, for_copy: bool = False) -> sql.Composed:
-    """A typed table for one batch, to become its partition of ``raw``.
-
-    For COPY it starts with the contract's columns and a row counter only; the
-    per-batch lineage columns come after the COPY (``add_lineage``), which costs
-    nothing per row because Postgres stores a constant default once.
-    """
+                        name: str) -> sql.Composed:
+    """A typed table for one batch (a text-staged one's rows that parse, a replay's rows),
+    to become its partition of ``raw``."""
     table = _batch_ref(name)
     # Left by a load whose record was removed (or by an earlier attempt): replaced.
     cur.execute(sql.SQL("drop table if exists {}").format(table))
     cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
             for c in e.raw_columns]
-    if for_copy:
-        cols.append(sql.SQL("_row_number bigint not null default nextval({})").format(
-            sql.Literal(_seq(e.name).as_string(cur.connection))))
-    else:
-        cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
-                 for n, t in LINEAGE_COLUMNS]
+    cols += [sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+             for n, t in LINEAGE_COLUMNS]
     cur.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(cols)))
-    if not for_copy:
-        cur.execute(sql.SQL("alter table {} add check (_batch_id = {})").format(
-            table, sql.Literal(batch.batch_id)))
+    cur.execute(sql.SQL("alter table {} add check (_batch_id = {})").format(
+        table, sql.Literal(batch.batch_id)))
     return table
 
 
-def add_lineage(cur: psycopg2.extensions.cursor, table: sql.Composed, batch: Batch) -> None:
-    """The batch's constant lineage as columns with a default, stored once, not per row.
-    The CHECK lets each ATTACH PARTITION skip its scan; this is the one scan."""
-    b = sql.Literal(batch.batch_id)
+def group_key(batch: Batch) -> str:
+    """The month whose new batches of an entity share one table (and commit together)."""
+    return f"{batch.extract_date:%Y%m}"
+
+
+def group_table(entity: str, batches: list[Batch]) -> str:
+    """The table a run COPYs these batches of one month into, then a partition of ``raw``
+    for all their ids. One batch (a nightly run) keeps the batch's own name, so a
+    correction of it moves the whole table aside (flows/corrections.py)."""
+    if len(batches) == 1:
+        return batch_table(entity, batches[0].batch_id)
+    digest = hashlib.sha256("/".join(b.batch_id for b in batches).encode()).hexdigest()[:16]
+    return f"{entity}__{group_key(batches[0])}_{digest}"
+
+
+GROUP_CHECK = "batch_ids"
+
+
+def _group_check(ids: list[str]) -> sql.Composed:
+    # The same form as the partition bound, so ATTACH sees it implied and skips its scan.
+    return sql.SQL("constraint {} check (_batch_id = any(array[{}]::text[]))").format(
+        sql.Identifier(GROUP_CHECK), sql.SQL(", ").join(map(sql.Literal, ids)))
+
+
+# Session settings (local to the transaction) that a group table's lineage columns
+# default to: set per file before its COPY, so that no DDL runs per batch.
+LINEAGE_SETTINGS = {"_batch_id": "cxloop.batch_id", "_source_file": "cxloop.source_file",
+                    "_extract_date": "cxloop.extract_date"}
+
+
+def _create_group_table(cur: psycopg2.extensions.cursor, e: Entity, name: str,
+                        ids: list[str]) -> sql.Composed:
+    """A typed table that the files of several batches are COPYed into, one after the
+    other; each batch's lineage comes from column defaults reading settings made before
+    its COPY (``set_lineage``): stable expressions, so COPY still inserts in bulk. Its
+    CHECK on the batch ids is what lets both ATTACHes skip a scan."""
+    table = _batch_ref(name)
+    cur.execute(sql.SQL("drop table if exists {}").format(table))
+    cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.pg_type))
+            for c in e.raw_columns]
+
+    def setting(col: str) -> sql.Composable:
+        return sql.SQL("current_setting({})").format(sql.Literal(LINEAGE_SETTINGS[col]))
+
+    cols += [sql.SQL("_batch_id text not null default {}").format(setting("_batch_id")),
+             sql.SQL("_source_file text not null default {}").format(setting("_source_file")),
+             sql.SQL("_row_number bigint not null default nextval({})").format(
+                 sql.Literal(_seq(e.name).as_string(cur.connection))),
+             sql.SQL("_extract_date date not null default {}::date").format(
+                 setting("_extract_date")),
+             sql.SQL("_loaded_at timestamptz not null default now()"), _group_check(ids)]
+    cur.execute(sql.SQL("create table {} ({})").format(table, sql.SQL(", ").join(cols)))
+    return table
+
+
+def narrow_group_check(cur: psycopg2.extensions.cursor, table: sql.Composed,
+                       ids: list[str]) -> None:
+    """The group's CHECK down to the batches that stayed in it (a file rejected or staged
+    as text left): one scan, only then."""
+    cur.execute(sql.SQL("alter table {} drop constraint {}, add {}").format(
+        table, sql.Identifier(GROUP_CHECK), _group_check(ids)))
+
+
+def set_lineage(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch) -> None:
+    """Before a batch's COPY into a group table: its lineage into the settings the
+    columns default to, its row counter back at 1, and the batch's savepoint, in one
+    round trip. The settings are made before the savepoint, so they outlive its rollback."""
     cur.execute(sql.SQL(
-        "alter table {t} add column _batch_id text not null default {b}, "
-        "add column _source_file text not null default {f}, "
-        "add column _extract_date date not null default {d}, "
-        "add column _loaded_at timestamptz not null default now(), "
-        "add check (_batch_id = {b})"
-    ).format(t=table, b=b, f=sql.Literal(str(batch.path)), d=sql.Literal(batch.extract_date)))
+        "select set_config({b}, %(b)s, true), set_config({f}, %(f)s, true), "
+        "set_config({d}, %(d)s, true), setval({s}::regclass, 1, false); savepoint batch"
+    ).format(b=sql.Literal(LINEAGE_SETTINGS["_batch_id"]),
+             f=sql.Literal(LINEAGE_SETTINGS["_source_file"]),
+             d=sql.Literal(LINEAGE_SETTINGS["_extract_date"]),
+             s=sql.Literal(_seq(e.name).as_string(cur.connection))),
+        {"b": batch.batch_id, "f": str(batch.path), "d": batch.extract_date.isoformat()})
+
+
+def _attach_many(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Composed,
+                 ids: list[str]) -> None:
+    cur.execute(sql.SQL("alter table {} attach partition {} for values in ({})").format(
+        parent, table, sql.SQL(", ").join(map(sql.Literal, ids))))
 
 
 def _attach(cur: psycopg2.extensions.cursor, parent: sql.Composed, table: sql.Composed,

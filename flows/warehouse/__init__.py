@@ -16,7 +16,8 @@ A package of small modules, each about one thing; import from here
 - ``serve``: ``serve_embedded_tcp`` (``cxloop warehouse serve``);
 - ``ddl``: the schemas and the raw, quarantine, ops and Python-output DDL;
 - ``migrations``: ``migrate`` and the conversions of older warehouses, default zone;
-- ``lock``: ``run_lock``, the warehouse-wide advisory lock of a pipeline run.
+- ``lock``: ``run_lock``, the warehouse-wide advisory lock of a pipeline run, and
+  ``entity_lock``, the lock of one entity's load (its stage tables).
 """
 
 from flows.warehouse.connection import Warehouse, redact
@@ -29,7 +30,7 @@ from flows.warehouse.ddl import (
     raw_table_ddl,
 )
 from flows.warehouse.embedded import TCP_SETTINGS, stop_embedded
-from flows.warehouse.lock import RUN_LOCK_KEY, run_lock
+from flows.warehouse.lock import RUN_LOCK_KEY, entity_lock, run_lock
 from flows.warehouse.migrations import migrate, set_default_zone
 from flows.warehouse.serve import serve_embedded_tcp
 from flows.warehouse.startup import open_warehouse
@@ -42,6 +43,7 @@ __all__ = [
     "SCHEMAS",
     "TCP_SETTINGS",
     "Warehouse",
+    "entity_lock",
     "migrate",
     "open_warehouse",
     "quarantine_table_ddl",
