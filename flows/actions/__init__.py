@@ -32,6 +32,7 @@ from flows.actions.derive import (
     load_candidates,
     match_tracking,
     set_suppression,
+    stage_candidates,
 )
 from flows.actions.export import EXPORT_COLUMNS, export_rows, list_tasks
 from flows.actions.rules import (
@@ -99,10 +100,18 @@ def derive_range(wh: Warehouse, rules: RuleSet, start: date, end: date, run_id: 
     with wh.transaction() as cur:
         _lock(cur)
         built = candidate_dates(cur)
+        # one statement per look-back rule reads its candidates for the whole range
+        staged = set()
+        if built is not None and start < end:
+            lo, hi = max(start, built[0]), min(end, built[1])
+            for rule in rules.rules:
+                if rule.backfill == "each_date" and lo <= hi:
+                    stage_candidates(cur, rule, rules, lo, hi)
+                    staged.add(rule.name)
         day = start
         while day <= end:
             stats = TaskStats()
-            _derive_date(cur, rules, day, run_id, stats, False, day < end, built)
+            _derive_date(cur, rules, day, run_id, stats, False, day < end, built, staged)
             total.merge(stats)
             day += timedelta(days=1)
     return total
@@ -114,7 +123,8 @@ def _lock(cur: Cursor) -> None:
 
 
 def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats: TaskStats,
-                 only_realtime: bool, looking_back: bool, built: tuple[date, date] | None) -> None:
+                 only_realtime: bool, looking_back: bool, built: tuple[date, date] | None,
+                 staged: set[str] = frozenset()) -> None:
     """One date: people's edits first (so a task closed today is not escalated today), then
     each rule's candidates written and vanished conditions marked, then consent re-checked,
     and overdue tasks escalated last."""
@@ -132,7 +142,8 @@ def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats
                 f"candidates built for {built[0]}..{built[1]}, not {run_date}" if built
                 else "int_task_dates not built")
             continue
-        n = stats.by_rule[rule.name] = load_candidates(cur, rule, rules, run_date)
+        n = stats.by_rule[rule.name] = load_candidates(cur, rule, rules, run_date,
+                                                       rule.name in staged)
         if n:
             match_tracking(cur, rule, run_date, as_of)
             set_suppression(cur, rule, rules, as_of)
