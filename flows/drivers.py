@@ -48,14 +48,34 @@ FIX_FIRST, KEEP_UP, LOW_PRIORITY, OVERKILL, NEGATIVE = (
     "fix_first", "keep_up", "low_priority", "possible_overkill", "negative_effect")
 
 
+def pairwise_corr(data: np.ndarray, min_periods: int = 1) -> np.ndarray:
+    """Pearson correlations over pairwise-complete rows, as ``DataFrame.corr`` computes
+    them, from a few matrix products instead of a loop over pairs (the bootstrap asks for
+    thousands of these). NaN where a pair has fewer than ``min_periods`` rows or no spread.
+    """
+    m = ~np.isnan(data)
+    x0 = np.where(m, data, 0.0)
+    mf = m.astype(float)
+    n = mf.T @ mf  # rows where both columns are present
+    s = x0.T @ mf  # s[i, j]: sum of column i over the rows where j is present
+    ss = (x0 * x0).T @ mf
+    sxy = x0.T @ x0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - s * s.T / n
+        var_i = ss - s * s / n
+        corr = cov / np.sqrt(var_i * var_i.T)
+    corr[n < max(min_periods, 2)] = np.nan
+    return np.clip(corr, -1.0, 1.0)
+
+
 def relative_weights(x: pd.DataFrame, y: pd.Series) -> tuple[np.ndarray, np.ndarray, float]:
     """Johnson's relative weights: (raw weights summing to R², standardised betas, R²).
 
     Uses pairwise-complete correlations (customers rate only the touchpoints
     they met) and clips negative eigenvalues so the matrix stays usable.
     """
-    data = pd.concat([x, y.rename("_y")], axis=1)
-    corr = data.corr(min_periods=5).fillna(0.0).values
+    data = np.column_stack([x.to_numpy(dtype=float), y.to_numpy(dtype=float)])
+    corr = np.nan_to_num(pairwise_corr(data, min_periods=5), nan=0.0)
     p = x.shape[1]
     rxx = corr[:p, :p].copy()
     np.fill_diagonal(rxx, 1.0)

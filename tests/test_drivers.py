@@ -174,3 +174,17 @@ def test_the_sql_sample_caps_every_group_and_keeps_whole_responses(warehouse):
                                "intermediate.py_driver_importance group by segment")
     assert dict(zip(out.segment, out.n, strict=True)) == {"all": 1000, "common": 1000,
                                                           "rare": rare}
+
+
+def test_pairwise_correlations_match_pandas_with_gaps_and_short_pairs():
+    from flows.drivers import pairwise_corr
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(2000, 5))
+    a[:, 1] += a[:, 0]
+    a[rng.random(a.shape) < 0.3] = np.nan  # customers rate only what they met
+    a[:1996, 4] = np.nan  # a pair with fewer than min_periods rows
+    want = pd.DataFrame(a).corr(min_periods=5).to_numpy()
+    got = pairwise_corr(a, min_periods=5)
+    assert np.array_equal(np.isnan(want), np.isnan(got))
+    assert np.nanmax(np.abs(want - got)) < 1e-12
