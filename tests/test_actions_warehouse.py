@@ -50,6 +50,9 @@ def demo_warehouse(prefect_harness) -> tuple[Warehouse, Path]:
     try:
         summary = pipeline.backfill(start=START, end=END, landing=str(landing))
         assert summary["status"] == "completed", summary
+        # every stage that ran records the process's peak memory so far (MB, never falling)
+        peaks = [st["peak_rss_mb"] for st in summary["stages"].values() if not st.get("skipped")]
+        assert peaks and peaks[0] > 0 and peaks == sorted(peaks)
         wh = open_warehouse(home)
         yield wh, landing
     finally:
