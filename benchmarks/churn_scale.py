@@ -9,9 +9,9 @@ then times the churn stage on its own, as the nightly run does it:
 
 - ``observations_seconds``: ``dbt build`` of int_subscription_versions and
   int_churn_observations (the observation table, with its tests);
-- ``fit_score_seconds``: ``churn.run_churn(force=True)``: read the table (sampling whole
-  customers in SQL above ``max_rows``), backtest the penalizers, calibrate, refit, score
-  every active customer, write scores and drivers.
+- ``fit_score_seconds``: ``churn.run_churn(force=True)``: read the earlier dates (sampling
+  whole customers in SQL above ``max_rows``), backtest the penalizers, calibrate, refit,
+  score every active customer in chunks of 100k, write scores and drivers.
 
 Peak memory is the Python process's (``ru_maxrss``); PostgreSQL runs in its own processes.
 
@@ -169,9 +169,11 @@ def main(argv: list[str] | None = None) -> Path:
         out.update({"scored": res.scored, "note": res.note,
                     "training_rows": raw.get("training_rows"),
                     "training_events": raw.get("training_events"),
-                    "fitting_sample": "whole customers sampled in SQL when the table holds "
-                                      "more than LandmarkConfig.max_rows (400k) rows; the "
-                                      "penalizer search on at most search_rows (150k)",
+                    "fitting_sample": "the fit reads the dates before the run date, whole "
+                                      "customers sampled in SQL above LandmarkConfig.max_rows "
+                                      "(400k) rows; the penalizer search on at most "
+                                      "search_rows (150k); the run date's customers are "
+                                      "scored in chunks of 100k",
                     "backtest_concordance": raw.get("concordance"),
                     "tenure_only_concordance": (bt.get("baselines", {})
                                                 .get("tenure_only_km", {}).get("concordance"))})

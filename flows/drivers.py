@@ -12,7 +12,10 @@ A seeded bootstrap of respondents resamples both axes of the quadrant at once â€
 importance and mean rating â€” and reports, besides the 95 % intervals, the share
 of resamples in which the item lands in another quadrant than on the full data
 (``placement_flip_share``). Goals (column, scale) and the cut rule come from
-``cxloop.yml`` (``goals:``, ``quadrant:``). Output goes to
+``cxloop.yml`` (``goals:``, ``quadrant:``). At most ``quadrant.max_responses`` responses
+per group (all, each segment value) are read: above it a sample drawn in SQL by a hash of
+the response id (``sample_query``), so the stage's memory and time follow that cap, not
+the history's length or the number of customers. Output goes to
 ``intermediate.py_driver_importance`` for dbt to read; the quadrant labels
 themselves are given in dbt (``mart_priority_quadrant``) by the same rule.
 """
@@ -36,10 +39,33 @@ log = logging.getLogger(__name__)
 MIN_RESPONSES = 30
 BOOTSTRAP_MAX_ROWS = 20_000
 DEFAULT_SEGMENT_BY = ("segment",)
+# Membership flags of the SQL sample: _in_all for the all-customers group, _in_<k> for
+# the k-th segment_by dimension (a response may be drawn for one group and not another).
+IN_ALL = "_in_all"
 
 # Quadrant labels, as in mart_priority_quadrant.
 FIX_FIRST, KEEP_UP, LOW_PRIORITY, OVERKILL, NEGATIVE = (
     "fix_first", "keep_up", "low_priority", "possible_overkill", "negative_effect")
+
+
+def pairwise_corr(data: np.ndarray, min_periods: int = 1) -> np.ndarray:
+    """Pearson correlations over pairwise-complete rows, as ``DataFrame.corr`` computes
+    them, from a few matrix products instead of a loop over pairs (the bootstrap asks for
+    thousands of these). NaN where a pair has fewer than ``min_periods`` rows or no spread.
+    """
+    m = ~np.isnan(data)
+    x0 = np.where(m, data, 0.0)
+    mf = m.astype(float)
+    n = mf.T @ mf  # rows where both columns are present
+    s = x0.T @ mf  # s[i, j]: sum of column i over the rows where j is present
+    ss = (x0 * x0).T @ mf
+    sxy = x0.T @ x0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = sxy - s * s.T / n
+        var_i = ss - s * s / n
+        corr = cov / np.sqrt(var_i * var_i.T)
+    corr[n < max(min_periods, 2)] = np.nan
+    return np.clip(corr, -1.0, 1.0)
 
 
 def relative_weights(x: pd.DataFrame, y: pd.Series) -> tuple[np.ndarray, np.ndarray, float]:
@@ -48,8 +74,8 @@ def relative_weights(x: pd.DataFrame, y: pd.Series) -> tuple[np.ndarray, np.ndar
     Uses pairwise-complete correlations (customers rate only the touchpoints
     they met) and clips negative eigenvalues so the matrix stays usable.
     """
-    data = pd.concat([x, y.rename("_y")], axis=1)
-    corr = data.corr(min_periods=5).fillna(0.0).values
+    data = np.column_stack([x.to_numpy(dtype=float), y.to_numpy(dtype=float)])
+    corr = np.nan_to_num(pairwise_corr(data, min_periods=5), nan=0.0)
     p = x.shape[1]
     rxx = corr[:p, :p].copy()
     np.fill_diagonal(rxx, 1.0)
@@ -167,13 +193,21 @@ def importance_table(long: pd.DataFrame, goals: dict[str, Goal] | None = None,
     meta = long.drop_duplicates("response_id").set_index("response_id").loc[wide.index]
     touch = long.drop_duplicates("item_code").set_index("item_code")["touchpoint_code"]
     rng = np.random.default_rng(seed)
-    groups: list[tuple[str, str, pd.Index]] = [("all", "all", meta.index)]
-    for dim in segment_by:
+
+    def drawn(flag: str) -> pd.Series:
+        """The responses sampled for a group (every one when the rows carry no flags)."""
+        if flag not in meta.columns:
+            return pd.Series(True, index=meta.index)
+        return meta[flag].fillna(False).astype(bool)
+
+    groups: list[tuple[str, str, pd.Index]] = [("all", "all", meta.index[drawn(IN_ALL)])]
+    for k, dim in enumerate(segment_by):
         if dim not in meta.columns:
             log.warning("drivers: segment_by %r is not a column of int_driver_inputs; skipped", dim)
             continue
-        for value in sorted(meta[dim].dropna().astype(str).unique()):
-            groups.append((dim, value, meta.index[meta[dim].astype(str) == value]))
+        mine = drawn(f"_in_{k}")
+        for value in sorted(meta.loc[mine, dim].dropna().astype(str).unique()):
+            groups.append((dim, value, meta.index[mine & (meta[dim].astype(str) == value)]))
     out = []
     for name, goal in goals.items():
         if goal.column not in meta.columns:
@@ -203,19 +237,62 @@ def segment_dimensions(settings: Settings) -> tuple[str, ...]:
     return tuple(settings.domain.segment_by) or DEFAULT_SEGMENT_BY
 
 
-def run_drivers(wh: Warehouse, settings: Settings) -> int:
-    """Read the driver inputs, compute importances, replace the output table atomically.
+INPUTS = sql.SQL("intermediate.int_driver_inputs")
 
-    The settings are the run's own (never re-read from the working directory)."""
+
+def sample_query(columns: Sequence[str], dims: Sequence[str | None]) -> sql.Composed:
+    """The driver inputs of at most ``%(cap)s`` responses per group, with membership flags.
+
+    Responses are ranked by a hash of their id (deterministic, unrelated to anything the
+    analysis looks at), overall for the all-customers group (``_in_all``) and within each
+    value of each segment dimension (``_in_<k>``; None: a dimension the table lacks); a
+    response's item ratings are read when it ranks within the cap of any group. Each
+    group is then a simple random sample of its own responses, so the estimates need no
+    weights, and a small segment keeps every response although the whole base is sampled.
+    """
+    q = sql.Identifier
+    ranks = [sql.SQL("row_number() over (order by h, response_id) <= %(cap)s as {}")
+             .format(q(IN_ALL))]
+    ranks += [sql.SQL("row_number() over (partition by {} order by h, response_id) "
+                      "<= %(cap)s as {}").format(q(d), q(f"_in_{k}"))
+              for k, d in enumerate(dims) if d is not None]
+    flags = [IN_ALL] + [f"_in_{k}" for k, d in enumerate(dims) if d is not None]
+    dim_cols = [d for d in dims if d is not None]
+    return sql.SQL(
+        """with responses as (
+             select distinct on (response_id) response_id, {dim_cols}
+                 hashtext(cast(response_id as text)) as h
+             from {inputs} order by response_id
+           ), ranked as (
+             select response_id, {ranks} from responses
+           )
+           select {cols}, {flag_cols}
+           from {inputs} as i join ranked as r on r.response_id = i.response_id
+           where {any_flag}""").format(
+        dim_cols=sql.SQL("").join(sql.SQL("{}, ").format(q(d)) for d in dim_cols),
+        inputs=INPUTS, ranks=sql.SQL(", ").join(ranks),
+        cols=sql.SQL(", ").join(sql.SQL("i.{}").format(q(c)) for c in columns),
+        flag_cols=sql.SQL(", ").join(sql.SQL("r.{}").format(q(f)) for f in flags),
+        any_flag=sql.SQL(" or ").join(sql.SQL("r.{}").format(q(f)) for f in flags))
+
+
+def run_drivers(wh: Warehouse, settings: Settings) -> int:
+    """Read a sample of the driver inputs, compute importances, replace the output table
+    atomically.
+
+    At most ``quadrant.max_responses`` responses per group are read (``sample_query``):
+    the rows moved to Python, and the frames built from them, are bounded by that cap
+    whatever the number of customers or the length of the history. The settings are the
+    run's own (never re-read from the working directory)."""
     dims = segment_dimensions(settings)
-    available = set(wh.read_frame("select * from intermediate.int_driver_inputs limit 0").columns)
+    available = set(wh.read_frame(sql.SQL("select * from {} limit 0").format(INPUTS)).columns)
     wanted = ["response_id", "item_code", "touchpoint_code", "rating",
               *[d for d in dims if d in available],
               *sorted({g.column for g in settings.goals.values()} & available)]
-    query = sql.SQL("select {} from intermediate.int_driver_inputs").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in dict.fromkeys(wanted)))
-    long = wh.read_frame(query)  # a Composed: identifiers quoted by psycopg2
+    query = sample_query(list(dict.fromkeys(wanted)), [d if d in available else None for d in dims])
+    long = wh.read_frame(query, {"cap": settings.quadrant.max_responses})
     table = importance_table(long, settings.goals, settings.quadrant, dims)
+    del long
     with wh.transaction() as cur:
         cur.execute("delete from intermediate.py_driver_importance")
         if len(table):

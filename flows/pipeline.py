@@ -169,6 +169,17 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
     return str(transform.docs_generate(wh, settings, run_date) / "index.html")
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MB: recorded after each stage so
+    the summary shows which stage raised it (the peak only grows, so the first stage
+    whose figure jumps is the one to look at)."""
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
+
+
 def _timed(summary: report.RunSummary, name: str,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
     _notify(name, "start")
@@ -176,7 +187,8 @@ def _timed(summary: report.RunSummary, name: str,
     failpoint(f"stage:{name}")
     t0 = time.monotonic()
     result = fn()
-    summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result)}
+    summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result),
+                            "peak_rss_mb": peak_rss_mb()}
     _notify(name, "done")
     return result
 

@@ -243,6 +243,17 @@ def test_large_tables_are_sampled_by_customer_in_sql_and_for_the_search(warehous
     assert bt["model_raw"]["training_rows"] <= 20_000
     assert res.metrics["n_rows"] <= 20_000 * 1.2
     assert bt["model_raw"]["concordance"] > bt["baselines"]["tenure_only_km"]["concordance"]
+    # scoring in chunks of customers (memory bounded by the chunk) gives the same table
+    cols = "customer_id, churn_prob_90, top_drivers"
+    whole = warehouse.read_frame(f"select {cols} from marts.churn_scores order by customer_id")
+    drivers = warehouse.read_frame("select count(*) as n from marts.churn_drivers").n.iloc[0]
+    again = churn.run_churn(warehouse, RUN, landmark_cfg=cfg, chunk_rows=700)
+    assert not again.refitted and again.scored == res.scored
+    chunked = warehouse.read_frame(f"select {cols} from marts.churn_scores order by customer_id")
+    assert chunked.customer_id.is_unique and chunked.customer_id.tolist() == whole.customer_id.tolist()
+    assert np.allclose(chunked.churn_prob_90, whole.churn_prob_90)
+    assert (chunked.top_drivers == whole.top_drivers).all()
+    assert warehouse.read_frame("select count(*) as n from marts.churn_drivers").n.iloc[0] == drivers
 
 
 def test_a_flag_whose_lift_may_be_chance_is_judged_on_its_lower_bound():

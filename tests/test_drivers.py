@@ -129,3 +129,62 @@ def test_every_segment_by_dimension_gets_its_own_groups():
     groups = set(map(tuple, t[["segment_by", "segment"]].drop_duplicates().to_numpy()))
     assert groups == {("all", "all"), ("segment", "smb"), ("segment", "consumer"),
                       ("plan", "basic"), ("plan", "plus")}
+
+
+def test_the_sql_sample_caps_every_group_and_keeps_whole_responses(warehouse):
+    """Real PostgreSQL: at most `cap` responses per group (all, each segment value), a small
+    segment complete, every rating of a drawn response read, the same draw on a re-run;
+    and the importances come from the drawn responses only."""
+    from psycopg2.extras import execute_values
+
+    from flows.config import Settings
+    from flows.drivers import IN_ALL, run_drivers, sample_query
+
+    x, y = _synthetic(3000, seed=5)
+    long = _long(x, y)
+    long["response_id"] = "r" + long["response_id"].astype(str)
+    long["segment"] = np.where(long.index // 4 % 10 == 0, "rare", "common")  # ~300 rare
+    with warehouse.transaction() as cur:
+        cur.execute("create schema if not exists intermediate")
+        cur.execute("""create table intermediate.int_driver_inputs (response_id text,
+                       segment text, item_code text, touchpoint_code text,
+                       rating double precision, overall_satisfaction double precision)""")
+        execute_values(cur, "insert into intermediate.int_driver_inputs values %s",
+                       long[["response_id", "segment", "item_code", "touchpoint_code", "rating",
+                             "overall_satisfaction"]].itertuples(index=False))
+    cols = ["response_id", "segment", "item_code", "rating"]
+    q = sample_query(cols, ["segment", None])
+    got = warehouse.read_frame(q, {"cap": 1000})
+    again = warehouse.read_frame(q, {"cap": 1000})
+    assert got.sort_values(cols).to_numpy().tolist() == again.sort_values(cols).to_numpy().tolist()
+    per = got.drop_duplicates("response_id")
+    assert per[IN_ALL].sum() == 1000
+    assert per.loc[per._in_0 & (per.segment == "common"), "response_id"].nunique() == 1000
+    rare = long.loc[long.segment == "rare", "response_id"].nunique()
+    assert per.loc[per._in_0 & (per.segment == "rare"), "response_id"].nunique() == rare
+    assert got.groupby("response_id").size().eq(4).all()  # whole responses
+    assert len(per) < 3000
+
+    settings = Settings()
+    settings.goals = {"goal_a": WIDE}
+    settings.quadrant = QuadrantSettings(bootstrap_samples=20, max_responses=1000)
+    settings.domain.segment_by = ["segment"]
+    assert run_drivers(warehouse, settings) > 0
+    out = warehouse.read_frame("select segment, max(n) as n from "
+                               "intermediate.py_driver_importance group by segment")
+    assert dict(zip(out.segment, out.n, strict=True)) == {"all": 1000, "common": 1000,
+                                                          "rare": rare}
+
+
+def test_pairwise_correlations_match_pandas_with_gaps_and_short_pairs():
+    from flows.drivers import pairwise_corr
+
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(2000, 5))
+    a[:, 1] += a[:, 0]
+    a[rng.random(a.shape) < 0.3] = np.nan  # customers rate only what they met
+    a[:1996, 4] = np.nan  # a pair with fewer than min_periods rows
+    want = pd.DataFrame(a).corr(min_periods=5).to_numpy()
+    got = pairwise_corr(a, min_periods=5)
+    assert np.array_equal(np.isnan(want), np.isnan(got))
+    assert np.nanmax(np.abs(want - got)) < 1e-12

@@ -32,6 +32,7 @@ from flows.actions.derive import (
     load_candidates,
     match_tracking,
     set_suppression,
+    stage_candidates,
 )
 from flows.actions.export import EXPORT_COLUMNS, export_rows, list_tasks
 from flows.actions.rules import (
@@ -50,7 +51,7 @@ from flows.actions.rules import (
     task_id,
 )
 from flows.actions.titles import title
-from flows.actions.upkeep import escalate, notice_people_edits, withdrawn_consent
+from flows.actions.upkeep import escalate, notice_people_edits, stage_no_consent, withdrawn_consent
 from flows.actions.write import change_events, clear_vanished, upsert, write_backlog
 from flows.warehouse import Warehouse
 
@@ -60,6 +61,9 @@ __all__ = [
     "derive_tasks",
     "export_rows", "list_tasks", "load_capacity", "load_rules", "period_of", "priority", "task_id", "title",
 ]
+
+
+ANALYZE_EVERY_DAYS = 30
 
 
 def candidate_selection(rules: RuleSet, only_realtime: bool = False) -> str:
@@ -99,10 +103,30 @@ def derive_range(wh: Warehouse, rules: RuleSet, start: date, end: date, run_id: 
     with wh.transaction() as cur:
         _lock(cur)
         built = candidate_dates(cur)
+        # one statement per look-back rule reads its candidates for the whole range, and
+        # the customers without consent are read once
+        staged = set()
+        consent = start < end and stage_no_consent(cur)
+        if built is not None and start < end:
+            lo, hi = max(start, built[0]), min(end, built[1])
+            for rule in rules.rules:
+                if rule.backfill == "each_date" and lo <= hi:
+                    stage_candidates(cur, rule, rules, lo, hi)
+                    staged.add(rule.name)
         day = start
         while day <= end:
+            if (day - start).days % ANALYZE_EVERY_DAYS == ANALYZE_EVERY_DAYS - 1:
+                # The range is one transaction, so autovacuum never sees the tasks it adds:
+                # without fresh statistics the planner keeps planning for the empty table a
+                # first backfill starts from, and later dates slow down with every task.
+                cur.execute("analyze ops.improvement_tasks")
+                cur.execute("analyze ops.improvement_task_events")
             stats = TaskStats()
-            _derive_date(cur, rules, day, run_id, stats, False, day < end, built)
+            # people's edits and withdrawn consent in full on the first and the last date;
+            # in between only this date's new tasks can be affected (one transaction: the
+            # pipeline's own writes keep seen_status, and the dimension does not change)
+            _derive_date(cur, rules, day, run_id, stats, False, day < end, built, staged,
+                         full_upkeep=not consent or day in (start, end))
             total.merge(stats)
             day += timedelta(days=1)
     return total
@@ -114,14 +138,17 @@ def _lock(cur: Cursor) -> None:
 
 
 def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats: TaskStats,
-                 only_realtime: bool, looking_back: bool, built: tuple[date, date] | None) -> None:
+                 only_realtime: bool, looking_back: bool, built: tuple[date, date] | None,
+                 staged: set[str] = frozenset(), full_upkeep: bool = True) -> None:
     """One date: people's edits first (so a task closed today is not escalated today), then
     each rule's candidates written and vanished conditions marked, then consent re-checked,
     and overdue tasks escalated last."""
     as_of = as_of_for(run_date)
     chosen = [r for r in rules.rules if (r.realtime or not only_realtime)
               and (r.backfill == "each_date" or not looking_back)]
-    stats.people_edits += notice_people_edits(cur, as_of, run_id)
+    new_ids: list[str] = []  # the tasks this date created (the partial upkeep's scope)
+    if full_upkeep:
+        stats.people_edits += notice_people_edits(cur, as_of, run_id)
     for rule in chosen:
         if rule.backfill == "each_date" and not only_realtime \
                 and (built is None or not built[0] <= run_date <= built[1]):
@@ -132,13 +159,15 @@ def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats
                 f"candidates built for {built[0]}..{built[1]}, not {run_date}" if built
                 else "int_task_dates not built")
             continue
-        n = stats.by_rule[rule.name] = load_candidates(cur, rule, rules, run_date)
+        n = stats.by_rule[rule.name] = load_candidates(cur, rule, rules, run_date,
+                                                       rule.name in staged)
         if n:
             match_tracking(cur, rule, run_date, as_of)
             set_suppression(cur, rule, rules, as_of)
             apply_capacity(cur, rule, rules, run_date, as_of, stats)
             changed, unchanged = change_events(cur, run_date, as_of, run_id)
-            created, suppressed = upsert(cur, rule, run_date, as_of, run_id)
+            created, suppressed, ids = upsert(cur, rule, run_date, as_of, run_id)
+            new_ids += ids
             stats.created += created
             stats.suppressed += suppressed
             stats.updated += changed
@@ -147,7 +176,8 @@ def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats
         write_backlog(cur, rule, run_date, run_id)
         if not only_realtime:
             stats.cleared += clear_vanished(cur, rule, run_date, as_of, run_id)
-    stats.suppressed += withdrawn_consent(cur, as_of, run_id)
+    stats.suppressed += withdrawn_consent(cur, as_of, run_id,
+                                          None if full_upkeep else new_ids)
     if not only_realtime:
         stats.escalated += escalate(cur, as_of, run_id)
 

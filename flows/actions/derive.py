@@ -102,61 +102,134 @@ def candidate_dates(cur: Cursor) -> tuple[date, date] | None:
     return (first, last) if first else None
 
 
-def load_candidates(cur: Cursor, rule: Rule, rules: RuleSet, run_date: date) -> int:
-    """Copy the rule's candidates of ``run_date`` into ``_cand`` with their natural key, id,
-    base priority and title; returns the count.
+_CANDIDATE_COLUMNS = """subject_id, coalesce(m.period, p.period) as period, owner_team, owner_person,
+    escalation_owner, routed_to_fallback, coalesce(marketing_consent, false) as consent,
+    value_at_risk, coalesce(priority_score, 0) as priority_score, priority_reason, evidence,
+    region, segment"""
+_KEYED = """select c.*, %(rule)s || '|' || c.subject_id || '|' || c.period as nk,
+    'T' || left(encode(sha256(convert_to(%(rule)s || '|' || c.subject_id || '|' || c.period,
+                                         'UTF8')), 'hex'), 15) as task_id,
+    greatest(1, %(base)s - case when c.value_at_risk >= %(high)s then 1 else 0 end) as base,
+    null::text as title, null::text as tracked, null::text as tracked_nk, false as skip,
+    null::text as reason, true as admitted, null::int as backlog_rank"""
 
-    A rule that does not look back holds its model's latest rows whatever the date (its
-    marts are as of the build's run date); a look-back rule holds that date's rows.
-    """
+
+def staged_table(rule: Rule) -> str:
+    """The temporary table of a rule's staged candidates (rule names are identifiers)."""
+    return f"_staged_{rule.name}"[:63]
+
+
+def _check_model(cur: Cursor, rule: Rule) -> None:
     cur.execute("select to_regclass(%s) is not null", (f"{CANDIDATE_SCHEMA}.{rule.model_name}",))
     if not cur.fetchone()[0]:
         raise StageError(
             f"tasks.yml rule {rule.name!r}: its model {CANDIDATE_SCHEMA}.{rule.model_name} is "
             f"not in the warehouse; add dbt_project/models/intermediate/actions/"
             f"{rule.model_name}.sql (columns as in _task_candidates__models.yml) and re-run")
+
+
+def _reading_failed(rule: Rule, e: psycopg2.Error) -> StageError:
+    return StageError(f"tasks.yml rule {rule.name!r}: reading {CANDIDATE_SCHEMA}."
+                      f"{rule.model_name} failed: {(e.diag.message_primary or str(e)).strip()}; "
+                      "its columns must be those of _task_candidates__models.yml")
+
+
+def _set_titles(cur: Cursor, rule: Rule, table: str, by_date: bool) -> int:
+    """Render the rule's titles (Python str.format over the evidence) into ``table``."""
+    day = "as_of_date" if by_date else "null::date"
+    cur.execute(f"select {day}, subject_id, period, region, segment, value_at_risk, evidence "
+                f"from {table}")
+    rows = cur.fetchall()
+    if rows:
+        titles = [title(rule, {**(ev or {}), "subject_id": sid, "period": per, "region": reg,
+                               "segment": seg, "value_at_risk": jsonable(var)})
+                  for _, sid, per, reg, seg, var, ev in rows]
+        match = "t.d = c.as_of_date and " if by_date else ""
+        cur.execute(
+            f"""update {table} c set title = t.title
+                from unnest(%(days)s::date[], %(ids)s::text[], %(titles)s::text[])
+                     as t (d, subject_id, title)
+                where {match}t.subject_id = c.subject_id""",
+            {"days": [r[0] for r in rows], "ids": [r[1] for r in rows], "titles": titles})
+    return len(rows)
+
+
+def stage_candidates(cur: Cursor, rule: Rule, rules: RuleSet, start: date, end: date) -> int:
+    """A look-back rule's candidates for every date of a backfill, in one statement.
+
+    The rows, keys and titles of the whole range go into one temporary table indexed by
+    date (``staged_table``), so each date then reads its candidates from there instead
+    of scanning the model and rendering titles again (the model holds every date, so a
+    per-date scan grew with the square of the range). Returns the rows staged.
+    """
+    _check_model(cur, rule)
+    staged = staged_table(rule)
+    days, periods = [], []
+    d = start
+    while d <= end:
+        days.append(d)
+        periods.append(period_of(d, rule.period))
+        d += timedelta(days=1)
+    cur.execute(f"drop table if exists {staged}")
+    try:
+        cur.execute(sql.SQL(
+            f"""create temp table {staged} on commit drop as
+               {_KEYED}
+               from (
+                 select distinct on (m.as_of_date, subject_id) m.as_of_date, {_CANDIDATE_COLUMNS}
+                 from {{rel}} m
+                 join unnest(%(days)s::date[], %(periods)s::text[]) as p (d, period)
+                   on p.d = m.as_of_date
+                 where subject_id is not null
+                 order by m.as_of_date, subject_id, priority_score desc nulls last
+               ) c""").format(
+            rel=_relation(rule)),
+            {"days": days, "periods": periods, "rule": rule.name, "base": 4 - rule.severity,
+             "high": rules.high_value_at_risk})
+    except psycopg2.Error as e:
+        raise _reading_failed(rule, e) from None
+    n = _set_titles(cur, rule, staged, by_date=True)
+    cur.execute(f"create index on {staged} (as_of_date)")
+    cur.execute(f"analyze {staged}")
+    return n
+
+
+def load_candidates(cur: Cursor, rule: Rule, rules: RuleSet, run_date: date,
+                    staged: bool = False) -> int:
+    """Copy the rule's candidates of ``run_date`` into ``_cand`` with their natural key, id,
+    base priority and title; returns the count.
+
+    A rule that does not look back holds its model's latest rows whatever the date (its
+    marts are as of the build's run date); a look-back rule holds that date's rows.
+    ``staged``: read them from the range's staged table (``stage_candidates``).
+    """
+    cur.execute("drop table if exists _cand")
+    if staged:
+        cur.execute(f"""create temp table _cand on commit drop as
+                        select * from {staged_table(rule)} where as_of_date = %(d)s""",
+                    {"d": run_date})
+        cur.execute("alter table _cand drop column as_of_date")
+        cur.execute("select count(*) from _cand")
+        return cur.fetchone()[0]
+    _check_model(cur, rule)
     rel = _relation(rule)
     when = (sql.SQL("as_of_date = %(d)s") if rule.backfill == "each_date"
             else sql.SQL("as_of_date = (select max(as_of_date) from {})").format(rel))
-    cur.execute("drop table if exists _cand")
     try:
         cur.execute(sql.SQL(
-            """create temp table _cand on commit drop as
-               select c.*, %(rule)s || '|' || c.subject_id || '|' || c.period as nk,
-                   'T' || left(encode(sha256(convert_to(%(rule)s || '|' || c.subject_id || '|'
-                                                        || c.period, 'UTF8')), 'hex'), 15) as task_id,
-                   greatest(1, %(base)s - case when c.value_at_risk >= %(high)s then 1 else 0 end)
-                     as base
+            f"""create temp table _cand on commit drop as
+               {_KEYED}
                from (
-                 select distinct on (subject_id)
-                     subject_id, coalesce(period, %(period)s) as period, owner_team, owner_person,
-                     escalation_owner, routed_to_fallback, coalesce(marketing_consent, false)
-                     as consent, value_at_risk, coalesce(priority_score, 0) as priority_score,
-                     priority_reason, evidence, region, segment,
-                     null::text as title, null::text as tracked, null::text as tracked_nk,
-                     false as skip, null::text as reason, true as admitted,
-                     null::int as backlog_rank
-                 from {rel} where {when} and subject_id is not null
+                 select distinct on (subject_id) {_CANDIDATE_COLUMNS}
+                 from {{rel}} m cross join (select %(period)s::text as period) p
+                 where {{when}} and subject_id is not null
                  order by subject_id, priority_score desc nulls last
                ) c""").format(rel=rel, when=when),
             {"period": period_of(run_date, rule.period), "d": run_date, "rule": rule.name,
              "base": 4 - rule.severity, "high": rules.high_value_at_risk})
     except psycopg2.Error as e:
-        raise StageError(f"tasks.yml rule {rule.name!r}: reading {CANDIDATE_SCHEMA}."
-                         f"{rule.model_name} failed: {(e.diag.message_primary or str(e)).strip()}; "
-                         "its columns must be those of _task_candidates__models.yml") from None
-    cur.execute("select subject_id, period, region, segment, value_at_risk, evidence from _cand")
-    rows = cur.fetchall()
-    titles = [title(rule, {**(ev or {}), "subject_id": sid, "period": per, "region": reg,
-                           "segment": seg, "value_at_risk": jsonable(var)})
-              for sid, per, reg, seg, var, ev in rows]
-    if rows:
-        cur.execute(
-            """update _cand c set title = t.title
-               from unnest(%(ids)s::text[], %(titles)s::text[]) as t (subject_id, title)
-               where t.subject_id = c.subject_id""",
-            {"ids": [r[0] for r in rows], "titles": titles})
-    return len(rows)
+        raise _reading_failed(rule, e) from None
+    return _set_titles(cur, rule, "_cand", by_date=False)
 
 
 def match_tracking(cur: Cursor, rule: Rule, run_date: date, as_of: datetime) -> None:

@@ -57,24 +57,52 @@ def notice_people_edits(cur: Cursor, as_of: datetime, run_id: str) -> int:
     return cur.fetchone()[0]
 
 
-def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str) -> int:
+NO_CONSENT = "_no_consent"
+
+
+def stage_no_consent(cur: Cursor) -> bool:
+    """The current customers without consent, once for a backfill's range (the customer
+    dimension does not change while it derives), indexed for ``withdrawn_consent``'s
+    per-date look-ups; False when there is no customer dimension."""
+    cur.execute("select to_regclass('marts.dim_customers') is not null")
+    if not cur.fetchone()[0]:
+        return False
+    cur.execute(f"""create temp table {NO_CONSENT} on commit drop as
+                    select distinct customer_id from marts.dim_customers
+                    where is_current and not coalesce(marketing_consent, false)""")
+    cur.execute(f"create index on {NO_CONSENT} (customer_id)")
+    cur.execute(f"analyze {NO_CONSENT}")
+    return True
+
+
+def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str,
+                      created: list[str] | None = None) -> int:
     """Suppress still-open contact tasks of customers who no longer consent.
 
     Consent is checked when a task is created; a customer who withdraws it later must
     not be called on an old task either. This is the one status the pipeline
     overrides after people may have touched it, and the event records what it was.
+    ``created`` (a backfill's dates after its first, with ``stage_no_consent``): only
+    these tasks, the ones the date created, are checked, against the staged customers;
+    the earlier ones were checked on their own date against the same dimension.
     """
-    cur.execute("select to_regclass('marts.dim_customers') is not null")
-    if not cur.fetchone()[0]:
-        return 0
+    if created is not None:
+        if not created:
+            return 0
+        who = (f"{NO_CONSENT} c where c.customer_id = t.subject_id "
+               "and t.task_id = any(%(created)s)")
+    else:
+        cur.execute("select to_regclass('marts.dim_customers') is not null")
+        if not cur.fetchone()[0]:
+            return 0
+        who = ("marts.dim_customers c where c.customer_id = t.subject_id and c.is_current "
+               "and not coalesce(c.marketing_consent, false)")
     cur.execute(
-        """with suppressed as (
+        f"""with suppressed as (
              update ops.improvement_tasks t
              set status = %(supp)s, seen_status = %(supp)s, updated_at = %(as_of)s,
                  suppressed_reason = 'consent withdrawn after the task was created'
-             from marts.dim_customers c
-             where c.customer_id = t.subject_id and c.is_current
-               and not coalesce(c.marketing_consent, false)
+             from {who}
                and t.is_contact and t.status = any(%(open)s)
              returning t.task_id, t.owner_person
            )
@@ -84,7 +112,8 @@ def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str) -> int:
                                      'owner', owner_person), %(as_of)s
            from suppressed order by task_id
            returning task_id""",
-        {"supp": SUPPRESSED, "as_of": as_of, "open": list(OPEN_STATUSES), "run": run_id})
+        {"supp": SUPPRESSED, "as_of": as_of, "open": list(OPEN_STATUSES), "run": run_id,
+         "created": created})
     return len(cur.fetchall())
 
 

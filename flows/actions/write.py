@@ -61,8 +61,10 @@ def change_events(cur: Cursor, run_date: date, as_of: datetime, run_id: str) -> 
     return changed, unchanged
 
 
-def upsert(cur: Cursor, rule: Rule, run_date: date, as_of: datetime, run_id: str) -> tuple[int, int]:
-    """One ``insert ... on conflict (task_id) do update`` for the rule; (created, suppressed).
+def upsert(cur: Cursor, rule: Rule, run_date: date, as_of: datetime, run_id: str
+           ) -> tuple[int, int, list[str]]:
+    """One ``insert ... on conflict (task_id) do update`` for the rule; (created,
+    suppressed, the ids of the tasks created).
 
     New candidates (opened, or suppressed with their reason) are inserted; the tasks
     candidates confirm get the pipeline-owned fields only (status, assignee and notes
@@ -116,12 +118,13 @@ def upsert(cur: Cursor, rule: Rule, run_date: date, as_of: datetime, run_id: str
                                       'reason', suppressed_reason, 'due_at', due_at),
                    %(as_of)s
             from up where inserted order by task_id
-            returning event""",
+            returning task_id, event""",
         {"rule": rule.name, "subject": rule.subject, "due": as_of + timedelta(hours=rule.sla_hours),
          "supp": SUPPRESSED, "contact": rule.contact, "as_of": as_of, "run": run_id,
          "d": run_date})
-    events = [e for (e,) in cur.fetchall()]
-    return len(events), events.count(SUPPRESSED)
+    rows = cur.fetchall()
+    events = [e for _, e in rows]
+    return len(events), events.count(SUPPRESSED), [t for t, _ in rows]
 
 
 def write_backlog(cur: Cursor, rule: Rule, run_date: date, run_id: str) -> None:

@@ -56,13 +56,15 @@ class Observations:
         return self.frame[self.frame["observation_date"] == pd.Timestamp(day)]
 
 
-def prepare(raw: pd.DataFrame) -> Observations:
+def prepare(raw: pd.DataFrame, like: Observations | None = None) -> Observations:
     """Type the table and decide which columns are features (every non-bookkeeping one).
 
     Text columns are categorical, the rest numeric; monthly value enters as its log;
     ``flag_*`` columns are the early-warning flags, whose lift is measured, not fitted.
+    ``like``: the training rows' kinds, so a chunk of rows to score gets the same
+    columns typed the same way whatever its own values look like.
     """
-    f = raw.reset_index(drop=True).copy()
+    f = raw.reset_index(drop=True)
     for c in ("observation_date", "churned_on", "signup_date", "data_start_date"):
         if c in f:
             f[c] = pd.to_datetime(f[c], errors="coerce")
@@ -74,6 +76,12 @@ def prepare(raw: pd.DataFrame) -> Observations:
     for c in f.columns:
         if c in NOT_FEATURES or c in flags:
             continue
+        if like is not None and c in like.categorical:
+            f[c] = f[c].astype("string").fillna("unknown")
+            categorical.append(c)
+            continue
+        if like is not None and c in like.numeric and not pd.api.types.is_numeric_dtype(f[c]):
+            f[c] = pd.to_numeric(f[c], errors="coerce")
         if f[c].dtype == object:
             # a numeric column read back with nulls (or only nulls) arrives as objects
             as_num = pd.to_numeric(f[c], errors="coerce")

@@ -128,7 +128,7 @@ def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:
         for i, r in enumerate(co.itertuples())])
 
 
-def _copy_frame(cur: Any, table: str, frame: pd.DataFrame) -> None:
+def copy_frame_into(cur: Any, table: str, frame: pd.DataFrame) -> None:
     """COPY a frame into ``table`` (its columns by name): a million rows in seconds, where
     row-by-row inserts would take a minute."""
     import io
@@ -140,35 +140,46 @@ def _copy_frame(cur: Any, table: str, frame: pd.DataFrame) -> None:
     cur.copy_expert(f"copy {table} ({cols}) from stdin with (format csv, null '\\N')", buf)
 
 
-def write_drivers(wh: Warehouse, drivers: pd.DataFrame, model: ChurnModel, run_date: date
-                  ) -> int:
-    """Replace the long driver table (customer, rank, feature, value, contribution)."""
-    frame = pd.DataFrame({
+def drivers_table(drivers: pd.DataFrame, model: ChurnModel, run_date: date) -> pd.DataFrame:
+    """Rows of marts.churn_drivers (customer, rank, feature, value, contribution)."""
+    return pd.DataFrame({
         "customer_id": drivers["customer_id"].astype(str),
         "driver_rank": drivers["driver_rank"].astype(int), "model_version": model.version,
         "run_date": run_date.isoformat(), "feature": drivers["feature"].astype(str),
         "value": drivers["value"].astype("string"),
         "contribution": drivers["contribution"].astype(float)})
+
+
+def write_drivers(wh: Warehouse, drivers: pd.DataFrame, model: ChurnModel, run_date: date
+                  ) -> int:
+    """Replace the long driver table (customer, rank, feature, value, contribution)."""
+    frame = drivers_table(drivers, model, run_date)
     with wh.transaction() as cur:
         cur.execute("delete from marts.churn_drivers")
-        _copy_frame(cur, "marts.churn_drivers", frame)
+        copy_frame_into(cur, "marts.churn_drivers", frame)
     return len(frame)
+
+
+def scores_table(scores: pd.DataFrame, model: ChurnModel, run_date: date,
+                 scored_at: str | None = None) -> pd.DataFrame:
+    """Rows of marts.churn_scores for scored customers."""
+    cols = ["survival_30", "survival_90", "survival_180", "churn_prob_30", "churn_prob_90",
+            "churn_prob_180", "expected_remaining_days"]
+    return pd.DataFrame({"customer_id": scores["customer_id"].astype(str),
+                         "model_version": model.version,
+                         "scored_at": scored_at or datetime.now(UTC).isoformat(),
+                         "run_date": run_date.isoformat(),
+                         "tenure_days": scores["tenure_days"].astype(int),
+                         **{c: scores[c].astype(float) for c in cols},
+                         "top_drivers": scores["top_drivers"].astype(str)})
 
 
 def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_date: date) -> int:
     """Replace the scores with this run's, in one transaction (a re-run gives the same table)."""
-    now = datetime.now(UTC).isoformat()
-    cols = ["survival_30", "survival_90", "survival_180", "churn_prob_30", "churn_prob_90",
-            "churn_prob_180", "expected_remaining_days"]
-    frame = pd.DataFrame({"customer_id": scores["customer_id"].astype(str),
-                          "model_version": model.version, "scored_at": now,
-                          "run_date": run_date.isoformat(),
-                          "tenure_days": scores["tenure_days"].astype(int),
-                          **{c: scores[c].astype(float) for c in cols},
-                          "top_drivers": scores["top_drivers"].astype(str)})
+    frame = scores_table(scores, model, run_date)
     with wh.transaction() as cur:
         cur.execute("delete from marts.churn_scores")
-        _copy_frame(cur, "marts.churn_scores", frame)
+        copy_frame_into(cur, "marts.churn_scores", frame)
     return len(frame)
 
 

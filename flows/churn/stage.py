@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +26,17 @@ from flows.churn.families import FitConfig
 from flows.churn.km import km_table, plot_km
 from flows.churn.model import ChurnModel
 from flows.churn.observations import Observations, landmark, prepare, survival_rows
+from flows.churn.reading import CHUNK_ROWS, observation_bounds, read_history, today_chunks
 from flows.churn.registry import (
+    copy_frame_into,
     data_window_start,
+    drivers_table,
     km_groups,
     latest_model,
     record_attempt,
     register,
-    write_drivers,
+    scores_table,
     write_km,
-    write_scores,
     write_warning_lift,
 )
 from flows.churn.scoring import drivers_long, score_frame
@@ -66,36 +68,6 @@ def refit_due(last: tuple[ChurnModel, datetime] | None, run_date: date, every_da
     return None
 
 
-OBSERVATIONS = "intermediate.int_churn_observations"
-
-
-def read_observations(wh: Warehouse, max_rows: int | None = None) -> pd.DataFrame | None:
-    """The observation table, or None when it is missing (no dbt build yet).
-
-    Every row of the latest observation date is read (they are scored); older rows only
-    for a sample of whole customers when the table holds more than ``max_rows`` (the
-    sample is drawn in SQL, by a hash of the customer id, so a million customers are never
-    all moved to Python; sampling customers rather than rows needs no weights).
-    """
-    try:
-        with wh.transaction() as cur:
-            cur.execute(f"select count(*), max(observation_date) from {OBSERVATIONS}")
-            n, last = cur.fetchone()
-    except Exception as err:  # a missing relation: nothing loaded or built yet
-        log.info("no churn observations: %s", err)
-        return None
-    if not n:
-        return pd.DataFrame()
-    if max_rows is None or n <= max_rows:
-        return wh.read_frame(f"select * from {OBSERVATIONS}")
-    buckets = max(1, int(1024 * max_rows / n))
-    frame = wh.read_frame(
-        f"select * from {OBSERVATIONS} where observation_date = %(last)s "
-        "or (hashtext(customer_id) & 1023) < %(buckets)s", {"last": last, "buckets": buckets})
-    frame.attrs["sampled_customers_share"] = buckets / 1024
-    return frame
-
-
 def _version(run_date: date, pen: float, n: int, events: int) -> str:
     digest = hashlib.sha256(json.dumps(["landmark-cox", pen, run_date.isoformat(), n, events])
                             .encode()).hexdigest()[:8]
@@ -103,7 +75,8 @@ def _version(run_date: date, pen: float, n: int, events: int) -> str:
 
 
 def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
-                       previous: ChurnModel | None) -> tuple[ChurnModel, bool, str]:
+                       previous: ChurnModel | None, step: int | None = None
+                       ) -> tuple[ChurnModel, bool, str]:
     """Backtest, calibrate, refit on everything; returns (model, promote?, why not).
 
     A history too short (or too quiet) for any out-of-time backtest still gets a model, fitted
@@ -114,7 +87,7 @@ def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
     try:
         bt = run_backtest(obs, now, cfg, previous)
     except ModelFitError as err:
-        return _unvalidated_model(obs, now, cfg, str(err)), True, ""
+        return _unvalidated_model(obs, now, cfg, str(err), step), True, ""
     km = bt.baselines["tenure_only_km"]
     cal = fit_calibration(bt.raw, bt.outcomes)
     honest = cross_fitted(bt.raw, bt.outcomes)
@@ -143,15 +116,15 @@ def fit_landmark_model(obs: Observations, now: date, cfg: LandmarkConfig,
                      "promoted": promote, "not_promoted_because": why or None},
     }
     model.parameters.update({"design": "landmark observations every "
-                             f"{_obs_step(obs)} days, followed {cfg.follow_days} days",
+                             f"{step or _obs_step(obs)} days, followed {cfg.follow_days} days",
                              "selection": "penalizer by out-of-time backtest concordance",
                              "calibration": cal.as_dict(), "family": "cox",
                              "label": "hazard_ratio"})
     return model, promote, why
 
 
-def _unvalidated_model(obs: Observations, now: date, cfg: LandmarkConfig, why: str
-                       ) -> ChurnModel:
+def _unvalidated_model(obs: Observations, now: date, cfg: LandmarkConfig, why: str,
+                       step: int | None = None) -> ChurnModel:
     from flows.churn.backtest import fit_landmark_cox
 
     data = survival_rows(obs, now, now, cfg.follow_days, cfg.max_rows, cfg.seed)
@@ -163,7 +136,8 @@ def _unvalidated_model(obs: Observations, now: date, cfg: LandmarkConfig, why: s
                      "integrated_brier": None, "n_rows": int(len(data.duration)),
                      "n_events": int(data.event.sum()), "backtest": None,
                      "unvalidated": why}
-    model.parameters.update({"design": f"landmark observations every {_obs_step(obs)} days",
+    model.parameters.update({"design": f"landmark observations every "
+                             f"{step or _obs_step(obs)} days",
                              "selection": "none (no backtest possible); the largest penalizer",
                              "calibration": None, "family": "cox", "label": "hazard_ratio"})
     return model
@@ -207,7 +181,8 @@ def _km_data(obs: Observations, now: date) -> SurvivalData:
 def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = False,
               min_events: int = 30, min_concordance: float = 0.6,
               reports_dir: Path | None = None, cfg: FitConfig | None = None,
-              landmark_cfg: LandmarkConfig | None = None) -> ChurnResult:
+              landmark_cfg: LandmarkConfig | None = None,
+              chunk_rows: int = CHUNK_ROWS) -> ChurnResult:
     """Fit if due (schedule or force), else reuse; score today's active customers.
 
     Never raises for data that cannot support a model: the reason goes to
@@ -219,13 +194,16 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
     lcfg.min_events = min_events
     if cfg is not None and cfg.penalizer is not None:
         lcfg.penalizer = cfg.penalizer
-    raw = read_observations(wh, lcfg.max_rows)
-    if raw is None or raw.empty:
+    bounds = observation_bounds(wh)
+    if bounds is None or not bounds[0]:
         note = "skipped: no subscriptions extract"
         record_attempt(wh, run_date, "skipped", note)
         return ChurnResult(None, False, 0, note)
-    obs = prepare(raw)
-    now = pd.Timestamp(max(obs.dates)).date()
+    _, today_rows, now = bounds
+    # the fit and the curves read the earlier dates (sampled); the run date's rows, every
+    # active customer, are read and scored in chunks below
+    obs = prepare(read_history(wh, now, lcfg.max_rows))
+    step = (now - pd.Timestamp(obs.dates[-1]).date()).days if len(obs.dates) else None
     last = latest_model(wh)
     reason = refit_due(last, run_date, every_days, force)
     model = last[0] if last else None
@@ -233,7 +211,7 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
     note = ""
     if reason is not None:
         try:
-            cand, promote, why = fit_landmark_model(obs, now, lcfg, model)
+            cand, promote, why = fit_landmark_model(obs, now, lcfg, model, step)
             window_start = data_window_start(wh)
             bt = cand.metrics["backtest"]
             if bt is not None:
@@ -279,17 +257,43 @@ def run_churn(wh: Warehouse, run_date: date, every_days: int = 7, force: bool = 
         log.warning("Kaplan–Meier curves not written: %s", err)
     if model is None:
         return ChurnResult(None, False, 0, note or "no model", {}, plots)
+    like = obs if len(obs.frame) else None
+    del obs  # the training rows are done with; the scoring chunks follow
     try:
-        scores = score_observations(model, obs, now)
+        n = score_in_chunks(wh, model, now, run_date, today_rows, like, chunk_rows)
     except Exception as err:  # a stored model that no longer fits the table
         log.exception("churn scoring failed")
         return ChurnResult(model.version, refitted, 0,
                            f"{note + '; ' if note else ''}scoring failed ({err}); nothing scored",
                            model.metrics, plots)
-    n = write_scores(wh, scores, model, run_date) if len(scores) else 0
-    if n:
-        rows = obs.at(now).reset_index(drop=True)
-        write_drivers(wh, drivers_long(model, rows, rows["customer_id"].to_numpy()), model,
-                      run_date)
     return ChurnResult(model.version, refitted, n,
                        note or f"scored with stored model {model.version}", model.metrics, plots)
+
+
+def score_in_chunks(wh: Warehouse, model: ChurnModel, now: date, run_date: date, rows: int,
+                    like: Observations | None, chunk_rows: int = CHUNK_ROWS) -> int:
+    """Score every customer active on ``now``, ``chunk_rows`` at a time, and replace the
+    scores and their drivers in one transaction (a failing chunk leaves the previous
+    scores in place). Memory follows the chunk, not the customer base."""
+    n = 0
+    if not rows:
+        return 0  # nobody active on the date: the previous scores stay
+    scored_at = datetime.now(UTC).isoformat()
+    with wh.transaction() as cur:
+        cur.execute("delete from marts.churn_scores")
+        cur.execute("delete from marts.churn_drivers")
+        for raw in today_chunks(wh, now, rows, chunk_rows):
+            part = prepare(raw, like)
+            del raw
+            scores = score_observations(model, part, now)
+            if scores.empty:
+                continue
+            copy_frame_into(cur, "marts.churn_scores",
+                            scores_table(scores, model, run_date, scored_at))
+            n += len(scores)
+            del scores
+            rows_now = part.at(now).reset_index(drop=True)
+            copy_frame_into(cur, "marts.churn_drivers", drivers_table(
+                drivers_long(model, rows_now, rows_now["customer_id"].to_numpy()), model,
+                run_date))
+    return n

@@ -121,6 +121,10 @@ class QuadrantSettings(_Strict):
     rating_target: float | None = None
     bootstrap_samples: int = Field(200, ge=20, le=5000)
     uncertain_flip_share: float = Field(0.1, ge=0, lt=1)
+    # Responses the drivers read per group (all, and each segment value): above it a
+    # sample drawn in SQL by a hash of the response id, so memory and time stay bounded
+    # however long the history (the intervals then reflect the sample, not the history).
+    max_responses: int = Field(50_000, ge=1_000)
 
     @model_validator(mode="after")
     def _targets(self) -> QuadrantSettings:

@@ -316,3 +316,14 @@ PYTHON_OUTPUT_DDL = [
         primary key (goal, segment_by, segment, item_code)
     )""",
 ]
+
+# --- helper "py" (issue 16): indexes the per-date upkeep of a backfill's tasks reads, so
+# each date touches the tasks still in play rather than scanning every task ever made.
+# Partial indexes: their predicates are the statements' own conditions (flows/actions).
+OPS_DDL += [
+    "create index if not exists improvement_tasks_active_rule on ops.improvement_tasks (rule) "
+    "where condition_active",
+    "create index if not exists improvement_tasks_escalation_due on ops.improvement_tasks "
+    "(due_at) where escalated_due_at is distinct from due_at "
+    "and status in ('open', 'in_progress')",
+]
