@@ -17,7 +17,7 @@ latest as (
     select distinct on (customer_id, updated_at) *
     from source
     where {{ as_of_run_date('updated_at') }}
-        {{ staging_only_touched('customer_id') }}
+    {{ staging_only_touched('customer_id') }}
     order by customer_id, updated_at, {{ latest_first() }}
 
 ),

@@ -14,7 +14,7 @@ latest as (
     select distinct on (interaction_id) *
     from source
     where {{ as_of_run_date('occurred_at') }}
-        {{ staging_only_touched('interaction_id') }}
+    {{ staging_only_touched('interaction_id') }}
     order by interaction_id, {{ latest_first() }}
 
 ),

@@ -14,7 +14,7 @@ latest as (
     select distinct on (order_id) *
     from source
     where {{ as_of_run_date('order_date') }}
-        {{ staging_only_touched('order_id') }}
+    {{ staging_only_touched('order_id') }}
     order by order_id, {{ latest_first() }}
 
 ),

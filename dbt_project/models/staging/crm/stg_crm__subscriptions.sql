@@ -16,7 +16,7 @@ latest as (
     select distinct on (subscription_id) *
     from source
     where {{ as_of_run_date('updated_at') }}
-        {{ staging_only_touched('subscription_id') }}
+    {{ staging_only_touched('subscription_id') }}
     order by subscription_id, {{ latest_first() }}
 
 ),

@@ -14,7 +14,7 @@ latest as (
     select distinct on (invitation_id) *
     from source
     where {{ as_of_run_date('sent_at') }}
-        {{ staging_only_touched('invitation_id') }}
+    {{ staging_only_touched('invitation_id') }}
     order by invitation_id, {{ latest_first() }}
 
 ),

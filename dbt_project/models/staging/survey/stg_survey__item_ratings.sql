@@ -15,7 +15,7 @@ latest as (
     select distinct on (response_id, item_code) *
     from source
     where {{ as_of_run_date('responded_at') }}
-        {{ staging_only_touched('response_id') }}
+    {{ staging_only_touched('response_id') }}
     order by response_id, item_code, {{ latest_first() }}
 
 ),
