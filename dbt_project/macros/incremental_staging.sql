@@ -17,7 +17,8 @@
         superseded it: the key falls back to an older row, or disappears).
     It rebuilds in full when it cannot prove the result equal to a full build: no
     table yet or --full-refresh (dbt's own rule), no watermark for the model (a table
-    from before this bookkeeping), or a run_date earlier than the one the table was
+    from before this bookkeeping), a changed model file (its checksum: a new column
+    is synced, then every row rebuilt), or a run_date earlier than the one the table was
     built as of (a re-delivery run for an earlier date, a replay, an alerts run for an
     earlier day). Every staging row carries built_at (the build's transaction time),
     which the tests' slice (macros/test_slice.sql) and incremental readers use.
@@ -32,6 +33,7 @@
         built_at timestamptz not null,
         full_build boolean not null
     );
+    alter table ops.dbt_incremental_builds add column if not exists model_checksum text;
     create table if not exists ops.dbt_incremental_batches (
         model text not null,
         batch_id text not null,
@@ -45,7 +47,7 @@
 {% macro incremental_built_as_of() -%}
     {%- if not execute -%}{{ return(none) }}{%- endif -%}
     {%- set rows = run_query(
-        "select cast(run_date as text), cast(" ~ run_date() ~ " as text) "
+        "select cast(run_date as text), cast(" ~ run_date() ~ " as text), model_checksum "
         ~ "from ops.dbt_incremental_builds where model = '" ~ this.identifier ~ "'") -%}
     {%- if rows | length == 0 -%}{{ return(none) }}{%- endif -%}
     {{ return(rows[0]) }}
@@ -55,7 +57,13 @@
 {% macro staging_can_increment() -%}
     {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
     {%- set built = incremental_built_as_of() -%}
-    {{ return(built is not none and built[0] <= built[1]) }}
+    {{ return(built is not none and built[0] <= built[1]
+              and built[2] == model_checksum()) }}
+{%- endmacro %}
+
+{#- The hash of the model's SQL file: a changed model rebuilds in full. -#}
+{% macro model_checksum() -%}
+    {{- return(model['checksum']['checksum']) -}}
 {%- endmacro %}
 
 {#- The temporary table holding this build's touched keys. -#}
@@ -258,12 +266,14 @@
     insert into ops.dbt_incremental_batches (model, batch_id, rows_loaded, max_event)
     select '{{ this.identifier }}', batch_id, rows_loaded, max_event
     from "{{ this.identifier }}__seen";
-    insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build)
-    values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }})
+    insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
+    values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }},
+            '{{ model_checksum() }}')
     on conflict (model) do update set
         run_date = excluded.run_date,
         built_at = excluded.built_at,
-        full_build = excluded.full_build
+        full_build = excluded.full_build,
+        model_checksum = excluded.model_checksum
 {%- endmacro %}
 
 {#-
@@ -275,7 +285,7 @@
     {{ return({
         'materialized': 'incremental',
         'incremental_strategy': 'append',
-        'on_schema_change': 'fail',
+        'on_schema_change': 'sync_all_columns',
         'indexes': [{'columns': [key]}],
         'pre_hook': ["{{ staging_forget_touched(" ~ args ~ ") }}"],
         'post_hook': [
