@@ -47,7 +47,8 @@
 {% macro incremental_built_as_of() -%}
     {%- if not execute -%}{{ return(none) }}{%- endif -%}
     {%- set rows = run_query(
-        "select cast(run_date as text), cast(" ~ run_date() ~ " as text), model_checksum "
+        "select cast(run_date as text), cast(" ~ run_date() ~ " as text), "
+        ~ "model_checksum = '" ~ model_checksum() ~ "|' || current_setting('TimeZone') "
         ~ "from ops.dbt_incremental_builds where model = '" ~ this.identifier ~ "'") -%}
     {%- if rows | length == 0 -%}{{ return(none) }}{%- endif -%}
     {{ return(rows[0]) }}
@@ -58,10 +59,11 @@
     {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
     {%- set built = incremental_built_as_of() -%}
     {{ return(built is not none and built[0] <= built[1]
-              and built[2] == model_checksum()) }}
+              and built[2]) }}
 {%- endmacro %}
 
-{#- The hash of the model's SQL file: a changed model rebuilds in full. -#}
+{#- The hash of the model's SQL file: a changed model rebuilds in full, and so does one
+    built in another session time zone (staging casts instants to wall-clock times). -#}
 {% macro model_checksum() -%}
     {{- return(model['checksum']['checksum']) -}}
 {%- endmacro %}
@@ -268,7 +270,7 @@
     from "{{ this.identifier }}__seen";
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
     values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }},
-            '{{ model_checksum() }}')
+            '{{ model_checksum() }}|' || current_setting('TimeZone'))
     on conflict (model) do update set
         run_date = excluded.run_date,
         built_at = excluded.built_at,
