@@ -66,10 +66,14 @@ def views_current(wh: Warehouse, models: list[str], run_date: date) -> bool:
     """True when every model is a staging view and the last run that built them (a nightly
     or backfill, or an alerts run's ``dbt run``) built them as of ``run_date``: a view reads
     the new rows by itself, so the alerts run can skip dbt altogether."""
-    staging = {p.stem for p in (transform.DBT_DIR / "models" / "staging").rglob("*.sql")}
-    if not set(models) <= staging:
-        return False  # a rule's own model may be a table: rebuild it with the new rows
     with wh.transaction() as cur:
+        # Staging models are tables kept incrementally (macros/incremental_staging.sql):
+        # only a view reads the new rows by itself; a table is rebuilt with them.
+        cur.execute("select count(*) from pg_class c join pg_namespace n on n.oid = c.relnamespace "
+                    "where n.nspname = 'staging' and c.relkind = 'v' and c.relname = any(%s)",
+                    (list(models),))
+        if cur.fetchone()[0] != len(set(models)):
+            return False
         cur.execute("""select end_date from ops.pipeline_runs
                        where status like 'completed%' and finished_at is not null
                          and (flow in ('nightly', 'backfill') or stages ? 'dbt run')

@@ -78,13 +78,29 @@ def seed_dir(settings: Settings) -> Path:
     return out
 
 
+FULL_TESTS_ENV = "CXLOOP_FULL_TESTS"
+
+
+def full_tests_var() -> dict[str, object]:
+    """``{"full_tests": True}`` when ``CXLOOP_FULL_TESTS`` is set (1, true, yes).
+
+    Tests of incremental models check the rows their last build rewrote
+    (dbt_project/macros/test_slice.sql); a scheduled full check (e.g. a weekly
+    deployment with this variable in its environment) tests every row without
+    rebuilding anything, as a ``--full-refresh`` run does.
+    """
+    value = os.environ.get(FULL_TESTS_ENV, "").strip().lower()
+    return {"full_tests": True} if value in ("1", "true", "yes") else {}
+
+
 def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
             extra_vars: dict[str, object] | None = None) -> DbtOutcome:
     """Invoke one dbt command (``build``, ``seed``, ``docs generate``...) in-process."""
     from dbt.cli.main import dbtRunner
 
     target = Path(settings.home).resolve() / "dbt"
-    variables = {**settings.dbt_vars(), "run_date": run_date.isoformat(), **(extra_vars or {})}
+    variables = {**settings.dbt_vars(), "run_date": run_date.isoformat(),
+                 **full_tests_var(), **(extra_vars or {})}
     cmd = [
         *args,
         "--project-dir", str(DBT_DIR),

@@ -339,7 +339,8 @@ def test_cleared_condition_is_marked_not_deleted(wh, router):
         == [("condition_cleared",)]
 
 
-def test_marts_show_open_tasks_without_pii_and_effects_of_resolved_fixes(wh, rules, router):
+def test_marts_show_open_tasks_without_pii_and_effects_of_resolved_fixes(wh, rules, router,
+                                                                         tmp_path):
     # the fix-first billing task is resolved a few days in; the backfill goes on
     _backfill(wh, rules, router, days=4)
     _q(wh, "update ops.improvement_tasks set status = 'done', assignee = 'li.na' "
@@ -355,6 +356,13 @@ def test_marts_show_open_tasks_without_pii_and_effects_of_resolved_fixes(wh, rul
     assert _q(wh, "select count(*) from marts.mart_open_tasks") == n_open
     assert _q(wh, "select count(*) from marts.mart_open_tasks where sla_status not in "
                   "('overdue', 'due_soon', 'on_track')") == [(0,)]
+    # mart_task_effects is a table: the next run's dbt build counts the resolved tasks
+    from flows import transform
+    from flows.config import load_settings
+
+    built = transform.run_dbt(wh, load_settings(home=str(tmp_path)),
+                              ["run", "--select", "mart_task_effects"], END)
+    assert built.success, built.failures
     effect = _q(wh, "select n_resolved, n_measured, n_observations, n_control, effect, effect_low, "
                     "effect_high, treated_before, treated_after from marts.mart_task_effects "
                     "where rule_name = 'fix_first_touchpoint' and owner_team = 'billing_ops'")

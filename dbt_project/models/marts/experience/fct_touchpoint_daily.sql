@@ -4,6 +4,10 @@
         incremental_strategy='delete+insert',
         unique_key=['date_day', 'touchpoint_code', 'channel', 'segment'],
         on_schema_change='append_new_columns',
+        post_hook=[
+            "delete from {{ this }} where n_interactions = 0 and n_invitations = 0 "
+            ~ "and n_responses = 0 and item_rating_n = 0",
+        ],
     )
 }}
 -- Day x touchpoint x channel x segment: volumes, survey scores, relationship-
@@ -23,7 +27,8 @@
 --   * the earliest date a correction committed since the last build touched
 --     (ops.batch_changes: a row a correction removed leaves no newer row behind),
 -- and re-emits the cells of those days (up to run_date) that no longer have
--- any event as zeros, so delete+insert on the grain leaves nothing stale.
+-- any event as zeros, so delete+insert on the grain leaves nothing stale; a
+-- post-hook then drops those empty cells, which a full build never has.
 -- Days after run_date (built by a later run, seen during a backfill) are left
 -- alone; readers filter date_day <= run_date.
 with

@@ -1,3 +1,5 @@
+{{ config(**staging_incremental('crm', 'customers', 'customer_id', 'updated_at')) }}
+-- depends_on: {{ source('ingestion', 'load_batches') }}
 -- Every distinct version of each customer's attributes seen in the extract
 -- batches up to run_date (no personal data): the input of the type-2 history.
 -- A version is identified by (customer_id, updated_at); when the same version
@@ -15,6 +17,7 @@ latest as (
     select distinct on (customer_id, updated_at) *
     from source
     where {{ as_of_run_date('updated_at') }}
+    {{ staging_only_touched('customer_id') }}
     order by customer_id, updated_at, {{ latest_first() }}
 
 ),
@@ -41,7 +44,9 @@ renamed as (
         -- lineage
         _batch_id as batch_id,
         _extract_date as extract_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- when this row was (re)built (macros/incremental_staging.sql)
+        cast(now() as timestamptz) as built_at
 
     from latest
 

@@ -1,3 +1,5 @@
+{{ config(**staging_incremental('crm', 'customers', 'customer_id', 'updated_at')) }}
+-- depends_on: {{ source('ingestion', 'load_batches') }}
 -- The latest version of each customer as of run_date (contact details included:
 -- personal data stays in staging; marts read dim_customers).
 with
@@ -13,6 +15,7 @@ latest as (
     select distinct on (customer_id) *
     from source
     where {{ as_of_run_date('updated_at') }}
+    {{ staging_only_touched('customer_id') }}
     order by customer_id, {{ latest_first() }}
 
 ),
@@ -44,7 +47,9 @@ renamed as (
         -- lineage
         _batch_id as batch_id,
         _extract_date as extract_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- when this row was (re)built (macros/incremental_staging.sql)
+        cast(now() as timestamptz) as built_at
 
     from latest
 

@@ -1,3 +1,5 @@
+{{ config(**staging_incremental('crm', 'interactions', 'interaction_id', 'occurred_at')) }}
+-- depends_on: {{ source('ingestion', 'load_batches') }}
 -- The latest version of each service interaction that happened up to run_date.
 with
 
@@ -12,6 +14,7 @@ latest as (
     select distinct on (interaction_id) *
     from source
     where {{ as_of_run_date('occurred_at') }}
+    {{ staging_only_touched('interaction_id') }}
     order by interaction_id, {{ latest_first() }}
 
 ),
@@ -41,7 +44,9 @@ renamed as (
         -- lineage
         _batch_id as batch_id,
         _extract_date as extract_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- when this row was (re)built (macros/incremental_staging.sql)
+        cast(now() as timestamptz) as built_at
 
     from latest
 

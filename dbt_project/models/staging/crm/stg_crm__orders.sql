@@ -1,3 +1,5 @@
+{{ config(**staging_incremental('crm', 'orders', 'order_id', 'order_date')) }}
+-- depends_on: {{ source('ingestion', 'load_batches') }}
 -- The latest version of each order placed up to run_date.
 with
 
@@ -12,6 +14,7 @@ latest as (
     select distinct on (order_id) *
     from source
     where {{ as_of_run_date('order_date') }}
+    {{ staging_only_touched('order_id') }}
     order by order_id, {{ latest_first() }}
 
 ),
@@ -34,7 +37,9 @@ renamed as (
         -- lineage
         _batch_id as batch_id,
         _extract_date as extract_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- when this row was (re)built (macros/incremental_staging.sql)
+        cast(now() as timestamptz) as built_at
 
     from latest
 

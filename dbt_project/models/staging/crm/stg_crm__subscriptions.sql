@@ -1,3 +1,5 @@
+{{ config(**staging_incremental('crm', 'subscriptions', 'subscription_id', 'updated_at')) }}
+-- depends_on: {{ source('ingestion', 'load_batches') }}
 -- The latest version of each subscription as of run_date. renewal_date,
 -- billing_period and quantity are optional contract columns (null when a file
 -- leaves them out); quantity then counts as 1.
@@ -14,6 +16,7 @@ latest as (
     select distinct on (subscription_id) *
     from source
     where {{ as_of_run_date('updated_at') }}
+    {{ staging_only_touched('subscription_id') }}
     order by subscription_id, {{ latest_first() }}
 
 ),
@@ -47,7 +50,9 @@ renamed as (
         -- lineage
         _batch_id as batch_id,
         _extract_date as extract_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- when this row was (re)built (macros/incremental_staging.sql)
+        cast(now() as timestamptz) as built_at
 
     from latest
 

@@ -1,3 +1,5 @@
+{{ config(**staging_incremental('survey', 'item_ratings', 'response_id', 'responded_at')) }}
+-- depends_on: {{ source('ingestion', 'load_batches') }}
 -- The latest version of each per-item rating (key: response_id, item_code)
 -- given up to run_date.
 with
@@ -13,6 +15,7 @@ latest as (
     select distinct on (response_id, item_code) *
     from source
     where {{ as_of_run_date('responded_at') }}
+    {{ staging_only_touched('response_id') }}
     order by response_id, item_code, {{ latest_first() }}
 
 ),
@@ -41,7 +44,9 @@ renamed as (
         -- lineage
         _batch_id as batch_id,
         _extract_date as extract_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        -- when this row was (re)built (macros/incremental_staging.sql)
+        cast(now() as timestamptz) as built_at
 
     from latest
 
