@@ -162,6 +162,11 @@ class Settings(_Strict):
     # A stage running longer than this is stopped and the run fails (a hung query, a stuck
     # connection): better a clear failure at 05:00 than a run still going at noon.
     stage_timeout_seconds: int = Field(3600, ge=10)
+    # The night of the week whose dbt build tests every row, not only the rows the
+    # incremental models rewrote (dbt_project/macros/test_slice.sql); None: only
+    # --full-refresh runs and CXLOOP_FULL_TESTS=1 do.
+    full_tests_weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday",
+                                "saturday", "sunday"] | None = "sunday"
     churn: ChurnSettings = Field(default_factory=ChurnSettings)
     # Goals, in order: the first is the headline one (the quadrant tasks and the report use).
     goals: dict[str, Goal] = Field(default_factory=_default_goals)

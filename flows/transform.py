@@ -81,16 +81,27 @@ def seed_dir(settings: Settings) -> Path:
 FULL_TESTS_ENV = "CXLOOP_FULL_TESTS"
 
 
-def full_tests_var() -> dict[str, object]:
-    """``{"full_tests": True}`` when ``CXLOOP_FULL_TESTS`` is set (1, true, yes).
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def full_tests_var(settings: Settings | None = None,
+                   run_date: date | None = None) -> dict[str, object]:
+    """``{"full_tests": True}`` on the configured night of the week
+    (``full_tests_weekday``, Sunday by default) or when ``CXLOOP_FULL_TESTS`` is set
+    (1, true, yes).
 
     Tests of incremental models check the rows their last build rewrote
-    (dbt_project/macros/test_slice.sql); a scheduled full check (e.g. a weekly
-    deployment with this variable in its environment) tests every row without
-    rebuilding anything, as a ``--full-refresh`` run does.
+    (dbt_project/macros/test_slice.sql); once a week every row is tested, without
+    rebuilding anything, as a ``--full-refresh`` run does, so a problem the slices
+    cannot see (a row an old build wrote) surfaces within a week.
     """
     value = os.environ.get(FULL_TESTS_ENV, "").strip().lower()
-    return {"full_tests": True} if value in ("1", "true", "yes") else {}
+    if value in ("1", "true", "yes"):
+        return {"full_tests": True}
+    day = getattr(settings, "full_tests_weekday", None)
+    if day and run_date is not None and WEEKDAYS[run_date.weekday()] == day:
+        return {"full_tests": True}
+    return {}
 
 
 def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
@@ -100,7 +111,7 @@ def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
 
     target = Path(settings.home).resolve() / "dbt"
     variables = {**settings.dbt_vars(), "run_date": run_date.isoformat(),
-                 **full_tests_var(), **(extra_vars or {})}
+                 **full_tests_var(settings, run_date), **(extra_vars or {})}
     cmd = [
         *args,
         "--project-dir", str(DBT_DIR),
