@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 DBT_DIR = REPO_ROOT / "dbt_project"
 AFTER_PYTHON = "tag:after_python"
+# Marts that read the tasks the run's task stage writes: built after it (a task resolved
+# or opened tonight counts tonight), not with the other after-python models.
+AFTER_TASKS = "mart_task_effects"
 
 
 @dataclass

@@ -356,7 +356,8 @@ def test_marts_show_open_tasks_without_pii_and_effects_of_resolved_fixes(wh, rul
     assert _q(wh, "select count(*) from marts.mart_open_tasks") == n_open
     assert _q(wh, "select count(*) from marts.mart_open_tasks where sla_status not in "
                   "('overdue', 'due_soon', 'on_track')") == [(0,)]
-    # mart_task_effects is a table: the next run's dbt build counts the resolved tasks
+    # mart_task_effects is a table, built after a run's task stage: rebuilt here after the
+    # test resolved tasks by hand
     from flows import transform
     from flows.config import load_settings
 

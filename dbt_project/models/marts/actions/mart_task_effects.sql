@@ -2,10 +2,10 @@
 -- Did the fixes work? For every rule x owner team x measure: the tasks people
 -- resolved (status done or resolved), the subject's measure before and after,
 -- against comparable subjects without a task, with n and a 95 % interval
--- (normal approximation). A table, rebuilt by every run's build after the
--- scores (as a view, each read and test re-joined every task with every
--- response: 23 min for one test at 1M customers), so a task resolved today
--- counts from the next run on; rows exist for every rule and owner with tasks
+-- (normal approximation). A table, rebuilt by every run after its task stage
+-- (transform.AFTER_TASKS; as a view, each read and test re-joined every task
+-- with every response: 23 min for one test at 1M customers), so a task resolved
+-- before the run counts in it; rows exist for every rule and owner with tasks
 -- (n_resolved may be 0). Touchpoint windows add up CSAT per touchpoint and day,
 -- and a customer's answers before and after are found by joining the measured
 -- customers' answers (not a look-up per task in all responses): 11 s on a
