@@ -28,6 +28,7 @@ from flows.load import (  # the stage and commit steps ingestion uses
     _batch_ref,
     _create_stage,
     _detach,
+    _drop_stage,
     _quarantine,
     _stage_ref,
     batch_table,
@@ -212,9 +213,7 @@ def _replay_batches(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: li
             if on_batch:
                 on_batch(r)
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
-            cur.execute(sql.SQL("truncate raw.{}").format(
-                sql.Identifier(text_stage_table(entity))))
+            _drop_stage(cur, entity)
         conn.commit()
     finally:
         conn.close()

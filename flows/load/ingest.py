@@ -31,12 +31,12 @@ from flows.load.tables import (
     _batch_ref,
     _create_group_table,
     _create_stage,
+    _drop_stage,
     _stage_ref,
     batch_table,
     group_key,
     group_table,
     narrow_group_check,
-    text_stage_table,
 )
 from flows.readers import count_rows
 from flows.validate import TYPED, GxRunner, load_suite
@@ -116,9 +116,7 @@ def _ingest_entity(wh: Warehouse, gx_runner: GxRunner, entity: str, batches: lis
                 if on_batch:
                     on_batch(r)
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
-            cur.execute(sql.SQL("truncate raw.{}").format(
-                sql.Identifier(text_stage_table(entity))))
+            _drop_stage(cur, entity)
             # Fresh statistics keep dbt's joins over raw on good plans after a load, once
             # per entity and run. ONLY (Postgres 18+) samples the parent without
             # re-analysing every partition.

@@ -65,6 +65,12 @@ def _create_stage(cur: psycopg2.extensions.cursor, e: Entity) -> None:
     cur.execute(sql.SQL("create sequence {} cache 10000").format(_seq(e.name)))
 
 
+def _drop_stage(cur: psycopg2.extensions.cursor, entity: str) -> None:
+    """The end of a load or replay of ``entity``: its stage dropped, its text stage emptied."""
+    cur.execute(sql.SQL("drop table {}").format(_stage_ref(entity)))
+    cur.execute(sql.SQL("truncate raw.{}").format(sql.Identifier(text_stage_table(entity))))
+
+
 def _create_batch_table(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
                         name: str) -> sql.Composed:
     """A typed table for one batch (a text-staged one's rows that parse, a replay's rows),

@@ -8,8 +8,7 @@
 -- before the run counts in it; rows exist for every rule and owner with tasks
 -- (n_resolved may be 0). Touchpoint windows add up CSAT per touchpoint and day,
 -- and a customer's answers before and after are found by joining the measured
--- customers' answers (not a look-up per task in all responses): 11 s on a
--- 100k-customer year with 44k tasks, where the per-task look-ups ran > 18 min.
+-- customers' answers, not by a look-up per task in all responses.
 --   csat_change (touchpoints)  mean CSAT of the touchpoint's answers in the
 --       `window` days after the task was closed minus the `window` days before
 --       it was opened; control: the same windows at touchpoints that never had
