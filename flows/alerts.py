@@ -94,7 +94,7 @@ def derive_realtime(wh: Warehouse, settings: Settings, run_date: date,
 
 def _tasks(wh: Warehouse, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with wh.transaction() as cur:
-        cur.execute(f"select {', '.join(TASK_COLUMNS)} from ops.improvement_tasks where {where} "
+        cur.execute(f"select {', '.join(TASK_COLUMNS)} from ops.improvement_tasks t where {where} "
                     "order by priority, due_at, task_id", params)
         cols = [d.name for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
@@ -112,18 +112,31 @@ def notify_new_alerts(n: notify.Notifier, wh: Warehouse, run_id: str,
                       link: str | None) -> int:
     """One immediate message per hot-alert task this run opened, to its person and team."""
     tasks = _tasks(wh, "created_run_id = %(run)s", {"run": run_id})
+    quiet: list[tuple[notify.Message, str]] = []
+    batch: list[tuple[notify.Message, list[notify.Contact]]] = []
     for t in tasks:
         key = f"alert|{t['task_id']}"
         if t["status"] == actions.SUPPRESSED:
-            n.record_only(notify.Message(key, "immediate", t["owner_person"], "", "",
+            quiet.append((notify.Message(key, "immediate", t["owner_person"], "", "",
                                          [t["task_id"]]),
-                          "suppressed", f"customer must not be contacted: {t['suppressed_reason']}")
+                          f"customer must not be contacted: {t['suppressed_reason']}"))
             continue
         body = notify.task_text(t, link)
-        for owner, contacts in _by_owner(n.contacts, t["owner_person"], t["owner_team"]):
-            n.send(notify.Message(key, "immediate", owner, f"[cxloop] {t['title']}", body,
+        batch += [(notify.Message(key, "immediate", owner, f"[cxloop] {t['title']}", body,
                                   [t["task_id"]]), contacts)
+                  for owner, contacts in _by_owner(n.contacts, t["owner_person"], t["owner_team"])]
+    n.record_all(quiet, "suppressed")
+    n.send_all(batch)
     return len(tasks)
+
+
+# The escalation key of a breach in SQL: as ``_escalation_key`` writes it (isoformat in UTC,
+# microseconds only when there are any), so the query finds the breaches still to tell.
+_ESCALATION_KEY_SQL = """'escalation|' || t.task_id || '|'
+    || to_char(t.escalated_due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+    || case when cast(date_part('microseconds', t.escalated_due_at) as bigint) %% 1000000 <> 0
+            then to_char(t.escalated_due_at at time zone 'UTC', '.US') else '' end
+    || '+00:00'"""
 
 
 def _escalation_key(t: dict[str, Any]) -> str:
@@ -131,23 +144,28 @@ def _escalation_key(t: dict[str, Any]) -> str:
 
 
 def notify_escalations(n: notify.Notifier, wh: Warehouse, link: str | None) -> int:
-    """The escalation owner hears of each breach once (the key holds the missed due date)."""
-    tasks = _tasks(wh, "status = any(%(open)s) and escalated_due_at is not null",
-                   {"open": list(actions.OPEN_STATUSES)})
-    with wh.transaction() as cur:  # breaches fully dealt with: one query, not one per task
-        cur.execute("select message_key from ops.notifications where message_key like "
-                    "'escalation|%%' group by message_key "
-                    "having bool_and(status = any(%s))", (list(notify.FINAL),))
-        done = {r[0] for r in cur.fetchall()}
-    tasks = [t for t in tasks if _escalation_key(t) not in done]
+    """The escalation owner hears of each breach once (the key holds the missed due date).
+
+    Breaches already dealt with (every row of their key final) are left out in SQL: after a
+    backfill there are 100k+ of them, and an hourly run must not read them all again.
+    """
+    tasks = _tasks(wh, f"""status = any(%(open)s) and escalated_due_at is not null
+                     and not exists (
+                         select 1 from (
+                           select message_key from ops.notifications
+                           where message_key like 'escalation|%%' group by message_key
+                           having bool_and(status = any(%(final)s))) done
+                         where done.message_key = {_ESCALATION_KEY_SQL})""",
+                   {"open": list(actions.OPEN_STATUSES), "final": list(notify.FINAL)})
+    batch: list[tuple[notify.Message, list[notify.Contact]]] = []
     for t in tasks:
         body = "Escalated to you (overdue since {:%Y-%m-%d %H:%M}).\n".format(
             t["escalated_due_at"]) + notify.task_text(t, link)
         to = t["escalated_to"] or t["owner_person"]
-        for owner, contacts in _by_owner(n.contacts, to):
-            n.send(notify.Message(_escalation_key(t), "immediate", owner,
+        batch += [(notify.Message(_escalation_key(t), "immediate", owner,
                                   f"[cxloop] escalated: {t['title']}", body, [t["task_id"]]),
-                   contacts)
+                   contacts) for owner, contacts in _by_owner(n.contacts, to)]
+    n.send_all(batch)
     return len(tasks)
 
 

@@ -248,86 +248,135 @@ class Notifier:
             self._conn.close()
             self._conn = None
 
-    def _existing(self, nid: str) -> str | None:
+    def _existing(self, nids: list[str]) -> dict[str, str]:
+        """Statuses on record for these notification ids, in one query."""
         with self._cursor() as cur:
-            cur.execute("select status from ops.notifications where notification_id = %s", (nid,))
-            row = cur.fetchone()
-        return row[0] if row else None
+            cur.execute("select notification_id, status from ops.notifications "
+                        "where notification_id = any(%s)", (nids,))
+            return dict(cur.fetchall())
 
-    def _record(self, nid: str, msg: Message, c: Contact | None, status: str,
-                error: str | None, attempts: int) -> None:
+    def _row(self, nid: str, msg: Message, c: Contact | None, status: str,
+             error: str | None, attempts: int) -> tuple[Any, ...]:
         task = msg.task_ids[0] if msg.kind == "immediate" and msg.task_ids else None
+        return (nid, msg.key, task, msg.task_ids, msg.kind, msg.owner,
+                c.channel if c else None, masked(c) if c else None,
+                self.now if status == "sent" else None, status, error, attempts, self.run_id)
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        """Upsert notification rows, many per statement (a backfill's breaches are 100k+)."""
+        from psycopg2.extras import execute_values
+
+        if not rows:
+            return
         with self._cursor() as cur:
-            cur.execute(
-                """insert into ops.notifications (notification_id, message_key, task_id, task_ids,
-                     kind, owner, channel, recipient, sent_at, status, error, attempt, run_id)
-                   values (%(id)s, %(key)s, %(task)s, %(tasks)s, %(kind)s, %(owner)s, %(ch)s,
-                     %(to)s, %(sent)s, %(status)s, %(error)s, %(att)s, %(run)s)
+            execute_values(
+                cur,
+                """insert into ops.notifications (notification_id, message_key, task_id,
+                     task_ids, kind, owner, channel, recipient, sent_at, status, error, attempt,
+                     run_id)
+                   values %s
                    on conflict (notification_id) do update set status = excluded.status,
                      error = excluded.error, sent_at = excluded.sent_at, run_id = excluded.run_id,
                      attempt = ops.notifications.attempt + excluded.attempt, updated_at = now()""",
-                {"id": nid, "key": msg.key, "task": task, "tasks": msg.task_ids, "kind": msg.kind,
-                 "owner": msg.owner, "ch": c.channel if c else None, "to": masked(c) if c else None,
-                 "sent": self.now if status == "sent" else None, "status": status,
-                 "error": error, "att": attempts, "run": self.run_id})
+                rows, page_size=5000)
 
-    def _sent_last_hour(self, owner: str) -> int:
+    def _sent_last_hour(self, owners: list[str]) -> Counter:
+        """Immediate messages (distinct keys) each owner was sent in the last hour."""
         with self._cursor() as cur:
-            cur.execute("select count(distinct message_key) from ops.notifications "
-                        "where owner = %s and kind = 'immediate' and status = 'sent' "
-                        "and sent_at > %s", (owner, self.now - timedelta(hours=1)))
-            return cur.fetchone()[0]
+            cur.execute("select owner, count(distinct message_key) from ops.notifications "
+                        "where owner = any(%s) and kind = 'immediate' and status = 'sent' "
+                        "and sent_at > %s group by owner",
+                        (owners, self.now - timedelta(hours=1)))
+            return Counter(dict(cur.fetchall()))
 
     def record_only(self, msg: Message, status: str, reason: str) -> None:
         """A message deliberately not sent (a suppressed customer): on record, to no one."""
-        nid = notification_id(msg.key, msg.owner, None)
-        if self._existing(nid) is None:
-            self._record(nid, msg, None, status, reason, 0)
+        self.record_all([(msg, reason)], status)
+
+    def record_all(self, msgs: list[tuple[Message, str]], status: str) -> None:
+        """``record_only`` for many (message, reason): rows not yet on record, in one go."""
+        ids = [notification_id(m.key, m.owner, None) for m, _ in msgs]
+        known = self._existing(ids)
+        self._write([self._row(nid, m, None, status, why, 0)
+                     for nid, (m, why) in zip(ids, msgs, strict=True) if nid not in known])
 
     def send(self, msg: Message, contacts: list[Contact]) -> None:
         """Send ``msg`` to each contact unless already done; record every outcome."""
-        if not contacts:
-            nid = notification_id(msg.key, msg.owner, None)
-            if self._existing(nid) is None:
-                why = (f"no contact for owner {msg.owner} in {self.contacts.path.name}; add a "
-                       "row (owner,channel,address)")
-                self._record(nid, msg, None, "no_contact", why, 0)
-                self.stats.not_sent += 1
-                self.stats.problems[why] += 1
-            return
-        defer: str | None = None
-        if msg.kind == "immediate":
-            if in_quiet_hours(self.cfg, self.now, self.tz):
-                defer = "quiet hours {}-{}: folded into the next digest".format(*self.cfg.quiet_hours)
-            elif self._sent_last_hour(msg.owner) >= self.cfg.max_immediate_per_owner_per_hour:
-                defer = (f"{msg.owner} had {self.cfg.max_immediate_per_owner_per_hour} immediate "
-                         "alerts in the last hour: folded into the next digest")
-        for c in contacts:
-            nid = notification_id(msg.key, msg.owner, c)
-            if self._existing(nid) in FINAL:
-                continue
-            if defer:
-                self._record(nid, msg, c, "deferred", defer, 0)
-                self.stats.deferred += 1
-                continue
-            try:
-                url = apprise_url(c, self.cfg.smtp)
-            except InvalidChannel as e:
-                why = f"{self.contacts.path.name} {e}" if str(e).startswith("line ") else str(e)
-                self._record(nid, msg, c, "invalid", why, 0)
-                self.stats.not_sent += 1
-                self.stats.problems[why] += 1
-                continue
-            ok, attempts, error = deliver(url, msg.title, msg.body, self.cfg.retries,
-                                          self.cfg.retry_delay_seconds,
-                                          self.cfg.smtp.timeout_seconds)
-            self._record(nid, msg, c, "sent" if ok else "failed", error, attempts)
-            if ok:
-                self.stats.sent += 1
-            else:
-                self.stats.failed += 1
-                self.stats.problems[f"{c.channel} to {masked(c)} failed after {attempts} "
-                                    f"attempt(s): {error}"] += 1
+        self.send_all([(msg, contacts)])
+
+    def send_all(self, batch: list[tuple[Message, list[Contact]]]) -> None:
+        """Send each message to its contacts unless already done; record every outcome.
+
+        What is already on record, and each owner's count for the hourly cap, are read
+        once for the whole batch; a message sent is on record at once (a crash never
+        resends it), the ones not sent (deferred, no contact, invalid) are written
+        together at the end, so an owner at the cap costs a row, not a round trip.
+        """
+        ids = {(i, c): notification_id(m.key, m.owner, c)
+               for i, (m, cs) in enumerate(batch) for c in (cs or [None])}
+        known = self._existing(list(ids.values()))
+        immediate = sorted({m.owner for m, _ in batch if m.kind == "immediate"})
+        quiet = bool(immediate) and in_quiet_hours(self.cfg, self.now, self.tz)
+        sent_hour = self._sent_last_hour(immediate) if immediate and not quiet else Counter()
+        cap = self.cfg.max_immediate_per_owner_per_hour
+        later: list[tuple[Any, ...]] = []
+        try:
+            for i, (msg, contacts) in enumerate(batch):
+                if not contacts:
+                    nid = ids[(i, None)]
+                    if nid not in known:
+                        why = (f"no contact for owner {msg.owner} in {self.contacts.path.name};"
+                               " add a row (owner,channel,address)")
+                        later.append(self._row(nid, msg, None, "no_contact", why, 0))
+                        known[nid] = "no_contact"
+                        self.stats.not_sent += 1
+                        self.stats.problems[why] += 1
+                    continue
+                defer: str | None = None
+                if msg.kind == "immediate":
+                    if quiet:
+                        defer = ("quiet hours {}-{}: folded into the next digest"
+                                 .format(*self.cfg.quiet_hours))
+                    elif sent_hour[msg.owner] >= cap:
+                        defer = (f"{msg.owner} had {cap} immediate alerts in the last hour: "
+                                 "folded into the next digest")
+                counted = False
+                for c in contacts:
+                    nid = ids[(i, c)]
+                    if known.get(nid) in FINAL:
+                        continue
+                    if defer:
+                        later.append(self._row(nid, msg, c, "deferred", defer, 0))
+                        known[nid] = "deferred"
+                        self.stats.deferred += 1
+                        continue
+                    try:
+                        url = apprise_url(c, self.cfg.smtp)
+                    except InvalidChannel as e:
+                        why = (f"{self.contacts.path.name} {e}" if str(e).startswith("line ")
+                               else str(e))
+                        later.append(self._row(nid, msg, c, "invalid", why, 0))
+                        known[nid] = "invalid"
+                        self.stats.not_sent += 1
+                        self.stats.problems[why] += 1
+                        continue
+                    ok, attempts, error = deliver(url, msg.title, msg.body, self.cfg.retries,
+                                                  self.cfg.retry_delay_seconds,
+                                                  self.cfg.smtp.timeout_seconds)
+                    status = "sent" if ok else "failed"
+                    self._write([self._row(nid, msg, c, status, error, attempts)])
+                    known[nid] = status
+                    if ok:
+                        self.stats.sent += 1
+                        if msg.kind == "immediate" and not counted:
+                            sent_hour[msg.owner] += 1
+                            counted = True
+                    else:
+                        self.stats.failed += 1
+                        self.stats.problems[f"{c.channel} to {masked(c)} failed after "
+                                            f"{attempts} attempt(s): {error}"] += 1
+        finally:
+            self._write(later)
 
 
 def task_text(task: dict[str, Any], link: str | None) -> str:

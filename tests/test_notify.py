@@ -221,15 +221,18 @@ def test_the_escalation_owner_hears_of_each_breach_once(warehouse, tmp_path, hoo
                  escalation_level=1)
     _insert_task(warehouse, "T2", status="suppressed", escalated_to="head.desk",
                  escalated_due_at=NOW)  # not open: nobody is chased about it
+    _insert_task(warehouse, "T3", escalated_to="head.desk",  # the key keeps microseconds
+                 escalated_due_at=NOW + timedelta(microseconds=123456), escalation_level=1)
     for run in ("r1", "r2"):
         alerts.notify_escalations(notify.Notifier(warehouse, s, run, now=NOW), warehouse, None)
-    assert [p["title"] for p in hook.at("/head")] == ["[cxloop] escalated: Call back C-T1"]
+    assert sorted(p["title"] for p in hook.at("/head")) == [
+        "[cxloop] escalated: Call back C-T1", "[cxloop] escalated: Call back C-T3"]
     later = NOW + timedelta(days=3)  # the due date moved and was missed again: a new breach
     with warehouse.transaction() as cur:
         cur.execute("update ops.improvement_tasks set due_at = %s, escalated_due_at = %s "
                     "where task_id = 'T1'", (later, later))
     alerts.notify_escalations(notify.Notifier(warehouse, s, "r3", now=NOW), warehouse, None)
-    assert len(hook.at("/head")) == 2
+    assert len(hook.at("/head")) == 3
 
 
 def test_recovery_invitations_respect_consent_and_the_cap_and_are_written_once(

@@ -176,8 +176,10 @@ def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats
         write_backlog(cur, rule, run_date, run_id)
         if not only_realtime:
             stats.cleared += clear_vanished(cur, rule, run_date, as_of, run_id)
+    # an alerts run (only_realtime) checks the tasks it opened; the nightly run all of them
     stats.suppressed += withdrawn_consent(cur, as_of, run_id,
-                                          None if full_upkeep else new_ids)
+                                          None if full_upkeep and not only_realtime
+                                          else new_ids, staged=not only_realtime)
     if not only_realtime:
         stats.escalated += escalate(cur, as_of, run_id)
 

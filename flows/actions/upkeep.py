@@ -76,7 +76,7 @@ def stage_no_consent(cur: Cursor) -> bool:
 
 
 def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str,
-                      created: list[str] | None = None) -> int:
+                      created: list[str] | None = None, staged: bool = True) -> int:
     """Suppress still-open contact tasks of customers who no longer consent.
 
     Consent is checked when a task is created; a customer who withdraws it later must
@@ -85,10 +85,12 @@ def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str,
     ``created`` (a backfill's dates after its first, with ``stage_no_consent``): only
     these tasks, the ones the date created, are checked, against the staged customers;
     the earlier ones were checked on their own date against the same dimension.
+    ``staged=False`` (the alerts run): the created tasks against the dimension itself; the
+    older ones are the nightly run's, as the dimension does not change during the day.
     """
-    if created is not None:
-        if not created:
-            return 0
+    if created is not None and not created:
+        return 0
+    if created is not None and staged:
         who = (f"{NO_CONSENT} c where c.customer_id = t.subject_id "
                "and t.task_id = any(%(created)s)")
     else:
@@ -97,6 +99,8 @@ def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str,
             return 0
         who = ("marts.dim_customers c where c.customer_id = t.subject_id and c.is_current "
                "and not coalesce(c.marketing_consent, false)")
+        if created is not None:
+            who += " and t.task_id = any(%(created)s)"
     cur.execute(
         f"""with suppressed as (
              update ops.improvement_tasks t

@@ -214,6 +214,8 @@ OPS_DDL = [
         updated_at timestamptz not null default now()
     )""",
     "create index if not exists notifications_owner_sent on ops.notifications (owner, sent_at)",
+    # the hourly run's look-up of breaches already told (flows/alerts.py notify_escalations)
+    "create index if not exists notifications_key on ops.notifications (message_key)",
     # One row per resolved customer-facing task considered for a recovery survey: invited
     # (with the file it went to) or not, and why; the key makes an invitation happen once.
     """create table if not exists ops.recovery_invitations (
@@ -326,4 +328,13 @@ OPS_DDL += [
     "create index if not exists improvement_tasks_escalation_due on ops.improvement_tasks "
     "(due_at) where escalated_due_at is distinct from due_at "
     "and status in ('open', 'in_progress')",
+    # people's edits (flows/actions/upkeep.py notice_people_edits): the rows people changed
+    # since the pipeline last saw them, not a scan of every task on each (hourly) run
+    "create index if not exists improvement_tasks_unseen on ops.improvement_tasks (task_id) "
+    "where seen_status is null",
+    "create index if not exists improvement_tasks_edited on ops.improvement_tasks (task_id) "
+    "where status is distinct from seen_status or assignee is distinct from seen_assignee",
+    # the tasks a run opened (the alerts run's immediate messages)
+    "create index if not exists improvement_tasks_created_run on ops.improvement_tasks "
+    "(created_run_id)",
 ]
