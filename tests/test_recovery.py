@@ -159,13 +159,14 @@ def _differences(cur, a: str, b: str, names: list[str]) -> dict[str, tuple[int, 
     return out
 
 
-def _redeliver(landing: Path, entity: str, day: date) -> None:
-    """A correction of ``day``'s ``entity`` file: its first row gone, a value of its second
-    changed (the file keeps its name, so it replaces the earlier delivery)."""
-    [path] = (landing / "survey" / entity / day.isoformat()).glob("*.csv")
+def _redeliver(landing: Path, source: str, entity: str, day: date, column: str,
+               value: str) -> None:
+    """A correction of ``day``'s ``entity`` file: its first row gone, ``column`` of its
+    second set to ``value`` (the file keeps its name, so it replaces the earlier delivery)."""
+    [path] = (landing / source / entity / day.isoformat()).glob("*.csv")
     header, first, second, *rest = path.read_text().splitlines()
     cells = second.split(",")
-    cells[header.split(",").index("nps")] = "0"
+    cells[header.split(",").index(column)] = value
     path.write_text("\n".join([header, ",".join(cells), *rest]) + "\n")
 
 
@@ -193,16 +194,22 @@ def test_incremental_builds_equal_a_full_refresh(landing, tmp_path):
         cli("run", "--date", str(last - timedelta(days=1)))  # a nightly with new rows
         # an earlier day re-delivered, picked up with the next day by a backfill over both:
         # one incremental build as of the latest date sees new rows and a correction
-        _redeliver(mine, "responses", last - timedelta(days=4))
+        _redeliver(mine, "survey", "responses", last - timedelta(days=4), "nps", "0")
+        # and one of an entity an intermediate kept by customer reads: the first row's
+        # customer loses an interaction, the second's has it changed
+        _redeliver(mine, "crm", "interactions", last - timedelta(days=4), "wait_seconds", "999")
         cli("backfill", "--start", str(last - timedelta(days=4)), "--end", str(last))
         settings = load_settings(home=str(home), landing=str(mine))
         wh = open_warehouse(home, settings.warehouse_url, settings.database,
                             timezone=settings.timezone, migrate_schema=False)
         with wh.transaction() as cur:
             cur.execute("select count(*) from ops.batch_changes")
-            assert cur.fetchone()[0] == 1  # the correction was taken as one
-            cur.execute("select count(*) from ops.dbt_incremental_builds where not full_build")
-            assert cur.fetchone()[0] > 0  # and the nightly builds were incremental
+            assert cur.fetchone()[0] == 2  # each correction was taken as one
+            cur.execute("select model from ops.dbt_incremental_builds where not full_build")
+            incremental = {r[0] for r in cur.fetchall()}
+            # the nightly builds were incremental, by key and by customer
+            assert {"stg_survey__responses", "stg_crm__interactions",
+                    "int_interactions_enriched", "int_item_ratings_enriched"} <= incremental
         # mart_task_effects reads the tasks as of its build, before the run's task stage
         # wrote that day's: built again first, it reads the tasks the full build will read
         transform.run_dbt(wh, settings, ["run", "--select", "mart_task_effects"], last)

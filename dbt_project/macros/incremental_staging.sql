@@ -34,6 +34,13 @@
         full_build boolean not null
     );
     alter table ops.dbt_incremental_builds add column if not exists model_checksum text;
+    create table if not exists ops.dbt_touched_customers (
+        model text not null,
+        built_at timestamptz not null,
+        customer_id text
+    );
+    create index if not exists dbt_touched_customers_model
+        on ops.dbt_touched_customers (model, built_at);
     create table if not exists ops.dbt_incremental_batches (
         model text not null,
         batch_id text not null,
@@ -174,6 +181,15 @@
         select keys_of_replaced.{{ key }} from keys_of_replaced
     ) as touched;
     analyze {{ staging_touched_relation() }};
+    {%- if staging_has_customers() %}
+    -- the customers whose rows go (a key may move to another customer, or vanish), for
+    -- the intermediates kept by customer (macros/incremental_by_customer.sql)
+    insert into ops.dbt_touched_customers (model, built_at, customer_id)
+    select distinct '{{ this.identifier }}', now(), kept.customer_id
+    from {{ this }} as kept
+    inner join {{ staging_touched_relation() }} as touched
+        on kept.{{ key }} = touched.{{ key }};
+    {%- endif %}
     delete from {{ this }} as kept
     using {{ staging_touched_relation() }} as touched
     where kept.{{ key }} = touched.{{ key }}
@@ -183,6 +199,14 @@
     {%- else -%}
     select 1
     {%- endif -%}
+{%- endmacro %}
+
+{#- True when the staging table has a customer_id column (its touched customers are
+    logged). Read from the table, which exists whenever a hook runs. -#}
+{% macro staging_has_customers() -%}
+    {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
+    {{ return('customer_id' in columns) }}
 {%- endmacro %}
 
 {#- In the model's raw scan: only the touched keys, when the build is incremental. -#}
@@ -197,7 +221,7 @@
     build leaves the previous watermark). A batch's latest event is carried over while
     its row count is unchanged and read from its rows otherwise.
 -#}
-{% macro record_staging_build(source_name, entity, event_column) -%}
+{% macro record_staging_build(source_name, entity, event_column, key) -%}
     create temporary table "{{ this.identifier }}__seen" on commit drop as
     with
 
@@ -268,6 +292,19 @@
     insert into ops.dbt_incremental_batches (model, batch_id, rows_loaded, max_event)
     select '{{ this.identifier }}', batch_id, rows_loaded, max_event
     from "{{ this.identifier }}__seen";
+    {%- if staging_has_customers() %}
+    -- the customers of the rows this build wrote, or every customer (a null) after a
+    -- full build: what the intermediates kept by customer rebuild
+    insert into ops.dbt_touched_customers (model, built_at, customer_id)
+        {%- if staging_can_increment() %}
+    select distinct '{{ this.identifier }}', now(), written.customer_id
+    from {{ this }} as written
+    inner join {{ staging_touched_relation() }} as touched
+        on written.{{ key }} = touched.{{ key }};
+        {%- else %}
+    values ('{{ this.identifier }}', now(), null);
+        {%- endif %}
+    {%- endif %}
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
     values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }},
             '{{ model_checksum() }}|' || current_setting('TimeZone'))
@@ -298,7 +335,7 @@
         'pre_hook': ["{{ staging_forget_touched(" ~ args ~ ") }}"],
         'post_hook': [
             "{{ staging_analyze() }}",
-            "{{ record_staging_build('" ~ source_name ~ "', '" ~ entity ~ "', '" ~ event_column ~ "') }}",
+            "{{ record_staging_build('" ~ source_name ~ "', '" ~ entity ~ "', '" ~ event_column ~ "', '" ~ key ~ "') }}",
         ],
     }) }}
 {%- endmacro %}

@@ -70,7 +70,7 @@
 {% macro source_test_slice(relation, source_id) -%}
     {%- set readers = [] -%}
     {%- for node in graph.nodes.values() if node.resource_type == 'model'
-            and source_id in node.depends_on.nodes
+            and source_id in node.get('depends_on', {}).get('nodes', [])
             and node.config.materialized == 'incremental' -%}
         {%- do readers.append(node.alias or node.name) -%}
     {%- endfor -%}

@@ -1,3 +1,4 @@
+{{ config(**customer_incremental()) }}
 -- Service interactions up to run_date with their touchpoint (catalogue), the
 -- customer's attributes at the time of the interaction (type-2 history), the
 -- value of the touchpoint's operational KPI, and the customer's previous step.
@@ -6,12 +7,14 @@ with
 interactions as (
 
     select * from {{ ref('stg_crm__interactions') }}
+    {{ customer_only_touched('customer_id') }}
 
 ),
 
 customer_history as (
 
     select * from {{ ref('int_customers_historized') }}
+    {{ customer_only_touched('customer_id') }}
 
 ),
 
@@ -112,7 +115,8 @@ final as (
             false
         ) as is_repeat_contact,
         extract_date,
-        loaded_at
+        loaded_at,
+        cast(now() as timestamptz) as built_at
     from sequenced
 
 )

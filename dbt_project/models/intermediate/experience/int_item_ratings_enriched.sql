@@ -1,3 +1,4 @@
+{{ config(**customer_incremental()) }}
 -- Relationship-survey item ratings up to run_date, placed like the other
 -- touchpoint events of fct_touchpoint_daily: on the day answered, at the item's
 -- touchpoint, on the touchpoint's default channel (a relationship survey is not
@@ -9,6 +10,7 @@ with
 item_ratings as (
 
     select * from {{ ref('stg_survey__item_ratings') }}
+    {{ customer_only_touched('customer_id') }}
 
 ),
 
@@ -27,6 +29,7 @@ catalogue as (
 customer_history as (
 
     select * from {{ ref('int_customers_historized') }}
+    {{ customer_only_touched('customer_id') }}
 
 ),
 
@@ -62,7 +65,8 @@ final as (
         placed.responded_at,
         cast(placed.responded_at as date) as rating_date,
         placed.extract_date,
-        placed.loaded_at
+        placed.loaded_at,
+        cast(now() as timestamptz) as built_at
     from placed
     left join catalogue
         on placed.touchpoint_code = catalogue.touchpoint_code
