@@ -160,6 +160,21 @@
             and node.config.get('meta', {}).get('incremental_by') == 'customer_id' -%}
         {%- do readers.append(node.alias or node.name) -%}
     {%- endfor -%}
+    -- the `indexes` config indexes a new table only: one from before the model was kept
+    -- incrementally gets its index here (a name would clash with a full refresh's backup)
+    do $$
+    begin
+        if not exists (
+            select 1 from pg_index as i
+            inner join pg_attribute as a
+                on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+            where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
+                and a.attname = 'customer_id'
+        ) then
+            create index on {{ this }} (customer_id);
+        end if;
+    end
+    $$;
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
     values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ full }},
             '{{ customer_fingerprint(ancestors) }}|' || current_setting('TimeZone'))
