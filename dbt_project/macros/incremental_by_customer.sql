@@ -20,11 +20,12 @@
     is not incremental (a view logs nothing).
 #}
 
-{#- The models this model reads, directly or not (unique ids), by walking the graph. -#}
-{% macro customer_ancestors() -%}
+{#- The models `node` (default: this model) reads, directly or not (unique ids), by
+    walking the graph. -#}
+{% macro customer_ancestors(node=none) -%}
     {%- if not execute -%}{{ return([]) }}{%- endif -%}
     {%- set seen = [] -%}
-    {%- set todo = model.depends_on.nodes | list -%}
+    {%- set todo = (node or model).get('depends_on', {}).get('nodes', []) | list -%}
     {#- a breadth-first walk: jinja has no while, so bound it by the graph's size -#}
     {%- for _ in range(100000) if todo | length > 0 -%}
         {%- set node_id = todo.pop(0) -%}
@@ -155,11 +156,7 @@
 {% macro record_customer_build() -%}
     {%- set ancestors = customer_ancestors() -%}
     {%- set full = not customer_can_increment() -%}
-    {%- set readers = [] -%}
-    {%- for node in (graph.nodes.values() if execute else []) if node.resource_type == 'model'
-            and node.config.get('meta', {}).get('incremental_by') == 'customer_id' -%}
-        {%- do readers.append(node.alias or node.name) -%}
-    {%- endfor -%}
+    {%- set readers = customer_readers() | map(attribute='alias') | list -%}
     -- the `indexes` config indexes a new table only: one from before the model was kept
     -- incrementally gets its index here (a name would clash with a full refresh's backup)
     do $$
@@ -212,4 +209,24 @@
     a 10M-row table on every nightly costs more than the rows it adds change. -#}
 {% macro analyze_unless_incremental() -%}
     {%- if config.get('materialized') == 'incremental' -%}select 1{%- else -%}analyze {{ this }}{%- endif -%}
+{%- endmacro %}
+
+{#- The models kept by customer, as graph nodes. -#}
+{% macro customer_readers() -%}
+    {%- set out = [] -%}
+    {%- for node in (graph.nodes.values() if execute else []) if node.resource_type == 'model'
+            and node.config.get('meta', {}).get('incremental_by') == 'customer_id' -%}
+        {%- do out.append(node) -%}
+    {%- endfor -%}
+    {{- return(out) -}}
+{%- endmacro %}
+
+{#- True when a model kept by customer reads this (staging) model, directly or not: only
+    then does its build log the customers it touches (nothing else reads or prunes the
+    log). -#}
+{% macro customer_log_wanted() -%}
+    {%- for reader in customer_readers() -%}
+        {%- if model.unique_id in customer_ancestors(reader) -%}{{ return(true) }}{%- endif -%}
+    {%- endfor -%}
+    {{- return(false) -}}
 {%- endmacro %}

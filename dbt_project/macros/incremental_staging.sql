@@ -201,10 +201,11 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- True when the staging table has a customer_id column (its touched customers are
-    logged). Read from the table, which exists whenever a hook runs. -#}
+{#- True when the staging table's touched customers are logged: it has a customer_id
+    column (read from the table, which exists whenever a hook runs) and a model kept by
+    customer reads it (macros/incremental_by_customer.sql). -#}
 {% macro staging_has_customers() -%}
-    {%- if not execute -%}{{ return(false) }}{%- endif -%}
+    {%- if not execute or not customer_log_wanted() -%}{{ return(false) }}{%- endif -%}
     {%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | list -%}
     {{ return('customer_id' in columns) }}
 {%- endmacro %}
