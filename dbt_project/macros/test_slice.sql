@@ -78,13 +78,14 @@
         {{- return('true') -}}
     {%- endif -%}
     {%- set names = "array['" ~ readers | join("', '") ~ "']" -%}
+    {%- set entity = relation.identifier | replace("'", "''") -%}
     {%- set rows = run_query(
         "select (select count(*) from ops.dbt_incremental_builds where model = any(" ~ names ~ ")), "
         ~ "(select count(*) from " ~ source('ingestion', 'load_batches')
-        ~ " where entity = '" ~ relation.identifier ~ "'), "
+        ~ " where entity = '" ~ entity ~ "'), "
         ~ "(select count(*) || ':' || coalesce(string_agg(quote_literal(b.batch_id), ', ' "
         ~ "order by b.batch_id), '') from " ~ source('ingestion', 'load_batches') ~ " b "
-        ~ "where b.entity = '" ~ relation.identifier ~ "' and b.status = 'loaded' "
+        ~ "where b.entity = '" ~ entity ~ "' and b.status = 'loaded' "
         ~ "and exists (select 1 from unnest(" ~ names ~ ") as m (model) where not exists ("
         ~ "select 1 from ops.dbt_incremental_batches s where s.model = m.model "
         ~ "and s.batch_id = b.batch_id and s.rows_loaded is not distinct from b.rows_loaded)))") -%}
