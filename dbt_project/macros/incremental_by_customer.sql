@@ -26,7 +26,7 @@
     {%- if not execute -%}{{ return([]) }}{%- endif -%}
     {%- set seen = [] -%}
     {%- set todo = (node or model).get('depends_on', {}).get('nodes', []) | list -%}
-    {#- a breadth-first walk: jinja has no while, so bound it by the graph's size -#}
+    {#- a breadth-first walk: jinja has no while, so a loop bounded well past any graph -#}
     {%- for _ in range(100000) if todo | length > 0 -%}
         {%- set node_id = todo.pop(0) -%}
         {%- if node_id not in seen and node_id in graph.nodes -%}
@@ -72,7 +72,9 @@
     {{- return('customer|' ~ local_md5(parts | join('\n'))) -}}
 {%- endmacro %}
 
-{#- True when this build can be incremental (the rules above); cached per node. -#}
+{#- True when this build can be incremental (the rules above). Asked by the pre-hook,
+    the model's SQL and the post-hook of one build: the state it reads does not change
+    between them (the watermark is written last, by the post-hook). -#}
 {% macro customer_can_increment() -%}
     {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
     {%- set ancestors = customer_ancestors() -%}
