@@ -75,6 +75,35 @@
     {{- return(model['checksum']['checksum']) -}}
 {%- endmacro %}
 
+{#- The CTEs both hooks start from: the entity's current batches as of run_date
+    (loaded, extracted by then) and the batches this model's last build saw. -#}
+{% macro staging_batches_ctes(entity) -%}
+current_batches as (
+
+        select
+            batch_id,
+            extract_date,
+            rows_loaded
+        from {{ source('ingestion', 'load_batches') }}
+        where
+            entity = '{{ entity }}'
+            and status = 'loaded'
+            and extract_date <= {{ run_date() }}
+
+    ),
+
+    seen as (
+
+        select
+            batch_id,
+            rows_loaded,
+            max_event
+        from ops.dbt_incremental_batches
+        where model = '{{ this.identifier }}'
+
+    ),
+{%- endmacro %}
+
 {#- The temporary table holding this build's touched keys. -#}
 {% macro staging_touched_relation() -%}
     "{{ this.identifier }}__touched"
@@ -100,30 +129,7 @@
 
     ),
 
-    current_batches as (
-
-        select
-            batch_id,
-            extract_date,
-            rows_loaded
-        from {{ source('ingestion', 'load_batches') }}
-        where
-            entity = '{{ entity }}'
-            and status = 'loaded'
-            and extract_date <= {{ run_date() }}
-
-    ),
-
-    seen as (
-
-        select
-            batch_id,
-            rows_loaded,
-            max_event
-        from ops.dbt_incremental_batches
-        where model = '{{ this.identifier }}'
-
-    ),
+    {{ staging_batches_ctes(entity) }}
 
     changed as (
 
@@ -226,30 +232,7 @@
     create temporary table "{{ this.identifier }}__seen" on commit drop as
     with
 
-    current_batches as (
-
-        select
-            batch_id,
-            extract_date,
-            rows_loaded
-        from {{ source('ingestion', 'load_batches') }}
-        where
-            entity = '{{ entity }}'
-            and status = 'loaded'
-            and extract_date <= {{ run_date() }}
-
-    ),
-
-    seen as (
-
-        select
-            batch_id,
-            rows_loaded,
-            max_event
-        from ops.dbt_incremental_batches
-        where model = '{{ this.identifier }}'
-
-    ),
+    {{ staging_batches_ctes(entity) }}
 
     unseen as (
 
