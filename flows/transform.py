@@ -107,6 +107,17 @@ def full_tests_var(settings: Settings | None = None,
     return {}
 
 
+def dbt_env(wh: Warehouse, settings: Settings) -> dict[str, str]:
+    """The connection environment of dbt's sessions: the warehouse's, and the configured
+    ``dbt_work_mem`` through libpq's PGOPTIONS (added to any the caller set), so every
+    model and test of a build sorts and hashes in memory of that size."""
+    env = wh.dbt_env()
+    if settings.dbt_work_mem:
+        env["PGOPTIONS"] = " ".join(
+            x for x in (os.environ.get("PGOPTIONS", ""), f"-c work_mem={settings.dbt_work_mem}") if x)
+    return env
+
+
 def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
             extra_vars: dict[str, object] | None = None) -> DbtOutcome:
     """Invoke one dbt command (``build``, ``seed``, ``docs generate``...) in-process."""
@@ -126,7 +137,7 @@ def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
     ]
     # Relative on purpose: with an absolute seed path dbt writes each seed's SQL over its CSV.
     seeds = os.path.relpath(seed_dir(settings), DBT_DIR)
-    env = {**wh.dbt_env(), "CXLOOP_SEED_DIR": seeds,
+    env = {**dbt_env(wh, settings), "CXLOOP_SEED_DIR": seeds,
            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
     log.info("dbt %s", " ".join(args))
     with _env(env):

@@ -209,7 +209,8 @@ def test_incremental_builds_equal_a_full_refresh(landing, tmp_path):
             incremental = {r[0] for r in cur.fetchall()}
             # the nightly builds were incremental, by key and by customer
             assert {"stg_survey__responses", "stg_crm__interactions",
-                    "int_interactions_enriched", "int_item_ratings_enriched"} <= incremental
+                    "int_interactions_enriched", "int_item_ratings_enriched",
+                    "int_customer_journey_summaries"} <= incremental
         # mart_task_effects reads the tasks as of its build, before the run's task stage
         # wrote that day's: built again first, it reads the tasks the full build will read
         transform.run_dbt(wh, settings, ["run", "--select", "mart_task_effects"], last)

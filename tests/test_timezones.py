@@ -161,3 +161,38 @@ def test_an_unknown_source_zone_stops_before_loading(tmp_path):
     config.write_text("sources:\n  crm:\n    timezone: Mars/Olympus\n  survey: {}\n")
     with pytest.raises(ConfigError, match=r"sources\.crm\.timezone: .*unknown timezone 'Mars"):
         load_settings(config)
+
+
+def test_dbt_sessions_get_the_configured_work_mem(warehouse, monkeypatch):
+    """dbt connects through libpq, which reads PGOPTIONS: the configured dbt_work_mem is
+    what its sessions sort and hash in, added to the caller's own options; None keeps the
+    server's setting."""
+    import psycopg2
+
+    from flows.config import Settings
+    from flows.transform import dbt_env
+
+    def session(settings: Settings) -> tuple[str, str]:
+        env = dbt_env(warehouse, settings)
+        with monkeypatch.context() as m:
+            for key in ("PGOPTIONS", "PGTZ"):
+                m.delenv(key, raising=False)
+            for key, value in env.items():
+                if key in ("PGOPTIONS", "PGTZ"):
+                    m.setenv(key, value)
+            conn = psycopg2.connect(warehouse.url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("select current_setting('work_mem'), current_setting('lock_timeout')")
+                return cur.fetchone()
+        finally:
+            conn.close()
+
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=5s")
+    assert session(Settings(dbt_work_mem="96MB")) == ("96MB", "5s")
+    assert Settings().dbt_work_mem == "128MB"
+    monkeypatch.delenv("PGOPTIONS")
+    default = session(Settings(dbt_work_mem=None))[0]
+    assert default != "96MB"
+    with pytest.raises(ValueError, match="memory size"):
+        Settings(dbt_work_mem="lots")

@@ -22,9 +22,7 @@ from flows.churn.cox import CoxCore, _baseline_at, _cox_pieces, _fit_cox, _tail_
 from flows.churn.design import (
     AFT_KINDS,
     CATEGORICAL,
-    FLAGS,
     HORIZONS,
-    NUMERIC,
     PENALIZERS,
     RMST_HORIZON,
     RMST_STEP,
@@ -67,8 +65,8 @@ from flows.churn.snapshot import (
 from flows.churn.stage import ChurnResult, refit_due, run_churn, score_observations
 
 __all__ = [
-    "AFT_KINDS", "CATEGORICAL", "ChurnModel", "ChurnResult", "CoxCore", "DesignSpec", "FLAGS",
-    "FitConfig", "HORIZONS", "LandmarkConfig", "ModelFitError", "NUMERIC", "PENALIZERS",
+    "AFT_KINDS", "CATEGORICAL", "ChurnModel", "ChurnResult", "CoxCore", "DesignSpec",
+    "FitConfig", "HORIZONS", "LandmarkConfig", "ModelFitError", "PENALIZERS",
     "RMST_HORIZON", "RMST_STEP", "SnapshotReport", "SurvivalData", "_aft_model",
     "_baseline_at", "_check_fittable", "_concordance", "_cox_model", "_cox_pieces",
     "_fit_cox", "_json_safe", "_km_at", "_risk_at", "_sample", "_strata_labels",

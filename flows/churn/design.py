@@ -11,12 +11,6 @@ import pandas as pd
 HORIZONS = (30, 90, 180)
 RMST_HORIZON = 365  # expected remaining lifetime is restricted to a year ahead
 RMST_STEP = 7
-NUMERIC = [
-    "log_monthly_value", "n_interactions_90d", "n_unresolved_90d", "n_repeat_contacts_90d",
-    "avg_wait_minutes_90d", "billing_rating", "support_rating", "installation_rating",
-    "avg_csat", "last_nps", "satisfaction_slope", "n_responses",
-]
-FLAGS = ["is_detractor", "silent_after_answering"]
 CATEGORICAL = ["plan", "segment", "region"]
 PENALIZERS = (0.0, 0.0005, 0.005, 0.05)
 AFT_KINDS = ("weibull_aft", "loglogistic_aft")

@@ -1,7 +1,8 @@
--- Input of the survival (churn) model: one row per customer with a
--- subscription, as of run_date. Every feature is computed up to the customer's
--- cutoff_date (the churn date for churned customers, else run_date), so
--- nothing that happened after a churn leaks in.
+-- Each customer with a subscription as of run_date, at their cutoff_date (the churn
+-- date for churned customers, else run_date): the attributes then, tenure, the
+-- satisfaction trend and the answering habit that mart_customer_360 and
+-- mart_early_warnings show. Nothing after a churn counts. The churn model reads
+-- int_churn_observations, not this.
 with
 
 subscriptions as (
@@ -16,12 +17,6 @@ customer_history as (
 
 ),
 
-interactions as (
-
-    select * from {{ ref('int_interactions_enriched') }}
-
-),
-
 invitations as (
 
     select * from {{ ref('int_invitations_enriched') }}
@@ -31,18 +26,6 @@ invitations as (
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
-
-),
-
-item_ratings as (
-
-    select * from {{ ref('stg_survey__item_ratings') }}
-
-),
-
-catalogue as (
-
-    select * from {{ ref('touchpoint_catalogue') }}
 
 ),
 
@@ -76,104 +59,22 @@ base as (
 
 ),
 
-interaction_features as (
+-- the trend of overall satisfaction over the 180 days up to the cutoff
+satisfaction_trend as (
 
     select
         base.customer_id,
-        count(*) as n_interactions_90d,
-        count(*) filter (where not interactions.is_resolved) as n_unresolved_90d,
-        count(*) filter (where interactions.is_repeat_contact) as n_repeat_contacts_90d,
-        avg(interactions.wait_seconds) as avg_wait_seconds_90d
-    from base
-    inner join interactions
-        on
-            base.customer_id = interactions.customer_id
-            and base.cutoff_date >= interactions.occurred_on
-            and interactions.occurred_on > base.cutoff_date - 90
-    group by base.customer_id
-
-),
-
--- transactional CSAT and relationship item ratings share the 1-5 scale
-touchpoint_ratings as (
-
-    select
-        responses.customer_id,
-        responses.touchpoint_code,
-        responses.response_date as rated_on,
-        cast(responses.csat as double precision) as rating
-    from responses
-    where responses.csat is not null and responses.touchpoint_code is not null
-
-    union all
-
-    select
-        item_ratings.customer_id,
-        item_ratings.touchpoint_code,
-        cast(item_ratings.responded_at as date) as rated_on,
-        cast(item_ratings.rating as double precision) as rating
-    from item_ratings
-
-),
-
-rating_features as (
-
-    select
-        base.customer_id,
-        avg(touchpoint_ratings.rating) filter (
-            where catalogue.journey_stage = 'billing'
-        ) as billing_rating,
-        avg(touchpoint_ratings.rating) filter (
-            where catalogue.journey_stage = 'support'
-        ) as support_rating,
-        avg(touchpoint_ratings.rating) filter (
-            where touchpoint_ratings.touchpoint_code = 'installation'
-        ) as installation_rating
-    from base
-    inner join touchpoint_ratings
-        on
-            base.customer_id = touchpoint_ratings.customer_id
-            and base.cutoff_date >= touchpoint_ratings.rated_on
-    left join catalogue
-        on touchpoint_ratings.touchpoint_code = catalogue.touchpoint_code
-    group by base.customer_id
-
-),
-
-responses_so_far as (
-
-    select
-        base.customer_id,
-        base.cutoff_date,
-        responses.response_id,
-        responses.responded_at,
-        responses.response_date,
-        responses.nps,
-        responses.csat,
-        responses.overall_satisfaction
+        regr_slope(
+            responses.overall_satisfaction,
+            extract(epoch from responses.responded_at) / (86400.0 * 30)
+        ) as satisfaction_slope
     from base
     inner join responses
         on
             base.customer_id = responses.customer_id
             and base.cutoff_date >= responses.response_date
-
-),
-
-response_features as (
-
-    select
-        customer_id,
-        count(*) as n_responses,
-        avg(csat) as avg_csat,
-        {{ latest_value('nps', 'responded_at') }} as last_nps,
-        regr_slope(
-            overall_satisfaction,
-            extract(epoch from responded_at) / (86400.0 * 30)
-        ) filter (
-            where response_date > cutoff_date - 180
-        ) as satisfaction_slope
-    from responses_so_far
-    group by customer_id
+            and responses.response_date > base.cutoff_date - 180
+    group by base.customer_id
 
 ),
 
@@ -218,29 +119,14 @@ final as (
         base.churned,
         base.churned_on,
         base.cutoff_date,
-        cast(coalesce(interaction_features.n_interactions_90d, 0) as integer) as n_interactions_90d,
-        cast(coalesce(interaction_features.n_unresolved_90d, 0) as integer) as n_unresolved_90d,
-        cast(
-            coalesce(interaction_features.n_repeat_contacts_90d, 0) as integer
-        ) as n_repeat_contacts_90d,
-        cast(interaction_features.avg_wait_seconds_90d as double precision) as avg_wait_seconds_90d,
-        rating_features.billing_rating,
-        rating_features.support_rating,
-        rating_features.installation_rating,
-        cast(response_features.avg_csat as double precision) as avg_csat,
-        response_features.last_nps,
-        response_features.last_nps <= 6 as is_detractor,
-        response_features.satisfaction_slope,
-        cast(coalesce(response_features.n_responses, 0) as integer) as n_responses,
+        satisfaction_trend.satisfaction_slope,
         coalesce(
             invitation_features.n_answered_invitations >= 2
             and invitation_features.n_recent_unanswered >= 2,
             false
         ) as silent_after_answering
     from base
-    left join interaction_features on base.customer_id = interaction_features.customer_id
-    left join rating_features on base.customer_id = rating_features.customer_id
-    left join response_features on base.customer_id = response_features.customer_id
+    left join satisfaction_trend on base.customer_id = satisfaction_trend.customer_id
     left join invitation_features on base.customer_id = invitation_features.customer_id
 
 )

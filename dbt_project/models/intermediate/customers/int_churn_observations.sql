@@ -12,6 +12,9 @@
 {%- set os_range = var('domain_scales')['responses.overall_satisfaction'] %}
 {#- renewal dates int_subscription_versions carries, as known on each date -#}
 {%- set renewal_column = (var('churn_renewal_date_columns') | select('in', ['renewal_date']) | list | first) or none %}
+-- The big event tables are read by several CTEs each: `not materialized` has each read
+-- scan the table for the columns it needs, where a materialized CTE would copy every
+-- column of ten million rows into a temporary store first.
 with
 
 all_subscriptions as (
@@ -38,7 +41,7 @@ customer_history as (
 
 ),
 
-interactions as (
+interactions as not materialized (
 
     select * from {{ ref('int_interactions_enriched') }}
 
@@ -50,7 +53,7 @@ invitations as (
 
 ),
 
-responses as (
+responses as not materialized (
 
     select * from {{ ref('int_responses_enriched') }}
 
@@ -88,6 +91,40 @@ observation_dates as (
         cast(bounds.data_start_date + 1 as timestamp),
         interval '-{{ every_days }} days'
     ) as series (observation_date)
+
+),
+
+-- earlier dates of a large base are sampled by whole customers (a hash of the id, the
+-- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
+-- rows, which are scored, are always complete. Whole customers need no weights. The
+-- sample is drawn from the (date, customer) pairs alone, before the wide rows are built.
+earlier_active_pairs as (
+
+    select distinct
+        observation_dates.observation_date,
+        subscription_versions.customer_id
+    from observation_dates
+    inner join subscription_versions
+        on
+            observation_dates.observation_date >= subscription_versions.known_from
+            and observation_dates.observation_date
+            < coalesce(subscription_versions.known_until, date '9999-12-31')
+    where
+        observation_dates.observation_date < {{ run_date() }}
+        and observation_dates.observation_date >= subscription_versions.start_date
+        and coalesce(subscription_versions.end_date, date '9999-12-31')
+        > observation_dates.observation_date
+
+),
+
+history_sample as (
+
+    select
+        least(
+            1024,
+            ceil(1024.0 * {{ var('churn_history_max_rows') }} / nullif(count(*), 0))
+        ) as buckets
+    from earlier_active_pairs
 
 ),
 
@@ -140,10 +177,15 @@ running as (
         cast(null as date) as renewal_date
         {%- endif %}
     from known_on_date
+    cross join history_sample
     where
         known_on_date.observation_date >= known_on_date.start_date
         and coalesce(known_on_date.end_date, date '9999-12-31')
         > known_on_date.observation_date
+        and (
+            known_on_date.observation_date = {{ run_date() }}
+            or (hashtext(known_on_date.customer_id) & 1023) < coalesce(history_sample.buckets, 1024)
+        )
     order by
         known_on_date.observation_date asc,
         known_on_date.customer_id asc,
@@ -159,8 +201,14 @@ value_before as (
         known_window_before.customer_id,
         known_window_before.monthly_value as monthly_value_before
     from known_window_before
+    cross join history_sample
     where
-        known_window_before.start_date
+        (
+            known_window_before.observation_date = {{ run_date() }}
+            or (hashtext(known_window_before.customer_id) & 1023)
+            < coalesce(history_sample.buckets, 1024)
+        )
+        and known_window_before.start_date
         <= known_window_before.observation_date - {{ window_days }}
         and coalesce(known_window_before.end_date, date '9999-12-31')
         > known_window_before.observation_date - {{ window_days }}
@@ -169,23 +217,6 @@ value_before as (
         known_window_before.customer_id asc,
         known_window_before.start_date desc,
         known_window_before.subscription_id desc
-
-),
-
--- earlier dates of a large base are sampled by whole customers (a hash of the id, the
--- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
--- rows, which are scored, are always complete. Whole customers need no weights.
-history_sample as (
-
-    select
-        least(
-            1024,
-            ceil(
-                1024.0 * {{ var('churn_history_max_rows') }}
-                / nullif(count(*) filter (where observation_date < {{ run_date() }}), 0)
-            )
-        ) as buckets
-    from running
 
 ),
 
@@ -211,7 +242,6 @@ base as (
             as observed_window_days,
         running.observation_date - running.data_start_date + 1 as observed_history_days
     from running
-    cross join history_sample
     inner join rolled_up
         on
             running.customer_id = rolled_up.customer_id
@@ -226,9 +256,6 @@ base as (
                 cast(running.observation_date + 1 as timestamp) > customer_history.valid_from
                 or customer_history.version_number = 1
             )
-    where
-        running.observation_date = {{ run_date() }}
-        or (hashtext(running.customer_id) & 1023) < coalesce(history_sample.buckets, 1024)
 
 ),
 
@@ -266,7 +293,7 @@ interaction_features as (
 ),
 
 -- transactional CSAT and relationship item ratings share one scale
-touchpoint_ratings as (
+touchpoint_ratings as not materialized (
 
     select
         responses.customer_id,

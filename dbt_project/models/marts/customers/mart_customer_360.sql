@@ -33,9 +33,9 @@ responses as (
 
 ),
 
-journeys as (
+journey_summary as (
 
-    select * from {{ ref('mart_customer_journeys') }}
+    select * from {{ ref('int_customer_journey_summaries') }}
 
 ),
 
@@ -75,23 +75,6 @@ latest_scores as (
         {{ latest_value('overall_satisfaction', 'responded_at') }} as last_overall_satisfaction,
         {{ latest_value('likelihood_to_renew', 'responded_at') }} as last_likelihood_to_renew
     from responses
-    group by customer_id
-
-),
-
-journey_summary as (
-
-    select
-        customer_id,
-        count(*) as n_interactions,
-        count(distinct touchpoint_code) as n_touchpoints,
-        min(occurred_at) as first_interaction_at,
-        max(occurred_at) as last_interaction_at,
-        {{ latest_value('touchpoint_code', 'step_number') }} as last_touchpoint_code,
-        count(*) filter (where is_repeat_contact) as n_repeat_contacts,
-        count(*) filter (where not is_resolved) as n_unresolved,
-        string_agg(distinct journey_stage, ', ') as journey_stages_seen
-    from journeys
     group by customer_id
 
 ),
