@@ -63,6 +63,7 @@ def test_dbt_default_vars_are_the_configuration_defaults():
         ("scales:\n    responses.nsp: [0, 10]", "entity responses has no column 'nsp'"),
         ("scales:\n    responses.nps: [10, 0]", "low 10 is above high 0"),
         ("segment_by: [email]", "'email' is not a customer column"),
+        ("people_dimensions: [courage]", "'courage' is not one of domain.experience_dimensions"),
     ],
 )
 def test_bad_domain_keys_are_config_errors_naming_key_and_value(tmp_path, section, needle):
@@ -81,6 +82,17 @@ def test_configured_keys_replace_only_their_own_default(tmp_path):
     assert d.categories["customers.region"] == Domain().categories["customers.region"]
     assert d.scales["item_ratings.rating"] == (0, 5)
     assert d.scales["responses.nps"] == Domain().scales["responses.nps"]
+
+
+def test_people_dimensions_default_to_the_demo_ones_a_company_lists(tmp_path):
+    """Not given, the people dimensions are the demo's that experience_dimensions lists, so
+    a company's own dimension list needs no people_dimensions key to load."""
+    cfg = _write_config(tmp_path, "domain:\n  experience_dimensions: [reliability, respect, "
+                                  "knowledge]\n")
+    d = load_settings(cfg).domain
+    assert d.people_dimensions == ["respect", "knowledge"]
+    assert d.dbt_vars()["people_dimensions"] == ["respect", "knowledge"]
+    assert Domain().people_dimensions == ["respect", "knowledge", "recognition"]
 
 
 def test_items_of_a_touchpoint_missing_from_the_catalogue_are_a_config_error(tmp_path):

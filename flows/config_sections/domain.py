@@ -8,7 +8,7 @@ is named (as defaults) and because its checks are tied to the extract contract
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from flows.config_sections.base import _Strict
 from flows.entities import DATE_TYPES, ENTITIES
@@ -52,6 +52,7 @@ DEFAULT_EXPERIENCE_DIMENSIONS = [
     "trust", "convenience", "keeping_promises", "respect", "autonomy",
     "choice", "knowledge", "recognition", "benefit", "status",
 ]
+DEFAULT_PEOPLE_DIMENSIONS = ["respect", "knowledge", "recognition"]
 # Columns whose allowed values are not a company's domain: the pipeline's own vocabulary
 # (survey_type drives the marts), reference codes (checked against the catalogue and
 # item list) and the experience dimension (``domain.experience_dimensions``).
@@ -114,6 +115,10 @@ class Domain(_Strict):
     scales: dict[str, tuple[int | float, int | float]] = Field(default_factory=lambda: dict(DEFAULT_SCALES))
     experience_dimensions: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EXPERIENCE_DIMENSIONS))
+    # The dimensions about how people treat the customer (the rest are process and
+    # product): mart_early_warnings' people_high_process_low flag compares the two.
+    # Not given: the demo's (respect, knowledge, recognition) that experience_dimensions lists.
+    people_dimensions: list[str] | None = None
     # Customer columns (or ``attributes.<key>``) the scorecard, drivers and quadrant cut by.
     segment_by: list[str] = Field(default_factory=lambda: ["segment"])
     plausible: dict[str, tuple[int | float | None, int | float | None]] = Field(
@@ -223,6 +228,27 @@ class Domain(_Strict):
             raise ValueError(f"dimension {dupes[0]!r} is listed twice")
         return texts
 
+    @field_validator("people_dimensions", mode="before")
+    @classmethod
+    def _people(cls, v: object) -> list[str] | None:
+        if v is None:
+            return None
+        if not isinstance(v, list):
+            raise ValueError(f"expected a list of experience dimension names, got {v!r}")
+        return [_text_value("people_dimensions", x) for x in v]
+
+    @model_validator(mode="after")
+    def _people_are_dimensions(self) -> Domain:
+        if self.people_dimensions is None:
+            self.people_dimensions = [d for d in DEFAULT_PEOPLE_DIMENSIONS
+                                      if d in self.experience_dimensions]
+            return self
+        unknown = [d for d in self.people_dimensions if d not in self.experience_dimensions]
+        if unknown:
+            raise ValueError(f"people_dimensions: {unknown[0]!r} is not one of "
+                             "domain.experience_dimensions")
+        return self
+
     @field_validator("segment_by")
     @classmethod
     def _segment_by(cls, v: list[str]) -> list[str]:
@@ -249,5 +275,6 @@ class Domain(_Strict):
             "domain_categories": self.categories,
             "domain_scales": {k: list(v) for k, v in self.scales.items()},
             "experience_dimensions": self.experience_dimensions,
+            "people_dimensions": self.people_dimensions,
             "segment_by": self.segment_by,
         }

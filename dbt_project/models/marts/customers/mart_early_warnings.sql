@@ -6,8 +6,9 @@
 --                                 sudden drop between the last two answers
 --   middling_scores_and_comments  the last two answers in 180 days are middling
 --                                 (NPS 7-8, CSAT 3, or satisfaction 5-7) and came with comments
---   people_high_process_low       item ratings in 180 days: people (respect, knowledge,
---                                 recognition) rated high, process/product rated low
+--   people_high_process_low       item ratings in 180 days: the people dimensions (var
+--                                 people_dimensions) rated high, the others low (none
+--                                 listed: the flag is never raised)
 --   silent_responder              silent against the customer's own habit: answered at least
 --                                 warning_silent_min_answer_rate of invitations, quiet for
 --                                 warning_silent_vs_habit x their usual interval, and an
@@ -18,6 +19,7 @@
 -- not measured by a backtest that measured others) is non-predictive (is_predictive
 -- false) and drives no tasks; before any backtest is_predictive is null (unknown).
 {{ config(tags=['after_python']) }}
+{%- set people_dimensions = "'" ~ (var('people_dimensions') | map('replace', "'", "''") | join("', '")) ~ "'" %}
 with
 
 features as (
@@ -159,10 +161,10 @@ people_process as (
         features.customer_id,
         'people_high_process_low' as flag,
         avg(item_ratings.rating) filter (
-            where item_ratings.experience_dimension in ('respect', 'knowledge', 'recognition')
+            where item_ratings.experience_dimension in ({{ people_dimensions }})
         ) as people_rating,
         avg(item_ratings.rating) filter (
-            where item_ratings.experience_dimension not in ('respect', 'knowledge', 'recognition')
+            where item_ratings.experience_dimension not in ({{ people_dimensions }})
         ) as process_rating,
         count(*) as n_ratings,
         max(cast(item_ratings.responded_at as date)) as last_response_date
@@ -172,10 +174,10 @@ people_process as (
     group by features.customer_id
     having
         avg(item_ratings.rating) filter (
-            where item_ratings.experience_dimension in ('respect', 'knowledge', 'recognition')
+            where item_ratings.experience_dimension in ({{ people_dimensions }})
         ) >= {{ var('warning_people_min') }}
         and avg(item_ratings.rating) filter (
-            where item_ratings.experience_dimension not in ('respect', 'knowledge', 'recognition')
+            where item_ratings.experience_dimension not in ({{ people_dimensions }})
         ) <= {{ var('warning_process_max') }}
 
 ),
