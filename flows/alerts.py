@@ -36,15 +36,14 @@ from flows import actions, extract, load, notify, outbound, report, transform  #
 from flows.config import Settings, load_settings  # noqa: E402
 from flows.config import SqlSource as _SqlSource  # noqa: E402
 from flows.errors import StageError  # noqa: E402
+from flows.task_messages import (  # noqa: E402, F401 - the alerts flow's messages
+    notify_escalations,
+    notify_new_alerts,
+    send_digests,
+)
 from flows.warehouse import Warehouse, open_warehouse, run_lock  # noqa: E402
 
 log = logging.getLogger(__name__)
-
-TASK_COLUMNS = ("task_id", "rule", "title", "evidence", "owner_team", "owner_person",
-                "priority", "due_at", "status", "suppressed_reason", "escalated_to",
-                "escalated_due_at", "subject_id")
-LIST_LIMIT = 25  # lines per digest section; the rest is a count
-
 
 def realtime_rules(rules: actions.RuleSet) -> actions.RuleSet:
     return rules.model_copy(update={"rules": [r for r in rules.rules if r.realtime]})
@@ -90,171 +89,6 @@ def derive_realtime(wh: Warehouse, settings: Settings, run_date: date,
     if "only_realtime" in inspect.signature(actions.derive_tasks).parameters:
         return actions.derive_tasks(wh, rules, router, run_date, run_id, only_realtime=True)
     return actions.derive_tasks(wh, realtime_rules(rules), router, run_date, run_id)
-
-
-def _tasks(wh: Warehouse, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-    with wh.transaction() as cur:
-        cur.execute(f"select {', '.join(TASK_COLUMNS)} from ops.improvement_tasks t where {where} "
-                    "order by priority, due_at, task_id", params)
-        cols = [d.name for d in cur.description]
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-
-
-def _by_owner(contacts: notify.Contacts, *owners: str | None
-              ) -> list[tuple[str, list[notify.Contact]]]:
-    """(owner, contacts) for each of the owners that has contacts; the first owner with
-    none when no one has any (so the message is recorded as having no contact)."""
-    out = [(o, contacts.by_owner[o]) for o in dict.fromkeys(owners) if o and o in contacts.by_owner]
-    return out or [(next(o for o in owners if o), [])]
-
-
-def notify_new_alerts(n: notify.Notifier, wh: Warehouse, run_id: str,
-                      link: str | None) -> int:
-    """One immediate message per hot-alert task this run opened, to its person and team."""
-    tasks = _tasks(wh, "created_run_id = %(run)s", {"run": run_id})
-    quiet: list[tuple[notify.Message, str]] = []
-    batch: list[tuple[notify.Message, list[notify.Contact]]] = []
-    for t in tasks:
-        key = f"alert|{t['task_id']}"
-        if t["status"] == actions.SUPPRESSED:
-            quiet.append((notify.Message(key, "immediate", t["owner_person"], "", "",
-                                         [t["task_id"]]),
-                          f"customer must not be contacted: {t['suppressed_reason']}"))
-            continue
-        body = notify.task_text(t, link)
-        batch += [(notify.Message(key, "immediate", owner, f"[cxloop] {t['title']}", body,
-                                  [t["task_id"]]), contacts)
-                  for owner, contacts in _by_owner(n.contacts, t["owner_person"], t["owner_team"])]
-    n.record_all(quiet, "suppressed")
-    n.send_all(batch)
-    return len(tasks)
-
-
-# The escalation key of a breach in SQL: as ``_escalation_key`` writes it (isoformat in UTC,
-# microseconds only when there are any), so the query finds the breaches still to tell.
-_ESCALATION_KEY_SQL = """'escalation|' || t.task_id || '|'
-    || to_char(t.escalated_due_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-    || case when cast(date_part('microseconds', t.escalated_due_at) as bigint) %% 1000000 <> 0
-            then to_char(t.escalated_due_at at time zone 'UTC', '.US') else '' end
-    || '+00:00'"""
-
-
-def _escalation_key(t: dict[str, Any]) -> str:
-    return f"escalation|{t['task_id']}|{t['escalated_due_at'].astimezone(UTC).isoformat()}"
-
-
-def notify_escalations(n: notify.Notifier, wh: Warehouse, link: str | None) -> int:
-    """The escalation owner hears of each breach once (the key holds the missed due date).
-
-    Breaches already dealt with (every row of their key final) are left out in SQL: after a
-    backfill there are 100k+ of them, and an hourly run must not read them all again.
-    """
-    tasks = _tasks(wh, f"""status = any(%(open)s) and escalated_due_at is not null
-                     and not exists (
-                         select 1 from (
-                           select message_key from ops.notifications
-                           where message_key like 'escalation|%%' group by message_key
-                           having bool_and(status = any(%(final)s))) done
-                         where done.message_key = {_ESCALATION_KEY_SQL})""",
-                   {"open": list(actions.OPEN_STATUSES), "final": list(notify.FINAL)})
-    batch: list[tuple[notify.Message, list[notify.Contact]]] = []
-    for t in tasks:
-        body = "Escalated to you (overdue since {:%Y-%m-%d %H:%M}).\n".format(
-            t["escalated_due_at"]) + notify.task_text(t, link)
-        to = t["escalated_to"] or t["owner_person"]
-        batch += [(notify.Message(_escalation_key(t), "immediate", owner,
-                                  f"[cxloop] escalated: {t['title']}", body, [t["task_id"]]),
-                   contacts) for owner, contacts in _by_owner(n.contacts, to)]
-    n.send_all(batch)
-    return len(tasks)
-
-
-def _already_told(wh: Warehouse) -> set[tuple[str, str]]:
-    """(owner, item) pairs a sent message carried: task ids, and escalation keys."""
-    with wh.transaction() as cur:
-        cur.execute("""select owner, item from (
-                         select owner, message_key as item from ops.notifications
-                         where status = 'sent' and kind = 'immediate'
-                         union all
-                         select owner, task_id from ops.notifications
-                         where status = 'sent' and kind = 'immediate' and task_id is not null
-                         union all
-                         select owner, unnest(task_ids) from ops.notifications
-                         where status = 'sent' and kind = 'digest') x""")
-        return {(o, i) for o, i in cur.fetchall()}
-
-
-def _section(title: str, tasks: list[dict[str, Any]]) -> list[str]:
-    if not tasks:
-        return []
-    lines = [f"{title} ({len(tasks)}):"]
-    lines += [f"- {t['task_id']} P{t['priority']} due {t['due_at']:%Y-%m-%d}: {t['title']}"
-              for t in tasks[:LIST_LIMIT]]
-    if len(tasks) > LIST_LIMIT:
-        lines.append(f"- ... and {len(tasks) - LIST_LIMIT} more (cxloop tasks list --owner ...)")
-    return lines + [""]
-
-
-def _closed_section(tasks: list[dict[str, Any]]) -> list[str]:
-    if not tasks:
-        return []
-    lines = [f"Closed with effect ({len(tasks)}):"]
-    lines += [f"- {t['task_id']} closed {t['closed_at']:%Y-%m-%d}: {t['title']} -- "
-              f"{outbound.effect_text(t)}" for t in tasks[:LIST_LIMIT]]
-    if len(tasks) > LIST_LIMIT:
-        lines.append(f"- ... and {len(tasks) - LIST_LIMIT} more (marts.mart_task_effects)")
-    return lines + [""]
-
-
-def send_digests(n: notify.Notifier, wh: Warehouse, run_date: date) -> int:
-    """One digest per owner for the night: new (not yet told), escalated, overdue tasks,
-    and closed with effect (resolved customer tasks and their recovery-survey answer).
-
-    Suppressed tasks are never listed. A task an owner already had as an immediate alert
-    is not "new" to them again; overdue tasks are a reminder every night. A closed task is
-    listed once when closed and once more when its recovery answer arrives (the item
-    holds the response id).
-    """
-    as_of = actions.as_of_for(run_date)
-    told = _already_told(wh)
-    open_tasks = _tasks(wh, "status = any(%(open)s) and created_at <= %(as_of)s",
-                        {"open": list(actions.OPEN_STATUSES), "as_of": as_of})
-    digests: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    contacts_of: dict[str, list[notify.Contact]] = {}
-
-    def add(owners: tuple[str | None, ...], section: str, t: dict[str, Any], item: str) -> None:
-        for owner, contacts in _by_owner(n.contacts, *owners):
-            if section != "overdue" and (owner, item) in told:
-                continue
-            contacts_of[owner] = contacts
-            d = digests.setdefault(owner, {"new": [], "escalated": [], "overdue": [],
-                                           "closed": []})
-            d[section].append({**t, "_item": item})
-
-    for t in open_tasks:
-        add((t["owner_person"], t["owner_team"]), "new", t, t["task_id"])
-        if t["escalated_due_at"] is not None:
-            add((t["escalated_to"] or t["owner_person"],), "escalated", t, _escalation_key(t))
-        if t["due_at"] < as_of:
-            add((t["owner_person"], t["owner_team"]), "overdue", t, t["task_id"])
-    for t in outbound.closed_effects(wh):
-        add((t["owner_person"], t["owner_team"]), "closed", t,
-            f"closed|{t['task_id']}|{t['response_id'] or ''}")
-    sent = 0
-    for owner, d in sorted(digests.items()):
-        if not (d["new"] or d["escalated"] or d["overdue"] or d["closed"]):
-            continue
-        body = "\n".join([f"cxloop digest for {owner}, {run_date}", ""]
-                         + _section("New", d["new"]) + _section("Escalated", d["escalated"])
-                         + _section("Overdue", d["overdue"]) + _closed_section(d["closed"]))
-        items = sorted({t["_item"] for s in ("new", "escalated", "closed") for t in d[s]})
-        n.send(notify.Message(f"digest|{run_date}", "digest", owner,
-                              f"[cxloop] {len(d['new'])} new, {len(d['escalated'])} escalated, "
-                              f"{len(d['overdue'])} overdue"
-                              + (f", {len(d['closed'])} closed" if d["closed"] else ""), body,
-                              items), contacts_of[owner])
-        sent += 1
-    return sent
 
 
 def after_nightly_tasks(wh: Warehouse, settings: Settings, run_date: date, run_id: str,

@@ -198,19 +198,30 @@ def test_incremental_builds_equal_a_full_refresh(landing, tmp_path):
         # and one of an entity an intermediate kept by customer reads: the first row's
         # customer loses an interaction, the second's has it changed
         _redeliver(mine, "crm", "interactions", last - timedelta(days=4), "wait_seconds", "999")
+        # and a response moved to another (older, likely another customer's) invitation:
+        # the models kept by key rebuild both invitations and the response
+        [older] = (mine / "survey" / "invitations" / (last - timedelta(days=8)).isoformat()
+                   ).glob("*.csv")
+        header, row, *_ = older.read_text().splitlines()
+        other = row.split(",")[header.split(",").index("invitation_id")]
+        moved = next(d for d in (last - timedelta(days=k) for k in (3, 2, 1))
+                     if len(next((mine / "survey" / "responses" / d.isoformat()).glob("*.csv"))
+                            .read_text().splitlines()) >= 3)
+        _redeliver(mine, "survey", "responses", moved, "invitation_id", other)
         cli("backfill", "--start", str(last - timedelta(days=4)), "--end", str(last))
         settings = load_settings(home=str(home), landing=str(mine))
         wh = open_warehouse(home, settings.warehouse_url, settings.database,
                             timezone=settings.timezone, migrate_schema=False)
         with wh.transaction() as cur:
             cur.execute("select count(*) from ops.batch_changes")
-            assert cur.fetchone()[0] == 2  # each correction was taken as one
+            assert cur.fetchone()[0] == 3  # each correction was taken as one
             cur.execute("select model from ops.dbt_incremental_builds where not full_build")
             incremental = {r[0] for r in cur.fetchall()}
             # the nightly builds were incremental, by key and by customer
             assert {"stg_survey__responses", "stg_crm__interactions",
                     "int_interactions_enriched", "int_item_ratings_enriched",
-                    "int_customer_journey_summaries"} <= incremental
+                    "int_customer_journey_summaries", "int_invitations_enriched",
+                    "int_responses_enriched", "int_driver_inputs"} <= incremental
         # mart_task_effects reads the tasks as of its build, before the run's task stage
         # wrote that day's: built again first, it reads the tasks the full build will read
         transform.run_dbt(wh, settings, ["run", "--select", "mart_task_effects"], last)

@@ -133,3 +133,57 @@ def test_the_recovery_answer_is_the_tasks_effect_and_reaches_the_digest(warehous
         assert len(smtp.inbox.messages) == 1
     finally:
         smtp.stop()
+
+
+def test_a_long_digest_lists_the_most_urgent_and_counts_the_rest(warehouse, tmp_path):
+    """An owner with more open tasks than a section lists (LIST_LIMIT) gets the most urgent
+    ones, a count of the rest, and all of them on record as told: the digest reads the
+    tasks a batch at a time (a 1M-customer warehouse has 443k open ones), not all at once."""
+    from flows import task_messages
+
+    smtp = SmtpServer()
+    try:
+        contacts = tmp_path / "owner_contacts.csv"
+        contacts.write_text("owner,channel,address\nteam_a,email,team_a@test.example\n")
+        config = tmp_path / "cxloop.yml"
+        config.write_text(yaml.safe_dump({
+            "home": str(tmp_path), "landing": str(tmp_path / "landing"),
+            "reference": {"owner_contacts": str(contacts)},
+            "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp.port,
+                                "from": "cxloop@test.example"},
+                       "outbound": str(tmp_path / "outbound"), "retry_delay_seconds": 0.05}}))
+        settings = load_settings(config)
+        n_tasks = task_messages.LIST_LIMIT + 7
+        with warehouse.transaction() as cur:
+            for i in range(n_tasks):
+                # priorities 1-3 interleaved: the listed ones are the 25 most urgent
+                cur.execute(
+                    """insert into ops.improvement_tasks (task_id, natural_key, rule,
+                           subject_type, subject_id, period, title, evidence, owner_team,
+                           owner_person, priority, due_at, status, is_contact, created_at,
+                           created_run_id, confirmed_run_id)
+                       values (%s, %s, 'call_back', 'customer', %s, %s, %s, '{}', 'team_a',
+                               'person_a', %s, %s, 'open', true, %s, 'r0', 'r0')""",
+                    (f"T-{i:03d}", f"call_back|c{i}|{D}", f"c{i}", D.isoformat(), f"task {i}",
+                     1 + i % 3, datetime(2026, 12, 1), datetime(2026, 9, 8)))
+        got = list(task_messages._iter_tasks(warehouse, "owner_team = %(t)s", {"t": "team_a"},
+                                             batch_rows=4))
+        assert [t["task_id"] for t in got] == sorted(
+            (f"T-{i:03d}" for i in range(n_tasks)), key=lambda k: (1 + int(k[2:]) % 3, k))
+        n = notify.Notifier(warehouse, settings, "night-1")
+        try:
+            assert alerts.send_digests(n, warehouse, D) == 1
+        finally:
+            n.close()
+        [(_, subject, body)] = smtp.inbox.messages
+        assert subject.startswith(f"[cxloop] {n_tasks} new,")
+        listed = [line.split()[1] for line in body[body.index(f"New ({n_tasks}):"):].splitlines()
+                  if line.startswith("- T-")]
+        assert listed == [t["task_id"] for t in got][:task_messages.LIST_LIMIT]
+        assert f"- ... and {n_tasks - task_messages.LIST_LIMIT} more" in body
+        with warehouse.transaction() as cur:
+            cur.execute("select task_ids from ops.notifications where kind = 'digest'")
+            [(told,)] = cur.fetchall()
+        assert sorted(told) == sorted(f"T-{i:03d}" for i in range(n_tasks))
+    finally:
+        smtp.stop()

@@ -41,6 +41,14 @@
     );
     create index if not exists dbt_touched_customers_model
         on ops.dbt_touched_customers (model, built_at);
+    create table if not exists ops.dbt_touched_values (
+        model text not null,
+        built_at timestamptz not null,
+        column_name text not null,
+        value text
+    );
+    create index if not exists dbt_touched_values_model
+        on ops.dbt_touched_values (model, column_name, built_at);
     create table if not exists ops.dbt_incremental_batches (
         model text not null,
         batch_id text not null,
@@ -187,6 +195,10 @@ current_batches as (
         select keys_of_replaced.{{ key }} from keys_of_replaced
     ) as touched;
     analyze {{ staging_touched_relation() }};
+    -- the linked columns' values of the rows that go, for the models kept by key
+    -- (macros/incremental_by_key.sql)
+    {{ key_log_values(this, 'logged_rows.' ~ key ~ ' in (select touched.' ~ key
+                      ~ ' from ' ~ staging_touched_relation() ~ ' as touched)') }};
     {%- if staging_has_customers() %}
     -- the customers whose rows go (a key may move to another customer, or vanish), for
     -- the intermediates kept by customer (macros/incremental_by_customer.sql)
@@ -289,6 +301,10 @@ current_batches as (
     values ('{{ this.identifier }}', now(), null);
         {%- endif %}
     {%- endif %}
+    -- and of the rows written (a null for each after a full build)
+    {{ key_log_values(this, 'logged_rows.' ~ key ~ ' in (select touched.' ~ key
+                      ~ ' from ' ~ staging_touched_relation() ~ ' as touched)',
+                      not staging_can_increment()) }};
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
     values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }},
             '{{ model_checksum() }}|' || current_setting('TimeZone'))

@@ -5,15 +5,26 @@
 -- segmentation dimension of var segment_by (cxloop.yml domain.segment_by: a
 -- customer column, or attributes.<key> of the customer's extra columns), named
 -- as the dimension and taken from the customer's version when answering.
+-- Kept by key (macros/incremental_by_key.sql): a nightly rebuilds the rows of the
+-- responses whose item ratings or answers changed (and, with further dimensions, whose
+-- customer's history changed).
 {%- set extra_dimensions = var('segment_by', ['segment'])
     | reject('in', ['segment', 'region']) | list %}
+{%- set links = [
+    ['stg_survey__item_ratings', 'response_id', 'response_id'],
+    ['int_responses_enriched', 'response_id', 'response_id'],
+] %}
+{%- if extra_dimensions %}
+{%- do links.append(['stg_crm__customer_versions', 'customer_id', 'customer_id']) %}
+{%- endif %}
+{{ config(**key_incremental('response_id', links)) }}
 with
 
 item_ratings as (
 
     -- an item marked "not applicable" (empty rating) says nothing about its driver weight
     select * from {{ ref('stg_survey__item_ratings') }}
-    where rating is not null
+    where rating is not null {{ key_only_touched(clause='and') if not extra_dimensions }}
 
 ),
 
@@ -39,7 +50,7 @@ relationship_responses as (
 
 ),
 
-final as (
+rated as (
 
     select
         item_ratings.response_id,
@@ -76,6 +87,20 @@ final as (
                 relationship_responses.responded_at >= customer_history.valid_from
                 or customer_history.version_number = 1
             )
+    {%- endif %}
+
+),
+
+-- the customer link is the response's customer: with further dimensions the rows to
+-- rebuild are picked after the join
+final as (
+
+    select
+        *,
+        cast(now() as timestamptz) as built_at
+    from rated
+    {%- if extra_dimensions %}
+    {{ key_only_touched() }}
     {%- endif %}
 
 )

@@ -1,10 +1,19 @@
+{{ config(**key_incremental('invitation_id', [
+    ['stg_survey__invitations', 'invitation_id', 'invitation_id'],
+    ['stg_survey__responses', 'invitation_id', 'invitation_id'],
+    ['stg_crm__interactions', 'interaction_id', 'interaction_id'],
+    ['stg_crm__customer_versions', 'customer_id', 'customer_id'],
+])) }}
 -- Survey invitations up to run_date with the channel and segment they count
--- under, and whether (and when) they were answered by run_date.
+-- under, and whether (and when) they were answered by run_date. Kept by key
+-- (macros/incremental_by_key.sql): a nightly rebuilds the invitations whose own row,
+-- answers, interaction or customer history changed.
 with
 
 invitations as (
 
     select * from {{ ref('stg_survey__invitations') }}
+    {{ key_only_touched() }}
 
 ),
 
@@ -57,6 +66,9 @@ first_answers as (
         max(extract_date) as extract_date,
         max(loaded_at) as loaded_at
     from responses
+    {%- if key_can_increment() %}
+    where responses.invitation_id in (select invitations.invitation_id from invitations)
+    {%- endif %}
     group by invitation_id
 
 ),
@@ -81,7 +93,8 @@ final as (
         first_answers.answered_at,
         first_answers.answered_at is not null as is_answered,
         greatest(invitations.extract_date, first_answers.extract_date) as extract_date,
-        greatest(invitations.loaded_at, first_answers.loaded_at) as loaded_at
+        greatest(invitations.loaded_at, first_answers.loaded_at) as loaded_at,
+        cast(now() as timestamptz) as built_at
     from invitations
     left join invitation_interactions
         on invitations.invitation_id = invitation_interactions.invitation_id

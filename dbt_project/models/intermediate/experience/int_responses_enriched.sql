@@ -1,11 +1,18 @@
+{{ config(**key_incremental('response_id', [
+    ['stg_survey__responses', 'response_id', 'response_id'],
+    ['int_invitations_enriched', 'invitation_id', 'invitation_id'],
+    ['stg_crm__customer_versions', 'customer_id', 'customer_id'],
+])) }}
 -- Survey responses up to run_date with their invitation, the touchpoint and
 -- channel they are about, the customer's attributes when answering, and the
--- NPS category.
+-- NPS category. Kept by key (macros/incremental_by_key.sql): a nightly rebuilds the
+-- responses whose own row, invitation or customer history changed.
 with
 
 responses as (
 
     select * from {{ ref('stg_survey__responses') }}
+    {{ key_only_touched() }}
 
 ),
 
@@ -87,7 +94,8 @@ final as (
         joined.responded_at,
         cast(joined.responded_at as date) as response_date,
         joined.extract_date,
-        joined.loaded_at
+        joined.loaded_at,
+        cast(now() as timestamptz) as built_at
     from joined
     left join catalogue
         on joined.touchpoint_code = catalogue.touchpoint_code
