@@ -29,11 +29,20 @@
 
 {#- The config of a model kept by key: config(**key_incremental(key, links)). -#}
 {% macro key_incremental(key, links) -%}
+    {%- set indexed = [key] -%}
+    {%- for link in links if link[2] not in indexed -%}
+        {%- do indexed.append(link[2]) -%}
+    {%- endfor -%}
+    {#- each own column indexed: the rows to rebuild are found by index, not by a scan -#}
+    {%- set indexes = [] -%}
+    {%- for column in indexed -%}
+        {%- do indexes.append({'columns': [column]}) -%}
+    {%- endfor -%}
     {{ return({
         'materialized': 'incremental',
         'incremental_strategy': 'append',
         'on_schema_change': 'sync_all_columns',
-        'indexes': [{'columns': [key]}],
+        'indexes': indexes,
         'meta': {'incremental_by': 'key', 'key': key, 'links': links},
         'pre_hook': ["{{ key_forget_touched() }}"],
         'post_hook': ["{{ record_key_build() }}"],
@@ -145,14 +154,14 @@
 {%- endmacro %}
 
 {#- `alias`'s row (none: the one table read) is one to rebuild: one of its own columns
-    holds a touched value. -#}
+    holds a touched value (`= any(array(...))`, so each column's index serves its part). -#}
 {% macro key_touched_condition(alias=none) -%}
     (
     {%- for column in key_own_columns() %}
-        {{ 'or ' if not loop.first }}{{ alias ~ '.' if alias }}{{ column }} in (
+        {{ 'or ' if not loop.first }}{{ alias ~ '.' if alias }}{{ column }} = any(array(
             select touched.value from {{ key_touched_relation() }} as touched
             where touched.own_column = '{{ column }}'
-        )
+        ))
     {%- endfor %}
     )
 {%- endmacro %}
@@ -165,9 +174,9 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Log the values of `relation`'s rows (alias `rows`, filtered by `condition`) of the
-    columns this model's readers link on; a null value for each after a full build. -#}
-{% macro key_log_values(relation, condition, full=false) -%}
+{#- Log, for the columns this model's readers link on, the values of the rows `rows_from`
+    yields (a FROM clause naming them `logged_rows`); a null for each after a full build. -#}
+{% macro key_log_values(rows_from, full=false) -%}
     {%- set columns = key_logged_columns(this.identifier) -%}
     {%- if columns | length == 0 -%}select 1{%- elif full -%}
     insert into ops.dbt_touched_values (model, built_at, column_name, value)
@@ -176,15 +185,21 @@
     {%- else -%}
     insert into ops.dbt_touched_values (model, built_at, column_name, value)
     select distinct '{{ this.identifier }}', now(), logged.column_name, logged.value
-    from {{ relation }} as logged_rows
+    from {{ rows_from }}
     cross join lateral (
         values
         {%- for column in columns %}
             ('{{ column }}', cast(logged_rows.{{ column }} as text)){{ ',' if not loop.last }}
         {%- endfor %}
     ) as logged (column_name, value)
-    where {{ condition }} and logged.value is not null
+    where logged.value is not null
     {%- endif -%}
+{%- endmacro %}
+
+{#- This model's rows to rebuild, as a FROM clause for key_log_values: the pre-hook logs
+    the rows about to go, the post-hook the rows written (the same condition picked them). -#}
+{% macro key_rows_touched() -%}
+    (select * from {{ this }} as kept where {{ key_touched_condition('kept') }}) as logged_rows
 {%- endmacro %}
 
 {#- Pre-hook: the values to rebuild from; the values of the rows about to go, for this
@@ -206,7 +221,7 @@
             where built.model = '{{ this.identifier }}'
         );
     analyze {{ key_touched_relation() }};
-    {{ key_log_values(this, key_touched_condition('logged_rows')) }};
+    {{ key_log_values(key_rows_touched()) }};
     delete from {{ this }} as kept
     where {{ key_touched_condition('kept') }}
         {%- else %}
@@ -223,20 +238,24 @@
 {% macro record_key_build() -%}
     {%- set full = not key_can_increment() -%}
     {%- set readers = key_readers() | map(attribute='alias') | list -%}
+    -- the `indexes` config indexes a new table only: one from before the model was kept
+    -- by key gets its indexes here
     do $$
     begin
+        {%- for column in ([model.config.meta.key] + key_own_columns()) | unique | list %}
         if not exists (
             select 1 from pg_index as i
             inner join pg_attribute as a
                 on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
             where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
-                and a.attname = '{{ model.config.meta.key }}'
+                and a.attname = '{{ column }}'
         ) then
-            create index on {{ this }} ({{ model.config.meta.key }});
+            create index on {{ this }} ({{ column }});
         end if;
+        {%- endfor %}
     end
     $$;
-    {{ key_log_values(this, 'logged_rows.built_at = now()', full) }};
+    {{ key_log_values(key_rows_touched(), full) }};
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
     values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ full }},
             '{{ customer_fingerprint(customer_ancestors()) }}|' || current_setting('TimeZone'))

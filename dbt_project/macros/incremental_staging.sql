@@ -197,8 +197,7 @@ current_batches as (
     analyze {{ staging_touched_relation() }};
     -- the linked columns' values of the rows that go, for the models kept by key
     -- (macros/incremental_by_key.sql)
-    {{ key_log_values(this, 'logged_rows.' ~ key ~ ' in (select touched.' ~ key
-                      ~ ' from ' ~ staging_touched_relation() ~ ' as touched)') }};
+    {{ key_log_values(staging_rows_touched(key)) }};
     {%- if staging_has_customers() %}
     -- the customers whose rows go (a key may move to another customer, or vanish), for
     -- the intermediates kept by customer (macros/incremental_by_customer.sql)
@@ -217,6 +216,13 @@ current_batches as (
     {%- else -%}
     select 1
     {%- endif -%}
+{%- endmacro %}
+
+{#- The rows of the touched keys, as a FROM clause (macros/incremental_by_key.sql,
+    key_log_values): found through the key's index from the touched keys. -#}
+{% macro staging_rows_touched(key) -%}
+    {{ staging_touched_relation() }} as touched
+    inner join {{ this }} as logged_rows on logged_rows.{{ key }} = touched.{{ key }}
 {%- endmacro %}
 
 {#- True when the staging table's touched customers are logged: it has a customer_id
@@ -302,9 +308,7 @@ current_batches as (
         {%- endif %}
     {%- endif %}
     -- and of the rows written (a null for each after a full build)
-    {{ key_log_values(this, 'logged_rows.' ~ key ~ ' in (select touched.' ~ key
-                      ~ ' from ' ~ staging_touched_relation() ~ ' as touched)',
-                      not staging_can_increment()) }};
+    {{ key_log_values(staging_rows_touched(key), not staging_can_increment()) }};
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
     values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }},
             '{{ model_checksum() }}|' || current_setting('TimeZone'))
