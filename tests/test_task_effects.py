@@ -58,19 +58,24 @@ def _responses(landing: Path, rows: list[dict[str, object]]) -> None:
                         "invited_at": f"{D} 09:00:00", **r})
 
 
+def _settings(tmp_path: Path, smtp: SmtpServer):
+    """Settings whose one owner, team_a, is e-mailed through the test's SMTP server."""
+    contacts = tmp_path / "owner_contacts.csv"
+    contacts.write_text("owner,channel,address\nteam_a,email,team_a@test.example\n")
+    config = tmp_path / "cxloop.yml"
+    config.write_text(yaml.safe_dump({
+        "home": str(tmp_path), "landing": str(tmp_path / "landing"),
+        "reference": {"owner_contacts": str(contacts)},
+        "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp.port,
+                            "from": "cxloop@test.example"},
+                   "outbound": str(tmp_path / "outbound"), "retry_delay_seconds": 0.05}}))
+    return load_settings(config)
+
+
 def test_the_recovery_answer_is_the_tasks_effect_and_reaches_the_digest(warehouse, tmp_path):
     smtp = SmtpServer()
     try:
-        contacts = tmp_path / "owner_contacts.csv"
-        contacts.write_text("owner,channel,address\nteam_a,email,team_a@test.example\n")
-        config = tmp_path / "cxloop.yml"
-        config.write_text(yaml.safe_dump({
-            "home": str(tmp_path), "landing": str(tmp_path / "landing"),
-            "reference": {"owner_contacts": str(contacts)},
-            "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp.port,
-                                "from": "cxloop@test.example"},
-                       "outbound": str(tmp_path / "outbound"), "retry_delay_seconds": 0.05}}))
-        settings = load_settings(config)
+        settings = _settings(tmp_path, smtp)
         with warehouse.transaction() as cur:
             _task(cur, "T-answered", "cust-1", nps=2, csat=1)
             _task(cur, "T-silent", "cust-2", nps=4, csat=2)
@@ -143,16 +148,7 @@ def test_a_long_digest_lists_the_most_urgent_and_counts_the_rest(warehouse, tmp_
 
     smtp = SmtpServer()
     try:
-        contacts = tmp_path / "owner_contacts.csv"
-        contacts.write_text("owner,channel,address\nteam_a,email,team_a@test.example\n")
-        config = tmp_path / "cxloop.yml"
-        config.write_text(yaml.safe_dump({
-            "home": str(tmp_path), "landing": str(tmp_path / "landing"),
-            "reference": {"owner_contacts": str(contacts)},
-            "alerts": {"smtp": {"host": "127.0.0.1", "port": smtp.port,
-                                "from": "cxloop@test.example"},
-                       "outbound": str(tmp_path / "outbound"), "retry_delay_seconds": 0.05}}))
-        settings = load_settings(config)
+        settings = _settings(tmp_path, smtp)
         n_tasks = task_messages.LIST_LIMIT + 7
         with warehouse.transaction() as cur:
             for i in range(n_tasks):

@@ -77,6 +77,20 @@
     between them (the watermark is written last, by the post-hook). -#}
 {% macro customer_can_increment() -%}
     {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
+    {%- set staging_names = customer_staging_ancestors(customer_ancestors())
+                            | map(attribute='alias') | list -%}
+    {{ return(kept_can_increment(
+        "not exists (select 1 from ops.dbt_touched_customers t "
+        ~ "where t.model = any(" ~ customer_array(staging_names) ~ ") "
+        ~ "and t.built_at > b.built_at and t.customer_id is null)")) }}
+{%- endmacro %}
+
+{#- The rules a model kept by customer or by key (macros/incremental_by_key.sql) shares:
+    a watermark as of this run_date or earlier, an unchanged fingerprint, no full build
+    of an incremental intermediate ancestor since, every staging ancestor incremental and
+    with a watermark, and `inputs_whole` (SQL over the watermark row `b`: no input's full
+    build since, in the model's own log). -#}
+{% macro kept_can_increment(inputs_whole) -%}
     {%- set ancestors = customer_ancestors() -%}
     {%- set staging = customer_staging_ancestors(ancestors) -%}
     {%- for node in staging if node.config.materialized != 'incremental' -%}
@@ -94,9 +108,7 @@
     {%- set rows = run_query(
         "select b.run_date <= " ~ run_date() ~ " and b.model_checksum = '"
         ~ customer_fingerprint(ancestors) ~ "|' || current_setting('TimeZone') "
-        ~ "and not exists (select 1 from ops.dbt_touched_customers t "
-        ~ "where t.model = any(" ~ customer_array(staging_names) ~ ") "
-        ~ "and t.built_at > b.built_at and t.customer_id is null) "
+        ~ "and " ~ inputs_whole ~ " "
         ~ "and not exists (select 1 from ops.dbt_incremental_builds a "
         ~ "where a.model = any(" ~ customer_array(intermediates) ~ ") "
         ~ "and a.full_build and a.built_at > b.built_at) "
@@ -104,6 +116,39 @@
         ~ customer_array(staging_names) ~ ")) = " ~ staging_names | length ~ " "
         ~ "from ops.dbt_incremental_builds b where b.model = '" ~ this.identifier ~ "'") -%}
     {{ return(rows | length > 0 and rows[0][0]) }}
+{%- endmacro %}
+
+{#- Post-hook part both kinds share: each column's index when missing (the `indexes`
+    config indexes a new table only, not one from before the model was kept; an index
+    name of our own would clash with a full refresh's backup), the watermark with the
+    fingerprint, `log_table` pruned to what the oldest model of `kind` still needs, and
+    statistics after a full build. -#}
+{% macro kept_record_build(columns, full, log_table, kind) -%}
+    do $$
+    begin
+        {%- for column in columns | unique | list %}
+        if not exists (
+            select 1 from pg_index as i
+            inner join pg_attribute as a
+                on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
+            where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
+                and a.attname = '{{ column }}'
+        ) then
+            create index on {{ this }} ({{ column }});
+        end if;
+        {%- endfor %}
+    end
+    $$;
+    {{ record_watermark(full, customer_fingerprint(customer_ancestors())) }};
+    delete from {{ log_table }}
+    where built_at < (
+        select min(built.built_at) from ops.dbt_incremental_builds as built
+        where built.model = any({{ customer_array(kept_models(kind) | map(attribute='alias') | list) }})
+    )
+    {%- if full -%}
+    ;
+    analyze {{ this }}
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro customer_array(names) -%}
@@ -156,41 +201,8 @@
 {#- Post-hook: the watermark (in the model's transaction), statistics after a full
     build, and the log pruned to what the oldest reader still needs. -#}
 {% macro record_customer_build() -%}
-    {%- set ancestors = customer_ancestors() -%}
-    {%- set full = not customer_can_increment() -%}
-    {%- set readers = customer_readers() | map(attribute='alias') | list -%}
-    -- the `indexes` config indexes a new table only: one from before the model was kept
-    -- incrementally gets its index here (a name would clash with a full refresh's backup)
-    do $$
-    begin
-        if not exists (
-            select 1 from pg_index as i
-            inner join pg_attribute as a
-                on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-            where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
-                and a.attname = 'customer_id'
-        ) then
-            create index on {{ this }} (customer_id);
-        end if;
-    end
-    $$;
-    insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
-    values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ full }},
-            '{{ customer_fingerprint(ancestors) }}|' || current_setting('TimeZone'))
-    on conflict (model) do update set
-        run_date = excluded.run_date,
-        built_at = excluded.built_at,
-        full_build = excluded.full_build,
-        model_checksum = excluded.model_checksum;
-    delete from ops.dbt_touched_customers
-    where built_at < (
-        select min(built.built_at) from ops.dbt_incremental_builds as built
-        where built.model = any({{ customer_array(readers) }})
-    )
-    {%- if full -%}
-    ;
-    analyze {{ this }}
-    {%- endif -%}
+    {{ kept_record_build(['customer_id'], not customer_can_increment(),
+                         'ops.dbt_touched_customers', 'customer_id') }}
 {%- endmacro %}
 
 {#- The config of a model kept by customer: config(**customer_incremental()). -#}
@@ -215,9 +227,14 @@
 
 {#- The models kept by customer, as graph nodes. -#}
 {% macro customer_readers() -%}
+    {{- return(kept_models('customer_id')) -}}
+{%- endmacro %}
+
+{#- The models whose meta incremental_by is `kind` ('customer_id' or 'key'). -#}
+{% macro kept_models(kind) -%}
     {%- set out = [] -%}
     {%- for node in (graph.nodes.values() if execute else []) if node.resource_type == 'model'
-            and node.config.get('meta', {}).get('incremental_by') == 'customer_id' -%}
+            and node.config.get('meta', {}).get('incremental_by') == kind -%}
         {%- do out.append(node) -%}
     {%- endfor -%}
     {{- return(out) -}}

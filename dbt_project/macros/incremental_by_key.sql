@@ -51,12 +51,7 @@
 
 {#- The models kept by key, as graph nodes. -#}
 {% macro key_readers() -%}
-    {%- set out = [] -%}
-    {%- for node in (graph.nodes.values() if execute else []) if node.resource_type == 'model'
-            and node.config.get('meta', {}).get('incremental_by') == 'key' -%}
-        {%- do out.append(node) -%}
-    {%- endfor -%}
-    {{- return(out) -}}
+    {{- return(kept_models('key')) -}}
 {%- endmacro %}
 
 {#- The columns of model `name` that some model kept by key links on: what its builds
@@ -120,33 +115,10 @@
 {% macro key_can_increment() -%}
     {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
     {%- do key_check_links() -%}
-    {%- set ancestors = customer_ancestors() -%}
-    {%- set staging = customer_staging_ancestors(ancestors) -%}
-    {%- for node in staging if node.config.materialized != 'incremental' -%}
-        {{ return(false) }}
-    {%- endfor -%}
-    {%- set intermediates = [] -%}
-    {%- for node_id in ancestors -%}
-        {%- set node = graph.nodes[node_id] -%}
-        {%- if node.resource_type == 'model' and node.fqn[1] != 'staging'
-              and node.config.materialized == 'incremental' -%}
-            {%- do intermediates.append(node.alias or node.name) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- set staging_names = staging | map(attribute='alias') | list -%}
-    {%- set rows = run_query(
-        "select b.run_date <= " ~ run_date() ~ " and b.model_checksum = '"
-        ~ customer_fingerprint(ancestors) ~ "|' || current_setting('TimeZone') "
-        ~ "and not exists (select 1 from ops.dbt_touched_values t inner join "
+    {{ return(kept_can_increment(
+        "not exists (select 1 from ops.dbt_touched_values t inner join "
         ~ key_links_values() ~ " on t.model = links.model and t.column_name = links.column_name "
-        ~ "where t.built_at > b.built_at and t.value is null) "
-        ~ "and not exists (select 1 from ops.dbt_incremental_builds a "
-        ~ "where a.model = any(" ~ customer_array(intermediates) ~ ") "
-        ~ "and a.full_build and a.built_at > b.built_at) "
-        ~ "and (select count(*) from ops.dbt_incremental_builds s where s.model = any("
-        ~ customer_array(staging_names) ~ ")) = " ~ staging_names | length ~ " "
-        ~ "from ops.dbt_incremental_builds b where b.model = '" ~ this.identifier ~ "'") -%}
-    {{ return(rows | length > 0 and rows[0][0]) }}
+        ~ "where t.built_at > b.built_at and t.value is null)")) }}
 {%- endmacro %}
 
 {% macro key_touched_relation() -%}
@@ -237,40 +209,7 @@
     the oldest model kept by key still needs. -#}
 {% macro record_key_build() -%}
     {%- set full = not key_can_increment() -%}
-    {%- set readers = key_readers() | map(attribute='alias') | list -%}
-    -- the `indexes` config indexes a new table only: one from before the model was kept
-    -- by key gets its indexes here
-    do $$
-    begin
-        {%- for column in ([model.config.meta.key] + key_own_columns()) | unique | list %}
-        if not exists (
-            select 1 from pg_index as i
-            inner join pg_attribute as a
-                on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-            where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
-                and a.attname = '{{ column }}'
-        ) then
-            create index on {{ this }} ({{ column }});
-        end if;
-        {%- endfor %}
-    end
-    $$;
     {{ key_log_values(key_rows_touched(), full) }};
-    insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
-    values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ full }},
-            '{{ customer_fingerprint(customer_ancestors()) }}|' || current_setting('TimeZone'))
-    on conflict (model) do update set
-        run_date = excluded.run_date,
-        built_at = excluded.built_at,
-        full_build = excluded.full_build,
-        model_checksum = excluded.model_checksum;
-    delete from ops.dbt_touched_values
-    where built_at < (
-        select min(built.built_at) from ops.dbt_incremental_builds as built
-        where built.model = any({{ customer_array(readers) }})
-    )
-    {%- if full -%}
-    ;
-    analyze {{ this }}
-    {%- endif -%}
+    {{ kept_record_build([model.config.meta.key] + key_own_columns(), full,
+                         'ops.dbt_touched_values', 'key') }}
 {%- endmacro %}

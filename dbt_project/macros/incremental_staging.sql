@@ -309,9 +309,15 @@ current_batches as (
     {%- endif %}
     -- and of the rows written (a null for each after a full build)
     {{ key_log_values(staging_rows_touched(key), not staging_can_increment()) }};
+    {{ record_watermark(not staging_can_increment(), model_checksum()) }}
+{%- endmacro %}
+
+{#- The model's watermark: the run_date and time of this build, whether it was full, and
+    what its result depends on besides the rows (`checksum`, with the session time zone). -#}
+{% macro record_watermark(full, checksum) -%}
     insert into ops.dbt_incremental_builds (model, run_date, built_at, full_build, model_checksum)
-    values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ not staging_can_increment() }},
-            '{{ model_checksum() }}|' || current_setting('TimeZone'))
+    values ('{{ this.identifier }}', {{ run_date() }}, now(), {{ full }},
+            '{{ checksum }}|' || current_setting('TimeZone'))
     on conflict (model) do update set
         run_date = excluded.run_date,
         built_at = excluded.built_at,
