@@ -21,8 +21,8 @@
 #}
 
 {#- The models `node` (default: this model) reads, directly or not (unique ids), by
-    walking the graph. -#}
-{% macro customer_ancestors(node=none) -%}
+    walking the graph; the walk does not go past the models named in `stop_at`. -#}
+{% macro customer_ancestors(node=none, stop_at=[]) -%}
     {%- if not execute -%}{{ return([]) }}{%- endif -%}
     {%- set seen = [] -%}
     {%- set todo = (node or model).get('depends_on', {}).get('nodes', []) | list -%}
@@ -31,7 +31,10 @@
         {%- set node_id = todo.pop(0) -%}
         {%- if node_id not in seen and node_id in graph.nodes -%}
             {%- do seen.append(node_id) -%}
-            {%- do todo.extend(graph.nodes[node_id].get('depends_on', {}).get('nodes', [])) -%}
+            {%- set found = graph.nodes[node_id] -%}
+            {%- if (found.alias or found.name) not in stop_at -%}
+                {%- do todo.extend(found.get('depends_on', {}).get('nodes', [])) -%}
+            {%- endif -%}
         {%- endif -%}
     {%- endfor -%}
     {{- return(seen) -}}

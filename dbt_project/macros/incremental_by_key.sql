@@ -83,21 +83,13 @@
     a link: a forgotten input would leave its changes unseen. -#}
 {% macro key_check_links() -%}
     {%- set linked = key_links() | map(attribute=0) | list -%}
-    {%- set todo = model.depends_on.nodes | list -%}
-    {%- set seen = [] -%}
-    {%- for _ in range(100000) if todo | length > 0 -%}
-        {%- set node_id = todo.pop(0) -%}
-        {%- if node_id not in seen and node_id in graph.nodes -%}
-            {%- do seen.append(node_id) -%}
-            {%- set node = graph.nodes[node_id] -%}
-            {%- if node.resource_type == 'model' and (node.alias or node.name) not in linked -%}
-                {%- if node.fqn[1] == 'staging' -%}
-                    {%- do exceptions.raise_compiler_error(
-                        model.name ~ " is kept by key but reads " ~ node.name
-                        ~ " without a link on it (key_incremental links)") -%}
-                {%- endif -%}
-                {%- do todo.extend(node.get('depends_on', {}).get('nodes', [])) -%}
-            {%- endif -%}
+    {%- for node_id in customer_ancestors(stop_at=linked) -%}
+        {%- set node = graph.nodes[node_id] -%}
+        {%- if node.resource_type == 'model' and node.fqn[1] == 'staging'
+              and (node.alias or node.name) not in linked -%}
+            {%- do exceptions.raise_compiler_error(
+                model.name ~ " is kept by key but reads " ~ node.name
+                ~ " without a link on it (key_incremental links)") -%}
         {%- endif -%}
     {%- endfor -%}
 {%- endmacro %}

@@ -94,43 +94,10 @@ observation_dates as (
 
 ),
 
--- earlier dates of a large base are sampled by whole customers (a hash of the id, the
--- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
--- rows, which are scored, are always complete. Whole customers need no weights. The
--- sample is drawn from the (date, customer) pairs alone, before the wide rows are built.
-earlier_active_pairs as (
-
-    select distinct
-        observation_dates.observation_date,
-        subscription_versions.customer_id
-    from observation_dates
-    inner join subscription_versions
-        on
-            observation_dates.observation_date >= subscription_versions.known_from
-            and observation_dates.observation_date
-            < coalesce(subscription_versions.known_until, date '9999-12-31')
-    where
-        observation_dates.observation_date < {{ run_date() }}
-        and observation_dates.observation_date >= subscription_versions.start_date
-        and coalesce(subscription_versions.end_date, date '9999-12-31')
-        > observation_dates.observation_date
-
-),
-
-history_sample as (
-
-    select
-        least(
-            1024,
-            ceil(1024.0 * {{ var('churn_history_max_rows') }} / nullif(count(*), 0))
-        ) as buckets
-    from earlier_active_pairs
-
-),
-
--- each subscription as the warehouse knew it on each observation date (and one window
--- earlier, for the value trend): never a version extracted later
-known_on_date as (
+-- each subscription running on each observation date as the warehouse knew it then (and
+-- one window earlier, for the value trend): never a version extracted later. Read by the
+-- sample's narrow pairs and by the wide rows: not materialized, each reads its columns.
+known_on_date as not materialized (
 
     select
         observation_dates.observation_date,
@@ -142,6 +109,10 @@ known_on_date as (
             observation_dates.observation_date >= subscription_versions.known_from
             and observation_dates.observation_date
             < coalesce(subscription_versions.known_until, date '9999-12-31')
+    where
+        observation_dates.observation_date >= subscription_versions.start_date
+        and coalesce(subscription_versions.end_date, date '9999-12-31')
+        > observation_dates.observation_date
 
 ),
 
@@ -157,6 +128,31 @@ known_window_before as (
             <= observation_dates.observation_date - {{ window_days }}
             and coalesce(subscription_versions.known_until, date '9999-12-31')
             > observation_dates.observation_date - {{ window_days }}
+
+),
+
+-- earlier dates of a large base are sampled by whole customers (a hash of the id, the
+-- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
+-- rows, which are scored, are always complete. Whole customers need no weights. The
+-- sample is drawn from the (date, customer) pairs alone, before the wide rows are built.
+earlier_active_pairs as (
+
+    select distinct
+        known_on_date.observation_date,
+        known_on_date.customer_id
+    from known_on_date
+    where known_on_date.observation_date < {{ run_date() }}
+
+),
+
+history_sample as (
+
+    select
+        least(
+            1024,
+            ceil(1024.0 * {{ var('churn_history_max_rows') }} / nullif(count(*), 0))
+        ) as buckets
+    from earlier_active_pairs
 
 ),
 
@@ -179,13 +175,8 @@ running as (
     from known_on_date
     cross join history_sample
     where
-        known_on_date.observation_date >= known_on_date.start_date
-        and coalesce(known_on_date.end_date, date '9999-12-31')
-        > known_on_date.observation_date
-        and (
-            known_on_date.observation_date = {{ run_date() }}
-            or (hashtext(known_on_date.customer_id) & 1023) < coalesce(history_sample.buckets, 1024)
-        )
+        known_on_date.observation_date = {{ run_date() }}
+        or (hashtext(known_on_date.customer_id) & 1023) < coalesce(history_sample.buckets, 1024)
     order by
         known_on_date.observation_date asc,
         known_on_date.customer_id asc,
