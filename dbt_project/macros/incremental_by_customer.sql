@@ -121,27 +121,12 @@
     {{ return(rows | length > 0 and rows[0][0]) }}
 {%- endmacro %}
 
-{#- Post-hook part both kinds share: each column's index when missing (the `indexes`
-    config indexes a new table only, not one from before the model was kept; an index
-    name of our own would clash with a full refresh's backup), the watermark with the
+{#- Post-hook part both kinds share: each column's index when missing, and built_at's
+    (the tests' slice, macros/test_slice.sql), the watermark with the
     fingerprint, `log_table` pruned to what the oldest model of `kind` still needs, and
     statistics after a full build. -#}
 {% macro kept_record_build(columns, full, log_table, kind) -%}
-    do $$
-    begin
-        {%- for column in columns | unique | list %}
-        if not exists (
-            select 1 from pg_index as i
-            inner join pg_attribute as a
-                on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-            where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
-                and a.attname = '{{ column }}'
-        ) then
-            create index on {{ this }} ({{ column }});
-        end if;
-        {%- endfor %}
-    end
-    $$;
+    {{ ensure_indexes(columns + ['built_at']) }};
     {{ record_watermark(full, customer_fingerprint(customer_ancestors())) }};
     delete from {{ log_table }}
     where built_at < (
