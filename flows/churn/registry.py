@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 from psycopg2.extras import Json, execute_values
 
 from flows.churn.design import SurvivalData
@@ -130,14 +132,17 @@ def write_hazard_ratios(cur: Any, model: ChurnModel) -> None:
 
 def copy_frame_into(cur: Any, table: str, frame: pd.DataFrame) -> None:
     """COPY a frame into ``table`` (its columns by name): a million rows in seconds, where
-    row-by-row inserts would take a minute."""
+    row-by-row inserts would take a minute. Arrow writes the CSV (a missing value as an
+    unquoted empty field, COPY's null; an empty string quoted): pandas' ``to_csv`` took
+    23 s of a 1M-customer nightly's scoring."""
     import io
 
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, header=False, na_rep="\\N")
+    buf = io.BytesIO()
+    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buf,
+                    pacsv.WriteOptions(include_header=False))
     buf.seek(0)
     cols = ", ".join(frame.columns)
-    cur.copy_expert(f"copy {table} ({cols}) from stdin with (format csv, null '\\N')", buf)
+    cur.copy_expert(f"copy {table} ({cols}) from stdin with (format csv)", buf)
 
 
 def drivers_table(drivers: pd.DataFrame, model: ChurnModel, run_date: date) -> pd.DataFrame:
@@ -155,7 +160,7 @@ def write_drivers(wh: Warehouse, drivers: pd.DataFrame, model: ChurnModel, run_d
     """Replace the long driver table (customer, rank, feature, value, contribution)."""
     frame = drivers_table(drivers, model, run_date)
     with wh.transaction() as cur:
-        cur.execute("delete from marts.churn_drivers")
+        cur.execute("truncate marts.churn_drivers")
         copy_frame_into(cur, "marts.churn_drivers", frame)
     return len(frame)
 
@@ -178,7 +183,7 @@ def write_scores(wh: Warehouse, scores: pd.DataFrame, model: ChurnModel, run_dat
     """Replace the scores with this run's, in one transaction (a re-run gives the same table)."""
     frame = scores_table(scores, model, run_date)
     with wh.transaction() as cur:
-        cur.execute("delete from marts.churn_scores")
+        cur.execute("truncate marts.churn_scores")
         copy_frame_into(cur, "marts.churn_scores", frame)
     return len(frame)
 

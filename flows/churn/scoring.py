@@ -91,6 +91,21 @@ def _json_values(values: np.ndarray) -> np.ndarray:
     return enc[codes]
 
 
+def _values_where_listed(frame: pd.DataFrame, names: list[str], top: np.ndarray,
+                         convert: Any, missing: object) -> dict[str, np.ndarray]:
+    """Each input's values as text, converted only on the rows that list it among their
+    top drivers (``missing`` elsewhere, and for an input not in ``frame``): converting
+    every value of every input took 40 s of scoring a million customers."""
+    out = {}
+    for i, name in enumerate(names):
+        col = np.full(len(frame), missing, dtype=object)
+        rows = np.flatnonzero((top == i).any(axis=1))
+        if name in frame and len(rows):
+            col[rows] = convert(frame[name].iloc[rows])
+        out[name] = col
+    return out
+
+
 def driver_contributions(model: ChurnModel, x: np.ndarray) -> tuple[list[str], np.ndarray]:
     """Per input: (x - mean) * log-hazard coefficient, one-hot levels and a feature's
     missing-data indicator summed into the input they describe."""
@@ -124,8 +139,8 @@ def drivers_long(model: ChurnModel, frame: pd.DataFrame, customer_ids: np.ndarra
     kk = min(k, len(names))
     top = np.argsort(-agg, axis=1)[:, :kk]
     vals = np.take_along_axis(agg, top, axis=1)
-    text = {s: frame[s].astype("string").to_numpy(dtype=object) if s in frame else
-            np.full(len(frame), None, dtype=object) for s in names}
+    text = _values_where_listed(frame, names, top, lambda v: v.astype("string")
+                                .to_numpy(dtype=object), None)
     parts = []
     for j in range(kk):
         keep = vals[:, j] > 0
@@ -155,8 +170,8 @@ def top_drivers(model: ChurnModel, frame: pd.DataFrame, x: np.ndarray, k: int = 
     kk = min(k, len(names))
     top = np.argsort(-agg, axis=1)[:, :kk]
     vals = np.take_along_axis(agg, top, axis=1)
-    enc = {s: _json_values(frame[s].to_numpy()) if s in frame else
-           np.full(len(frame), "null", dtype=object) for s in names}
+    enc = _values_where_listed(frame, names, top, lambda v: _json_values(v.to_numpy()),
+                               "null")
     result = pd.Series("", index=range(len(x)), dtype=object)
     for j in range(kk):
         value = np.empty(len(x), dtype=object)

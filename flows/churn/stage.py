@@ -280,8 +280,9 @@ def score_in_chunks(wh: Warehouse, model: ChurnModel, now: date, run_date: date,
         return 0  # nobody active on the date: the previous scores stay
     scored_at = datetime.now(UTC).isoformat()
     with wh.transaction() as cur:
-        cur.execute("delete from marts.churn_scores")
-        cur.execute("delete from marts.churn_drivers")
+        # truncate, not delete: deleting a million rows took 35 s and left the table twice
+        # its size for vacuum; still one transaction (a reader waits for the new scores)
+        cur.execute("truncate marts.churn_scores, marts.churn_drivers")
         for raw in today_chunks(wh, now, rows, chunk_rows):
             part = prepare(raw, like)
             del raw
