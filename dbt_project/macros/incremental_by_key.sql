@@ -103,10 +103,12 @@
     ) as links (model, column_name, own_column)
 {%- endmacro %}
 
-{#- True when this build can be incremental (the rules above). -#}
+{#- True when this build can be incremental (the rules above). The links are checked on
+    every build, the first included, so a missing one fails before any night relies on it. -#}
 {% macro key_can_increment() -%}
-    {%- if not execute or not is_incremental() -%}{{ return(false) }}{%- endif -%}
+    {%- if not execute -%}{{ return(false) }}{%- endif -%}
     {%- do key_check_links() -%}
+    {%- if not is_incremental() -%}{{ return(false) }}{%- endif -%}
     {{ return(kept_can_increment(
         "not exists (select 1 from ops.dbt_touched_values t inner join "
         ~ key_links_values() ~ " on t.model = links.model and t.column_name = links.column_name "
