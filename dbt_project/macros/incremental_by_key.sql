@@ -8,7 +8,9 @@
     that joins other entities by their own keys: a response may be filed under another
     customer than its invitation. A model kept by key names its links instead,
     config(**key_incremental(key, links)), each link
-    (input model, input column, own column): the rows of the input model that a build
+    (input model, input column, own column), the first naming the driving input (the
+    one read through the condition, which gets an index on each own column): the rows
+    of the input model that a build
     deletes or writes log their values of the input column (ops.dbt_touched_values,
     written by the staging hooks, macros/incremental_staging.sql, and by the hooks
     below for a kept intermediate); the model rebuilds its rows whose own column holds
@@ -115,6 +117,16 @@
         ~ "where t.built_at > b.built_at and t.value is null)")) }}
 {%- endmacro %}
 
+{#- The driving input (the first link's input model) as a rendered relation. -#}
+{% macro key_driving_input() -%}
+    {%- set name = key_links()[0][0] -%}
+    {%- for node in graph.nodes.values() if node.resource_type == 'model'
+            and (node.alias or node.name) == name -%}
+        {{- return(node.relation_name) -}}
+    {%- endfor -%}
+    {%- do exceptions.raise_compiler_error(model.name ~ ": no model " ~ name ~ " (its first link)") -%}
+{%- endmacro %}
+
 {% macro key_touched_relation() -%}
     "{{ this.identifier }}__touched_values"
 {%- endmacro %}
@@ -187,6 +199,10 @@
             where built.model = '{{ this.identifier }}'
         );
     analyze {{ key_touched_relation() }};
+    -- the driving input read through the own columns' condition: an OR of `= any(...)`
+    -- finds its rows through an index per column, or reads the whole table (43 s for the
+    -- 7.8M invitations at 1M customers, to find nothing)
+    {{ ensure_indexes(key_own_columns(), key_driving_input()) }};
     {{ key_log_values(key_rows_touched()) }};
     delete from {{ this }} as kept
     where {{ key_touched_condition('kept') }}

@@ -367,8 +367,9 @@ current_batches as (
     and an index name of our own would clash with a full refresh's backup. built_at's
     index lets the tests' slice (macros/test_slice.sql, `built_at >= <last build>`) read
     the rows a nightly rewrote instead of a 10M-row table (85 s for one not_null test at
-    1M customers). -#}
-{% macro ensure_indexes(columns) -%}
+    1M customers). `relation`: another table than this model's (rendered, quoted). -#}
+{% macro ensure_indexes(columns, relation=none) -%}
+    {%- set relation = relation or this.render() -%}
     do $$
     begin
         {%- for column in columns | unique | list %}
@@ -376,10 +377,10 @@ current_batches as (
             select 1 from pg_index as i
             inner join pg_attribute as a
                 on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-            where i.indrelid = '"{{ this.schema }}"."{{ this.identifier }}"'::regclass
+            where i.indrelid = '{{ relation }}'::regclass
                 and a.attname = '{{ column }}'
         ) then
-            create index on {{ this }} ({{ column }});
+            create index on {{ relation }} ({{ column }});
         end if;
         {%- endfor %}
     end
