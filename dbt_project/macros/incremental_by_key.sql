@@ -117,14 +117,9 @@
         ~ "where t.built_at > b.built_at and t.value is null)")) }}
 {%- endmacro %}
 
-{#- The driving input (the first link's input model) as a rendered relation. -#}
+{#- The driving input: the first link's input model. -#}
 {% macro key_driving_input() -%}
-    {%- set name = key_links()[0][0] -%}
-    {%- for node in graph.nodes.values() if node.resource_type == 'model'
-            and (node.alias or node.name) == name -%}
-        {{- return(node.relation_name) -}}
-    {%- endfor -%}
-    {%- do exceptions.raise_compiler_error(model.name ~ ": no model " ~ name ~ " (its first link)") -%}
+    {{- return(ref(key_links()[0][0])) -}}
 {%- endmacro %}
 
 {% macro key_touched_relation() -%}
