@@ -141,3 +141,39 @@ def test_warehouse_serve_waits_for_a_running_pipeline_and_survives_a_restart(tmp
         conn.close()
     finally:
         stop_embedded(home)
+
+
+def test_the_embedded_server_runs_with_the_warehouse_tuning_and_alter_system_wins(tmp_path):
+    """A new embedded server starts with cxloop's settings (WAL skipped for bulk writes,
+    checkpoints spaced, buffers sized to the machine), not PostgreSQL's defaults; a
+    setting the user made with ALTER SYSTEM survives the next start."""
+    from flows.warehouse import open_warehouse, stop_embedded
+    from flows.warehouse.embedded import server_tuning
+
+    home = tmp_path / "h"
+
+    def settings() -> dict[str, str]:
+        with open_warehouse(home).transaction() as cur:
+            cur.execute("select name, current_setting(name) from pg_settings where name in "
+                        "('wal_level', 'max_wal_size', 'checkpoint_timeout', 'shared_buffers')")
+            return dict(cur.fetchall())
+
+    try:
+        first = settings()
+        assert first["wal_level"] == "minimal"
+        assert first["max_wal_size"] == "8GB" and first["checkpoint_timeout"] == "15min"
+        shared_mb = int(server_tuning()["shared_buffers"].removesuffix("MB"))
+        assert first["shared_buffers"] in (f"{shared_mb}MB", f"{shared_mb / 1024:g}GB")
+        assert server_tuning(64 * 1024**3)["shared_buffers"] == "4096MB"  # capped
+        assert server_tuning(512 * 1024**2)["shared_buffers"] == "128MB"  # floor
+        conn = open_warehouse(home).connect()
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("alter system set max_wal_size = '2GB'")
+        conn.close()
+        stop_embedded(home)
+        again = settings()
+        assert again["max_wal_size"] == "2GB"
+        assert again["wal_level"] == "minimal"
+    finally:
+        stop_embedded(home)

