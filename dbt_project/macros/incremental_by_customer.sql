@@ -55,24 +55,7 @@
 {#- What the result depends on besides the rows: SQL of the model, its ancestors and
     their macros, the vars other than run_date, and the session time zone. -#}
 {% macro customer_fingerprint(ancestors) -%}
-    {%- set parts = [model.checksum.checksum] -%}
-    {%- set macros = model.depends_on.macros | list -%}
-    {%- for node_id in ancestors | sort -%}
-        {%- set node = graph.nodes[node_id] -%}
-        {%- do parts.append(node_id ~ '=' ~ node.checksum.checksum) -%}
-        {%- do macros.extend(node.get('depends_on', {}).get('macros', [])) -%}
-    {%- endfor -%}
-    {%- for macro_id in macros | unique | sort -%}
-        {%- if macro_id in graph.macros -%}
-            {%- do parts.append(macro_id ~ '=' ~ local_md5(graph.macros[macro_id].macro_sql)) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- set vars = invocation_args_dict.get('vars') or {} -%}
-    {%- if vars is string -%}{%- set vars = fromyaml(vars) or {} -%}{%- endif -%}
-    {%- for key in vars | sort if key not in ('run_date', 'task_dates_from', 'full_tests') -%}
-        {%- do parts.append('var ' ~ key ~ '=' ~ tojson(vars[key], sort_keys=true)) -%}
-    {%- endfor -%}
-    {{- return('customer|' ~ local_md5(parts | join('\n'))) -}}
+    {{- return(build_fingerprint(ancestors, 'customer')) -}}
 {%- endmacro %}
 
 {#- True when this build can be incremental (the rules above). Asked by the pre-hook,

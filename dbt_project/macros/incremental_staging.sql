@@ -77,10 +77,64 @@
               and built[2]) }}
 {%- endmacro %}
 
-{#- The hash of the model's SQL file: a changed model rebuilds in full, and so does one
-    built in another session time zone (staging casts instants to wall-clock times). -#}
+{#- What a staging model's rows depend on besides the batches (build_fingerprint): a
+    changed model file, macro or var rebuilds it in full, and so does a build in another
+    session time zone (staging casts instants to wall-clock times; the callers add it). -#}
 {% macro model_checksum() -%}
-    {{- return(model['checksum']['checksum']) -}}
+    {{- return(build_fingerprint([], 'staging')) -}}
+{%- endmacro %}
+
+{#- The hash of what a kept model's result depends on besides its input rows: the SQL of
+    the model and of `ancestors`, every macro they call, directly or through other macros
+    (the hooks' included: a changed hook macro changes what a build writes), dbt's version
+    and the vars other than the per-run ones (run_date, task_dates_from, full_tests). A
+    model whose stored fingerprint differs is rebuilt in full. Macros are read from the
+    context (`graph` holds no macros). -#}
+{% macro build_fingerprint(ancestors, kind) -%}
+    {%- set parts = [model.checksum.checksum, 'dbt ' ~ dbt_version] -%}
+    {%- set macros = model.depends_on.macros | list -%}
+    {%- for node_id in ancestors | sort -%}
+        {%- set node = graph.nodes[node_id] -%}
+        {%- do parts.append(node_id ~ '=' ~ node.checksum.checksum) -%}
+        {%- do macros.extend(node.get('depends_on', {}).get('macros', [])) -%}
+    {%- endfor -%}
+    {#- the macros those call, to any depth (a pass per level; the chains here are short) -#}
+    {%- set level = namespace(grew=true) -%}
+    {%- for _ in range(16) if level.grew -%}
+        {%- set before = macros | length -%}
+        {%- for macro_id in macros | unique | list -%}
+            {%- set definition = macro_definition(macro_id) -%}
+            {%- for called in (definition.depends_on.macros if definition is not none else [])
+                  if called not in macros -%}
+                {%- do macros.append(called) -%}
+            {%- endfor -%}
+        {%- endfor -%}
+        {%- set level.grew = macros | length > before -%}
+    {%- endfor -%}
+    {%- for macro_id in macros | unique | sort -%}
+        {%- set definition = macro_definition(macro_id) -%}
+        {%- if definition is not none -%}
+            {%- do parts.append(macro_id ~ '=' ~ local_md5(definition.macro_sql)) -%}
+        {%- endif -%}
+    {%- endfor -%}
+    {%- set vars = invocation_args_dict.get('vars') or {} -%}
+    {%- if vars is string -%}{%- set vars = fromyaml(vars) or {} -%}{%- endif -%}
+    {%- for key in vars | sort if key not in ('run_date', 'task_dates_from', 'full_tests') -%}
+        {%- do parts.append('var ' ~ key ~ '=' ~ tojson(vars[key], sort_keys=true)) -%}
+    {%- endfor -%}
+    {{- return(kind ~ '|' ~ local_md5(parts | join('\n'))) -}}
+{%- endmacro %}
+
+{#- The parsed macro `macro.<package>.<name>` (its macro_sql and depends_on), or none:
+    looked up in the package's namespace of the context, adapter macros in dbt's. -#}
+{% macro macro_definition(unique_id) -%}
+    {%- set parts = unique_id.split('.') -%}
+    {%- for space in [context.get(parts[1]), context.get('dbt')]
+          if space is mapping and space.get(parts[2]) is not none
+          and space.get(parts[2]).macro is defined -%}
+        {{- return(space.get(parts[2]).macro) -}}
+    {%- endfor -%}
+    {{- return(none) -}}
 {%- endmacro %}
 
 {#- The CTEs both hooks start from: the entity's current batches as of run_date
