@@ -81,6 +81,12 @@ def stages(run: dict[str, Any]) -> dict[str, float]:
     return {k: v.get("seconds") for k, v in run.get("summary", {}).get("stages", {}).items()}
 
 
+def stage_peaks(run: dict[str, Any]) -> dict[str, float]:
+    """The process's peak RSS (MB) after each stage: the first stage whose figure jumps
+    is the one that raised it."""
+    return {k: v.get("peak_rss_mb") for k, v in run.get("summary", {}).get("stages", {}).items()}
+
+
 def capacity_check(home: Path) -> dict[str, Any]:
     """Issue 15 on this warehouse: no team's open customer tasks above its capacity, the
     backlog in priority order, every call-back of a rule without capacity opened."""
@@ -170,6 +176,7 @@ def main(argv: list[str] | None = None) -> Path:
         summary = bf.get("summary", {})
         res["backfill"] = {**{k: v for k, v in bf.items() if k != "summary"},
                            "status": summary.get("status"), "stages": stages(bf),
+                           "stage_peak_rss_mb": stage_peaks(bf),
                            "rows_loaded": summary.get("rows_loaded"),
                            "batches": summary.get("batches")}
         print(json.dumps(res["backfill"], default=str), flush=True)
@@ -178,7 +185,7 @@ def main(argv: list[str] | None = None) -> Path:
                       "--json")
             res[key] = {**{k: v for k, v in run.items() if k != "summary"}, "what": label,
                         "status": run.get("summary", {}).get("status"),
-                        "stages": stages(run),
+                        "stages": stages(run), "stage_peak_rss_mb": stage_peaks(run),
                         "rows_loaded": run.get("summary", {}).get("rows_loaded")}
             print(json.dumps(res[key], default=str), flush=True)
         load_s = res["backfill"]["stages"].get("validate+load") or 0
