@@ -166,6 +166,7 @@ def test_the_embedded_server_runs_with_the_warehouse_tuning_and_alter_system_win
         assert first["shared_buffers"] in (f"{shared_mb}MB", f"{shared_mb / 1024:g}GB")
         assert server_tuning(64 * 1024**3)["shared_buffers"] == "4096MB"  # capped
         assert server_tuning(512 * 1024**2)["shared_buffers"] == "128MB"  # floor
+        assert server_tuning(64 * 1024**3)["work_mem"] == "128MB"
         conn = open_warehouse(home).connect()
         conn.autocommit = True
         with conn.cursor() as cur:

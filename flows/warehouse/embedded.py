@@ -45,7 +45,10 @@ def server_tuning(ram_bytes: int | None = None) -> dict[str, str]:
     ~20 s that a backfill's writes triggered at the 1 GB default (each one rewriting
     whole pages into the WAL again). ``shared_buffers`` at an eighth of the memory (128 MB
     to 4 GB) and ``effective_cache_size`` at half of it tell the planner what the
-    machine holds; ``maintenance_work_mem`` speeds the index builds on big tables. A
+    machine holds; ``maintenance_work_mem`` speeds the index builds on big tables;
+    ``work_mem`` (a 128th, 4 to 128 MB) is for the sessions that do not set their own
+    (dbt's take ``dbt_work_mem``): the load's and GX's, whose duplicate-key check over a
+    backfill's stage spilled its hash join to disk at the 4 MB default. A
     setting made with ``ALTER SYSTEM`` overrides these (postgresql.auto.conf is read
     after this file); an external server by URL keeps its own configuration.
     """
@@ -61,6 +64,7 @@ def server_tuning(ram_bytes: int | None = None) -> dict[str, str]:
         "shared_buffers": f"{shared}MB",
         "effective_cache_size": f"{max(ram // 2 // _MB, 256)}MB",
         "maintenance_work_mem": f"{min(max(ram // 32 // _MB, 64), 1024)}MB",
+        "work_mem": f"{min(max(ram // 128 // _MB, 4), 128)}MB",
     }
 
 
