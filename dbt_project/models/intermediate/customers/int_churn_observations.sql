@@ -23,7 +23,7 @@ all_subscriptions as (
 
 ),
 
-subscription_versions as (
+subscription_versions as not materialized (
 
     select * from {{ ref('int_subscription_versions') }}
 
@@ -134,17 +134,9 @@ known_window_before as (
 -- earlier dates of a large base are sampled by whole customers (a hash of the id, the
 -- same one the churn stage samples by) to about churn_history_max_rows rows; run_date's
 -- rows, which are scored, are always complete. Whole customers need no weights. The
--- sample is drawn from the (date, customer) pairs alone, before the wide rows are built.
-earlier_active_pairs as (
-
-    select distinct
-        known_on_date.observation_date,
-        known_on_date.customer_id
-    from known_on_date
-    where known_on_date.observation_date < {{ run_date() }}
-
-),
-
+-- sample's size is set from the subscriptions running on those dates, before the wide
+-- rows are built: a customer with two running at once counts twice, so the sample comes
+-- out a little under the cap (counting distinct customer-dates took 16 s at 1M).
 history_sample as (
 
     select
@@ -152,7 +144,8 @@ history_sample as (
             1024,
             ceil(1024.0 * {{ var('churn_history_max_rows') }} / nullif(count(*), 0))
         ) as buckets
-    from earlier_active_pairs
+    from known_on_date
+    where known_on_date.observation_date < {{ run_date() }}
 
 ),
 
