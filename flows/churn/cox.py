@@ -47,9 +47,9 @@ def _cox_pieces(z: np.ndarray, t: np.ndarray, e: np.ndarray, entry: np.ndarray,
     delta = sparse.csr_matrix(
         (np.concatenate([np.ones(n), -np.ones(n)]),
          (np.concatenate([start, end]), np.concatenate([rows, rows]))), shape=(k + 1, n))
-    az = np.column_stack([a, a[:, None] * z]) if p else a[:, None]
-    sums = np.cumsum(np.asarray(delta @ az), axis=0)[:k]
-    s0, s1 = sums[:, 0], sums[:, 1:]
+    # (the weighted columns apart from the weights: stacking them copied the design again)
+    s0 = np.cumsum(np.asarray(delta @ a), axis=0)[:k]
+    s1 = np.cumsum(np.asarray(delta @ (a[:, None] * z)), axis=0)[:k] if p else np.zeros((k, 0))
     ke = end[ev] - 1  # event rows: their own time is tau[ke]
     order = np.argsort(ke, kind="stable")
     ev, ke = ev[order], ke[order]
@@ -105,12 +105,17 @@ def _fit_cox(z: np.ndarray, t: np.ndarray, e: np.ndarray, entry: np.ndarray,
         np.flatnonzero(strata == s) for s in pd.unique(strata)]
     labels = ["all"] if strata is None else [str(s) for s in pd.unique(strata)]
 
+    # each stratum's rows sliced once, not at every evaluation (the design is the largest
+    # array of a refit: each slice was another copy of it)
+    parts = [(z, t, e, entry)] if strata is None else [
+        (z[idx], t[idx], e[idx], entry[idx]) for idx in groups]
+
     def evaluate(beta: np.ndarray, need_info: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
         ll, g, h = 0.0, np.zeros(p), np.zeros((p, p))
-        for idx in groups:
-            if np.abs(z[idx] @ beta).max(initial=0) > 600:  # exp overflows: reject the step
+        for zs, ts, es, entries in parts:
+            if np.abs(zs @ beta).max(initial=0) > 600:  # exp overflows: reject the step
                 return -math.inf, g, h
-            a, b, c, _, _ = _cox_pieces(z[idx], t[idx], e[idx], entry[idx], beta, need_info)
+            a, b, c, _, _ = _cox_pieces(zs, ts, es, entries, beta, need_info)
             ll, g = ll + a, g + b
             if need_info:
                 h = h + c
