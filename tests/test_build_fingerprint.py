@@ -12,26 +12,13 @@ from __future__ import annotations
 import shutil
 from datetime import date
 
+from raw_batches import interactions_batch
+
 from flows import transform
 from flows.config import load_settings
 
 DAY = date(2026, 3, 2)
 MODEL = "stg_crm__interactions"
-
-
-def _batch(cur, batch_id: str, ids: list[str]) -> None:
-    cur.execute(
-        "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
-        "content_hash, rows_in, rows_loaded, rows_quarantined, status, started_at) "
-        "values (%s, 'crm', 'interactions', %s, %s, %s, %s, %s, 0, 'loaded', now())",
-        (batch_id, DAY, f"{batch_id}.csv", batch_id, len(ids), len(ids)))
-    part = f"raw_batches.interactions_{batch_id}"
-    cur.execute(f"create table {part} partition of raw.interactions for values in ('{batch_id}')")
-    for i, interaction_id in enumerate(ids, start=1):
-        cur.execute(
-            f"insert into {part} (interaction_id, customer_id, occurred_at, _batch_id, "
-            "_source_file, _row_number, _extract_date) values (%s, 'C1', %s, %s, %s, %s, %s)",
-            (interaction_id, f"{DAY} 09:00:00+00", batch_id, f"{batch_id}.csv", i, DAY))
 
 
 def _build_was_full(warehouse, settings, **extra) -> bool:
@@ -52,7 +39,7 @@ def test_a_changed_hook_macro_or_var_rebuilds_a_kept_model_in_full(warehouse, tm
     monkeypatch.setattr(transform, "DBT_DIR", project)
     settings = load_settings(home=str(tmp_path))
     with warehouse.transaction() as cur:
-        _batch(cur, "b1", ["I1", "I2"])
+        interactions_batch(cur, "b1", DAY, ["I1", "I2"])
     assert _build_was_full(warehouse, settings)  # the first build
     assert not _build_was_full(warehouse, settings)  # nothing changed: incremental
     # ensure_indexes is called only by the post-hook's record_staging_build, not by the

@@ -9,27 +9,13 @@ from __future__ import annotations
 
 from datetime import date
 
+from raw_batches import interactions_batch
+
 from flows import transform
 from flows.config import load_settings
 
 DAY = date(2026, 3, 2)
 TEST = "source:crm.interactions"
-
-
-def _batch(cur, batch_id: str, rows: list[str | None]) -> None:
-    """A loaded interactions batch in raw (its own partition) with these interaction ids."""
-    cur.execute(
-        "insert into ops.load_batches (batch_id, source, entity, extract_date, source_file, "
-        "content_hash, rows_in, rows_loaded, rows_quarantined, status, started_at) "
-        "values (%s, 'crm', 'interactions', %s, %s, %s, %s, %s, 0, 'loaded', now())",
-        (batch_id, DAY, f"{batch_id}.csv", batch_id, len(rows), len(rows)))
-    part = f"raw_batches.interactions_{batch_id}"
-    cur.execute(f"create table {part} partition of raw.interactions for values in ('{batch_id}')")
-    for i, interaction_id in enumerate(rows, start=1):
-        cur.execute(
-            f"insert into {part} (interaction_id, customer_id, _batch_id, _source_file, "
-            "_row_number, _extract_date) values (%s, 'C1', %s, %s, %s, %s)",
-            (interaction_id, batch_id, f"{batch_id}.csv", i, DAY))
 
 
 def _seen_by_staging(cur, batch_id: str, rows: int) -> None:
@@ -52,11 +38,11 @@ def test_raw_tests_check_the_batches_not_yet_built_and_the_full_check_all(wareho
     # and with no staging watermark it tests every row
     assert not _null_key_test_fails(warehouse, settings)
     with warehouse.transaction() as cur:
-        _batch(cur, "old", ["I1", None])  # a null key an earlier build already read
+        interactions_batch(cur, "old", DAY, ["I1", None])  # a null key an earlier build already read
         _seen_by_staging(cur, "old", 2)
-        _batch(cur, "new", ["I2", "I3"])
+        interactions_batch(cur, "new", DAY, ["I2", "I3"])
     assert not _null_key_test_fails(warehouse, settings)  # the old batch is not re-tested
     assert _null_key_test_fails(warehouse, settings, full_tests=True)  # the weekly check is
     with warehouse.transaction() as cur:
-        _batch(cur, "newer", [None])  # a null key in a batch no build has read: found
+        interactions_batch(cur, "newer", DAY, [None])  # a null key in a batch no build has read: found
     assert _null_key_test_fails(warehouse, settings)
