@@ -158,8 +158,16 @@ def test_the_embedded_server_runs_with_the_warehouse_tuning_and_alter_system_win
                         "('wal_level', 'max_wal_size', 'checkpoint_timeout', 'shared_buffers')")
             return dict(cur.fetchall())
 
+    import os
+
+    # a restrictive umask (as on hardened hosts) must not leave the file unreadable to
+    # the server, which runs as another user under root
+    umask = os.umask(0o077)
     try:
-        first = settings()
+        try:
+            first = settings()
+        finally:
+            os.umask(umask)
         assert first["wal_level"] == "minimal"
         assert first["max_wal_size"] == "8GB" and first["checkpoint_timeout"] == "15min"
         shared_mb = int(server_tuning()["shared_buffers"].removesuffix("MB"))

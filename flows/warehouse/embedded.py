@@ -79,6 +79,11 @@ def _write_tuning(pgdata: Path) -> bool:
     if not tuning.exists() or tuning.read_text() != body:
         tuning.write_text(body)
         changed = True
+    # readable by the server whatever the umask; as root, pgserver runs it as its own user
+    tuning.chmod(0o644)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        owner = pgdata.stat()
+        os.chown(tuning, owner.st_uid, owner.st_gid)
     conf = pgdata / "postgresql.conf"
     text = conf.read_text()
     if _INCLUDE not in text.splitlines():
