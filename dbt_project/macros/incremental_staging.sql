@@ -63,7 +63,7 @@
     {%- if not execute -%}{{ return(none) }}{%- endif -%}
     {%- set rows = run_query(
         "select cast(run_date as text), cast(" ~ run_date() ~ " as text), "
-        ~ "model_checksum = '" ~ model_checksum() ~ "|' || current_setting('TimeZone') "
+        ~ "model_checksum = '" ~ staging_fingerprint() ~ "|' || current_setting('TimeZone') "
         ~ "from ops.dbt_incremental_builds where model = '" ~ this.identifier ~ "'") -%}
     {%- if rows | length == 0 -%}{{ return(none) }}{%- endif -%}
     {{ return(rows[0]) }}
@@ -80,7 +80,7 @@
 {#- What a staging model's rows depend on besides the batches (build_fingerprint): a
     changed model file, macro or var rebuilds it in full, and so does a build in another
     session time zone (staging casts instants to wall-clock times; the callers add it). -#}
-{% macro model_checksum() -%}
+{% macro staging_fingerprint() -%}
     {{- return(build_fingerprint([], 'staging')) -}}
 {%- endmacro %}
 
@@ -98,24 +98,24 @@
         {%- do parts.append(node_id ~ '=' ~ node.checksum.checksum) -%}
         {%- do macros.extend(node.get('depends_on', {}).get('macros', [])) -%}
     {%- endfor -%}
-    {#- the macros those call, to any depth (a pass per level; the chains here are short) -#}
+    {#- the macros those call, to any depth: each looked up once, a pass per level of
+        calls (the chains here are short) -#}
+    {%- set found = {} -%}
     {%- set level = namespace(grew=true) -%}
     {%- for _ in range(16) if level.grew -%}
-        {%- set before = macros | length -%}
-        {%- for macro_id in macros | unique | list -%}
+        {%- set level.grew = false -%}
+        {%- for macro_id in macros | unique | list if macro_id not in found -%}
             {%- set definition = macro_definition(macro_id) -%}
+            {%- do found.update({macro_id: definition}) -%}
             {%- for called in (definition.depends_on.macros if definition is not none else [])
-                  if called not in macros -%}
+                  if called not in found -%}
                 {%- do macros.append(called) -%}
+                {%- set level.grew = true -%}
             {%- endfor -%}
         {%- endfor -%}
-        {%- set level.grew = macros | length > before -%}
     {%- endfor -%}
-    {%- for macro_id in macros | unique | sort -%}
-        {%- set definition = macro_definition(macro_id) -%}
-        {%- if definition is not none -%}
-            {%- do parts.append(macro_id ~ '=' ~ local_md5(definition.macro_sql)) -%}
-        {%- endif -%}
+    {%- for macro_id in found | sort if found[macro_id] is not none -%}
+        {%- do parts.append(macro_id ~ '=' ~ local_md5(found[macro_id].macro_sql)) -%}
     {%- endfor -%}
     {%- set vars = invocation_args_dict.get('vars') or {} -%}
     {%- if vars is string -%}{%- set vars = fromyaml(vars) or {} -%}{%- endif -%}
@@ -400,7 +400,7 @@ current_batches as (
     -- and of the rows written (a null for each after a full build)
     {{ key_log_values(staging_rows_touched(key), not staging_can_increment()) }};
     {{ ensure_indexes([key, 'built_at']) }};
-    {{ record_watermark(not staging_can_increment(), model_checksum()) }}
+    {{ record_watermark(not staging_can_increment(), staging_fingerprint()) }}
 {%- endmacro %}
 
 {#- The model's watermark: the run_date and time of this build, whether it was full, and

