@@ -25,7 +25,17 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.cache_policies import NONE  # noqa: E402
 
-from flows import actions, churn, drivers, extract, html_report, load, report, transform  # noqa: E402
+from flows import (  # noqa: E402
+    actions,
+    churn,
+    drivers,
+    extract,
+    html_report,
+    load,
+    memory,
+    report,
+    transform,
+)
 from flows.config import Settings, load_settings  # noqa: E402
 from flows.entities import ENTITIES  # noqa: E402
 from flows.errors import CxloopError, NoExtractsError  # noqa: E402
@@ -169,17 +179,6 @@ def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
     return str(transform.docs_generate(wh, settings, run_date) / "index.html")
 
 
-def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MB: recorded after each stage so
-    the summary shows which stage raised it (the peak only grows, so the first stage
-    whose figure jumps is the one to look at)."""
-    import resource
-    import sys
-
-    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(kb / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
 def _timed(summary: report.RunSummary, name: str,
            fn: Callable[[], Any], detail: Callable[[Any], str] = lambda r: "") -> Any:
     _notify(name, "start")
@@ -187,8 +186,11 @@ def _timed(summary: report.RunSummary, name: str,
     failpoint(f"stage:{name}")
     t0 = time.monotonic()
     result = fn()
-    summary.stages[name] = {"seconds": round(time.monotonic() - t0, 2), "detail": detail(result),
-                            "peak_rss_mb": peak_rss_mb()}
+    seconds = round(time.monotonic() - t0, 2)
+    peak = memory.peak_rss_mb()
+    memory.release()  # what the stage freed goes back before the next one starts
+    summary.stages[name] = {"seconds": seconds, "detail": detail(result), "peak_rss_mb": peak,
+                            "rss_mb_after": memory.rss_mb()}
     _notify(name, "done")
     return result
 

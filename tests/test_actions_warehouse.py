@@ -51,8 +51,11 @@ def demo_warehouse(prefect_harness) -> tuple[Warehouse, Path]:
         summary = pipeline.backfill(start=START, end=END, landing=str(landing))
         assert summary["status"] == "completed", summary
         # every stage that ran records the process's peak memory so far (MB, never falling)
-        peaks = [st["peak_rss_mb"] for st in summary["stages"].values() if not st.get("skipped")]
+        ran = [st for st in summary["stages"].values() if not st.get("skipped")]
+        peaks = [st["peak_rss_mb"] for st in ran]
         assert peaks and peaks[0] > 0 and peaks == sorted(peaks)
+        # ... and what it holds after handing back what the stage freed
+        assert all(0 < st["rss_mb_after"] <= st["peak_rss_mb"] for st in ran)
         wh = open_warehouse(home)
         yield wh, landing
     finally:
@@ -504,16 +507,24 @@ def _state(wh: Warehouse) -> dict[str, list[tuple]]:
                           "ops.task_backlog order by 1, 2, 3")}
 
 
-def test_a_range_derives_what_each_night_would_have(wh, rules):
+def test_a_range_derives_what_each_night_would_have(wh, rules, monkeypatch):
     """derive_range (look-back candidates staged once for the range) gives the same tasks,
     events and backlog as deriving every night in its own run, with a capacity that holds
-    call-backs back on some nights."""
+    call-backs back on some nights. The range renders its titles a few candidates at a
+    time (as a year of a million customers does), each night all at once."""
+    from flows.actions import derive
+
     call_back = next(r for r in rules.rules if r.backfill == "each_date")
     _set_capacity(wh, [("*", call_back.capacity_class, "day", 1)])
     first = END - timedelta(days=20)
+    monkeypatch.setattr(derive, "TITLE_CHUNK", 7)
     stats = actions.derive_range(wh, rules, first, END, "range")
+    monkeypatch.undo()
     ranged = _state(wh)
     assert stats.by_rule[call_back.name] > 0 and ranged["backlog"]
+    assert len(ranged["tasks"]) > 3 * 7  # several chunks of titles
+    assert all(t[6] and t[6].startswith(call_back.title.split("{")[0])
+               for t in ranged["tasks"] if t[1].startswith(call_back.name + "|"))
     with wh.transaction() as cur:
         cur.execute("delete from ops.improvement_task_events; delete from ops.task_backlog; "
                     "delete from ops.improvement_tasks")

@@ -134,24 +134,43 @@ def _reading_failed(rule: Rule, e: psycopg2.Error) -> StageError:
                       "its columns must be those of _task_candidates__models.yml")
 
 
+# Candidates whose titles are rendered at a time: a backfill's look-back rule stages every
+# date's candidates at once (a million detractor call-backs for a year of a million
+# customers), and reading them all into Python at once took 2.4 GB.
+TITLE_CHUNK = 20_000
+
+
 def _set_titles(cur: Cursor, rule: Rule, table: str, by_date: bool) -> int:
-    """Render the rule's titles (Python str.format over the evidence) into ``table``."""
+    """Render the rule's titles (Python str.format over the evidence) into ``table``.
+
+    The rows are read through a server-side cursor ``TITLE_CHUNK`` at a time and their
+    titles collected in a temporary table, then written in one update: memory follows
+    the chunk, not the number of candidates."""
     day = "as_of_date" if by_date else "null::date"
-    cur.execute(f"select {day}, subject_id, period, region, segment, value_at_risk, evidence "
-                f"from {table}")
-    rows = cur.fetchall()
-    if rows:
-        titles = [title(rule, {**(ev or {}), "subject_id": sid, "period": per, "region": reg,
-                               "segment": seg, "value_at_risk": jsonable(var)})
-                  for _, sid, per, reg, seg, var, ev in rows]
+    cur.execute("drop table if exists _titles")
+    cur.execute("create temp table _titles (d date, subject_id text, title text) "
+                "on commit drop")
+    n = 0
+    with cur.connection.cursor(name="cxloop_titles") as src:
+        src.itersize = TITLE_CHUNK
+        src.execute(f"select {day}, subject_id, period, region, segment, value_at_risk, "
+                    f"evidence from {table}")
+        while rows := src.fetchmany(TITLE_CHUNK):
+            titles = [title(rule, {**(ev or {}), "subject_id": sid, "period": per,
+                                   "region": reg, "segment": seg,
+                                   "value_at_risk": jsonable(var)})
+                      for _, sid, per, reg, seg, var, ev in rows]
+            cur.execute("insert into _titles select * from "
+                        "unnest(%(days)s::date[], %(ids)s::text[], %(titles)s::text[])",
+                        {"days": [r[0] for r in rows], "ids": [r[1] for r in rows],
+                         "titles": titles})
+            n += len(rows)
+    if n:
         match = "t.d = c.as_of_date and " if by_date else ""
-        cur.execute(
-            f"""update {table} c set title = t.title
-                from unnest(%(days)s::date[], %(ids)s::text[], %(titles)s::text[])
-                     as t (d, subject_id, title)
-                where {match}t.subject_id = c.subject_id""",
-            {"days": [r[0] for r in rows], "ids": [r[1] for r in rows], "titles": titles})
-    return len(rows)
+        cur.execute(f"update {table} c set title = t.title from _titles t "
+                    f"where {match}t.subject_id = c.subject_id")
+    cur.execute("drop table _titles")
+    return n
 
 
 def stage_candidates(cur: Cursor, rule: Rule, rules: RuleSet, start: date, end: date) -> int:
