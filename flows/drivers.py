@@ -33,6 +33,7 @@ from psycopg2.extras import execute_values
 
 from flows.config import Goal, QuadrantSettings, Settings
 from flows.warehouse import Warehouse
+from flows.warehouse.frames import copy_query_frame
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,9 @@ def run_drivers(wh: Warehouse, settings: Settings) -> int:
 
     At most ``quadrant.max_responses`` responses per group are read (``sample_query``):
     the rows moved to Python, and the frames built from them, are bounded by that cap
-    whatever the number of customers or the length of the history. The settings are the
+    whatever the number of customers or the length of the history. They travel by COPY
+    (``copy_query_frame``): fetched as Python objects, the 1.6M rows of a million
+    customers' sample took 880 MB. The settings are the
     run's own (never re-read from the working directory)."""
     dims = segment_dimensions(settings)
     available = set(wh.read_frame(sql.SQL("select * from {} limit 0").format(INPUTS)).columns)
@@ -290,7 +293,7 @@ def run_drivers(wh: Warehouse, settings: Settings) -> int:
               *[d for d in dims if d in available],
               *sorted({g.column for g in settings.goals.values()} & available)]
     query = sample_query(list(dict.fromkeys(wanted)), [d if d in available else None for d in dims])
-    long = wh.read_frame(query, {"cap": settings.quadrant.max_responses})
+    long = copy_query_frame(wh, query, {"cap": settings.quadrant.max_responses})
     table = importance_table(long, settings.goals, settings.quadrant, dims)
     del long
     with wh.transaction() as cur:

@@ -6,8 +6,9 @@ million customers). What a stage frees, Python and glibc keep for later by defau
 freed numpy and pandas blocks under glibc's mmap threshold (which grows to 32 MB as
 large blocks are freed) stay in the heap, so every later stage starts from the
 previous stages' high-water mark and the run's peak is their sum, not their maximum.
-``release`` after each stage collects garbage and asks glibc to return free pages
-(``malloc_trim`` also gives back whole free pages in the middle of the heap).
+``release`` after each stage collects garbage and asks glibc (``malloc_trim``, which
+also gives back whole free pages in the middle of the heap) and pyarrow's pool to
+return free pages.
 """
 
 from __future__ import annotations
@@ -35,8 +36,12 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def release() -> None:
-    """Collect garbage and return the heap's free pages to the system (glibc only)."""
+    """Collect garbage and return free pages to the system: glibc's heap's, and those of
+    pyarrow's own allocator when a stage used it (reading frames through COPY)."""
     gc.collect()
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)

@@ -45,9 +45,8 @@ def fit_landmark_cox(data: SurvivalData, penalizer: float, min_events: int,
     if not spec.columns:
         raise ModelFitError("no usable feature: " + "; ".join(
             f"{c} ({why})" for c, why in spec.dropped.items()))
-    x = spec.transform(data.frame)
-    dropped, _ = _check_fittable(x, data.event, min_events)
-    spec = spec.without(dropped)
+    dropped, _ = _check_fittable(spec.transform(data.frame), data.event, min_events)
+    spec = spec.without(dropped)  # (the design checked is freed before the fit builds its own)
     rows = np.arange(len(data.duration))
     init = start.coef if start is not None and start.columns == spec.columns else None
     model = _cox_model(data, spec, rows, penalizer, [], init=init)

@@ -6,27 +6,23 @@ earlier dates, a sample of whole customers (int_churn_observations samples it to
 read and scored in chunks of ``chunk_rows`` customers, so a million customers are never
 in memory at once.
 
-Rows travel by ``COPY ... TO STDOUT`` into a temporary file, which pyarrow parses with
-the column types PostgreSQL reports: a column of floats is a float array, not a list of
-Python objects (fetching a half-million-row, sixty-column table row by row took about
-2 GB of RAM).
+Rows travel by ``COPY ... TO STDOUT`` (``flows.warehouse.frames``): a column of floats
+is a float array, not a list of Python objects.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg2 import sql
 
 from flows.warehouse import Warehouse
+from flows.warehouse.frames import copy_query_frame, result_columns
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +31,8 @@ OBSERVATIONS = "intermediate.int_churn_observations"
 SKIPPED = ("observation_id",)
 CHUNK_ROWS = 100_000
 
-# PostgreSQL type OIDs -> the arrow type their CSV text parses to.
-_ARROW = {16: pa.bool_(), 20: pa.int64(), 21: pa.int64(), 23: pa.int64(),
-          700: pa.float64(), 701: pa.float64(), 1700: pa.float64(),
-          1082: pa.timestamp("s"), 1114: pa.timestamp("us")}
-
-
 def _columns(wh: Warehouse, relation: sql.Composable) -> list[tuple[str, Any]]:
-    with wh.transaction() as cur:
-        cur.execute(sql.SQL("select * from {} limit 0").format(relation))
-        return [(d.name, _ARROW.get(d.type_code, pa.string())) for d in cur.description
-                if d.name not in SKIPPED]
+    return result_columns(wh, sql.SQL("select * from {}").format(relation), skip=SKIPPED)
 
 
 def copy_frame(wh: Warehouse, relation: sql.Composable, where: sql.Composable,
@@ -54,19 +41,7 @@ def copy_frame(wh: Warehouse, relation: sql.Composable, where: sql.Composable,
     cols = _columns(wh, relation)
     query = sql.SQL("select {} from {} where {}").format(
         sql.SQL(", ").join(sql.Identifier(c) for c, _ in cols), relation, where)
-    with tempfile.TemporaryFile() as buf:
-        with wh.transaction() as cur:
-            copy = sql.SQL("copy ({}) to stdout with (format csv, header)").format(
-                sql.SQL(cur.mogrify(query, params).decode()))
-            cur.copy_expert(copy.as_string(cur), buf)
-        buf.seek(0)
-        table = pacsv.read_csv(
-            buf, convert_options=pacsv.ConvertOptions(
-                column_types=dict(cols), true_values=["t"], false_values=["f"],
-                null_values=[""], quoted_strings_can_be_null=False, strings_can_be_null=True))
-    frame = table.to_pandas(self_destruct=True, split_blocks=True)
-    del table
-    return frame
+    return copy_query_frame(wh, query, params, cols)
 
 
 def observation_bounds(wh: Warehouse) -> tuple[int, int, date | None] | None:
