@@ -21,7 +21,7 @@ and a re-run of the same date changes nothing.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from flows.actions.derive import (
     Cursor,
@@ -125,8 +125,12 @@ def derive_range(wh: Warehouse, rules: RuleSet, start: date, end: date, run_id: 
             # people's edits and withdrawn consent in full on the first and the last date;
             # in between only this date's new tasks can be affected (one transaction: the
             # pipeline's own writes keep seen_status, and the dimension does not change)
+            full = not consent or day in (start, end)
+            # between them, escalation looks at the tasks that fell due since the date
+            # before; the last date looks at every task again, people's edits included
             _derive_date(cur, rules, day, run_id, stats, False, day < end, built, staged,
-                         full_upkeep=not consent or day in (start, end))
+                         full_upkeep=full,
+                         due_from=None if full else as_of_for(day - timedelta(days=1)))
             total.merge(stats)
             day += timedelta(days=1)
     return total
@@ -139,10 +143,11 @@ def _lock(cur: Cursor) -> None:
 
 def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats: TaskStats,
                  only_realtime: bool, looking_back: bool, built: tuple[date, date] | None,
-                 staged: set[str] = frozenset(), full_upkeep: bool = True) -> None:
+                 staged: set[str] = frozenset(), full_upkeep: bool = True,
+                 due_from: datetime | None = None) -> None:
     """One date: people's edits first (so a task closed today is not escalated today), then
     each rule's candidates written and vanished conditions marked, then consent re-checked,
-    and overdue tasks escalated last."""
+    and overdue tasks escalated last (``due_from``: see ``escalate``)."""
     as_of = as_of_for(run_date)
     chosen = [r for r in rules.rules if (r.realtime or not only_realtime)
               and (r.backfill == "each_date" or not looking_back)]
@@ -181,7 +186,7 @@ def _derive_date(cur: Cursor, rules: RuleSet, run_date: date, run_id: str, stats
                                           None if full_upkeep and not only_realtime
                                           else new_ids, staged=not only_realtime)
     if not only_realtime:
-        stats.escalated += escalate(cur, as_of, run_id)
+        stats.escalated += escalate(cur, as_of, run_id, due_from)
 
 
 def _count_teams(cur: Cursor, stats: TaskStats) -> None:

@@ -121,21 +121,30 @@ def withdrawn_consent(cur: Cursor, as_of: datetime, run_id: str,
     return len(cur.fetchall())
 
 
-def escalate(cur: Cursor, as_of: datetime, run_id: str) -> int:
+def escalate(cur: Cursor, as_of: datetime, run_id: str,
+             due_from: datetime | None = None) -> int:
     """Escalate each overdue open task once per breach; a re-run finds nothing to do.
 
     A breach is one due date passing: ``escalated_due_at`` remembers the due date
     already escalated, so re-running the same or a later date does not escalate again,
     while a task whose due date is moved and missed again escalates again.
+
+    ``due_from``: only tasks due at or after it. A backfill's dates between its first
+    and last pass the previous date's as-of: in the range's one transaction that date
+    escalated every task due before it, and the pipeline sets due dates only ahead of
+    its as-of; the last date looks at every task again. The range's updates leave their
+    old row versions in the index until it commits, and without the bound each date
+    walked those of every earlier date.
     """
+    since = "and due_at >= %(since)s" if due_from is not None else ""
     cur.execute(
-        """with escalated as (
+        f"""with escalated as (
              update ops.improvement_tasks
              set escalation_level = escalation_level + 1,
                  priority = greatest(1, coalesce(base_priority, priority) - escalation_level - 1),
                  escalated_to = coalesce(escalation_owner, owner_person),
                  escalated_due_at = due_at, updated_at = %(as_of)s
-             where status = any(%(open)s) and due_at < %(as_of)s
+             where status = any(%(open)s) and due_at < %(as_of)s {since}
                and escalated_due_at is distinct from due_at
              returning task_id, escalation_level, priority, escalated_to, due_at
            )
@@ -146,5 +155,5 @@ def escalate(cur: Cursor, as_of: datetime, run_id: str) -> int:
                   %(as_of)s
            from escalated order by task_id
            returning task_id""",
-        {"as_of": as_of, "open": list(OPEN_STATUSES), "run": run_id})
+        {"as_of": as_of, "open": list(OPEN_STATUSES), "run": run_id, "since": due_from})
     return len(cur.fetchall())
