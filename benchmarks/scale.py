@@ -87,6 +87,12 @@ def stage_peaks(run: dict[str, Any]) -> dict[str, float]:
     return {k: v.get("peak_rss_mb") for k, v in run.get("summary", {}).get("stages", {}).items()}
 
 
+def stage_rss_after(run: dict[str, Any]) -> dict[str, float]:
+    """The process's RSS (MB) after each stage, once it handed back what the stage freed
+    (``flows.memory.release``): what the next stage starts from."""
+    return {k: v.get("rss_mb_after") for k, v in run.get("summary", {}).get("stages", {}).items()}
+
+
 def capacity_check(home: Path) -> dict[str, Any]:
     """Issue 15 on this warehouse: no team's open customer tasks above its capacity, the
     backlog in priority order, every call-back of a rule without capacity opened."""
@@ -177,6 +183,7 @@ def main(argv: list[str] | None = None) -> Path:
         res["backfill"] = {**{k: v for k, v in bf.items() if k != "summary"},
                            "status": summary.get("status"), "stages": stages(bf),
                            "stage_peak_rss_mb": stage_peaks(bf),
+                           "stage_rss_after_mb": stage_rss_after(bf),
                            "rows_loaded": summary.get("rows_loaded"),
                            "batches": summary.get("batches")}
         print(json.dumps(res["backfill"], default=str), flush=True)
@@ -186,6 +193,7 @@ def main(argv: list[str] | None = None) -> Path:
             res[key] = {**{k: v for k, v in run.items() if k != "summary"}, "what": label,
                         "status": run.get("summary", {}).get("status"),
                         "stages": stages(run), "stage_peak_rss_mb": stage_peaks(run),
+                        "stage_rss_after_mb": stage_rss_after(run),
                         "rows_loaded": run.get("summary", {}).get("rows_loaded")}
             print(json.dumps(res[key], default=str), flush=True)
         load_s = res["backfill"]["stages"].get("validate+load") or 0
