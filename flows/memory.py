@@ -4,8 +4,9 @@ A run is one long process that goes through stages of very different shapes (tho
 of small COPYs, an in-process dbt build, pandas frames of ratings, a Cox fit over a
 million customers). What a stage frees, Python and glibc keep for later by default:
 freed numpy and pandas blocks under glibc's mmap threshold (which grows to 32 MB as
-large blocks are freed) stay in the heap, so every later stage starts from the
-previous stages' high-water mark and the run's peak is their sum, not their maximum.
+large blocks are freed) stay in the heap, so a later stage starts from what the earlier
+ones left, not from what they still use. On the 1M home the churn fit started at 809 MB
+after reading and typing its history, and at 478 MB with ``release`` in between.
 ``release`` after each stage collects garbage and asks glibc (``malloc_trim``, which
 also gives back whole free pages in the middle of the heap) and pyarrow's pool to
 return free pages.

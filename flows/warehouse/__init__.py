@@ -16,6 +16,7 @@ A package of small modules, each about one thing; import from here
 - ``serve``: ``serve_embedded_tcp`` (``cxloop warehouse serve``);
 - ``ddl``: the schemas and the raw, quarantine, ops and Python-output DDL;
 - ``migrations``: ``migrate`` and the conversions of older warehouses, default zone;
+- ``frames``: query results as DataFrames through ``COPY`` and pyarrow;
 - ``lock``: ``run_lock``, the warehouse-wide advisory lock of a pipeline run, and
   ``entity_lock``, the lock of one entity's load (its stage tables).
 """
