@@ -77,20 +77,24 @@ def cli(home: Path, *args: str) -> dict[str, Any]:
     return result
 
 
+def _per_stage(run: dict[str, Any], key: str) -> dict[str, float]:
+    return {k: v.get(key) for k, v in run.get("summary", {}).get("stages", {}).items()}
+
+
 def stages(run: dict[str, Any]) -> dict[str, float]:
-    return {k: v.get("seconds") for k, v in run.get("summary", {}).get("stages", {}).items()}
+    return _per_stage(run, "seconds")
 
 
 def stage_peaks(run: dict[str, Any]) -> dict[str, float]:
     """The process's peak RSS (MB) after each stage: the first stage whose figure jumps
     is the one that raised it."""
-    return {k: v.get("peak_rss_mb") for k, v in run.get("summary", {}).get("stages", {}).items()}
+    return _per_stage(run, "peak_rss_mb")
 
 
 def stage_rss_after(run: dict[str, Any]) -> dict[str, float]:
     """The process's RSS (MB) after each stage, once it handed back what the stage freed
     (``flows.memory.release``): what the next stage starts from."""
-    return {k: v.get("rss_mb_after") for k, v in run.get("summary", {}).get("stages", {}).items()}
+    return _per_stage(run, "rss_mb_after")
 
 
 def capacity_check(home: Path) -> dict[str, Any]:

@@ -284,8 +284,8 @@ def run_drivers(wh: Warehouse, settings: Settings) -> int:
     At most ``quadrant.max_responses`` responses per group are read (``sample_query``):
     the rows moved to Python, and the frames built from them, are bounded by that cap
     whatever the number of customers or the length of the history. They travel by COPY
-    (``copy_query_frame``): fetched as Python objects, the 1.6M rows of a million
-    customers' sample took 880 MB. The settings are the
+    (``copy_query_frame``): fetched as Python objects, the 1.1M rows of a million
+    customers' sample raised the run by 880 MB. The settings are the
     run's own (never re-read from the working directory)."""
     dims = segment_dimensions(settings)
     available = set(wh.read_frame(sql.SQL("select * from {} limit 0").format(INPUTS)).columns)
