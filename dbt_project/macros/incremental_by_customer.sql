@@ -150,6 +150,7 @@
             where built.model = '{{ this.identifier }}'
         );
     analyze {{ customer_touched_relation() }};
+    {{ key_log_values(customer_rows_touched()) }};
     delete from {{ this }} as kept
     using {{ customer_touched_relation() }} as touched
     where kept.customer_id = touched.customer_id
@@ -169,10 +170,27 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Post-hook: the watermark (in the model's transaction), statistics after a full
-    build, and the log pruned to what the oldest reader still needs. -#}
+{#- The rows of the touched customers, as a FROM clause for key_log_values: a model kept
+    by key may link on this one (mart_customer_journeys on int_interactions_enriched's
+    interaction_id), so the pre-hook logs the rows about to go and the post-hook the rows
+    written; key_log_values logs nothing when no model links on this one. -#}
+{% macro customer_rows_touched() -%}
+    (
+        select kept.* from {{ this }} as kept
+        where kept.customer_id in (
+            select touched.customer_id from {{ customer_touched_relation() }} as touched
+        )
+    ) as logged_rows
+{%- endmacro %}
+
+{#- Post-hook: the values of the rows written for the models kept by key that link on this
+    one (a null after a full build), the watermark (in the model's transaction),
+    statistics after a full build, and the log pruned to what the oldest reader still
+    needs. -#}
 {% macro record_customer_build() -%}
-    {{ kept_record_build(['customer_id'], not customer_can_increment(),
+    {%- set full = not customer_can_increment() -%}
+    {{ key_log_values(customer_rows_touched() if not full else none, full) }};
+    {{ kept_record_build(['customer_id'], full,
                          'ops.dbt_touched_customers', 'customer_id') }}
 {%- endmacro %}
 

@@ -29,8 +29,10 @@
     incremental.
 #}
 
-{#- The config of a model kept by key: config(**key_incremental(key, links)). -#}
-{% macro key_incremental(key, links) -%}
+{#- The config of a model kept by key: config(**key_incremental(key, links)).
+    `on_schema_change`: a contracted mart needs 'append_new_columns' (dbt's rule);
+    `pre_hooks`: more pre-hooks, run after the model's own. -#}
+{% macro key_incremental(key, links, on_schema_change='sync_all_columns', pre_hooks=[]) -%}
     {%- set indexed = [key] -%}
     {%- for link in links if link[2] not in indexed -%}
         {%- do indexed.append(link[2]) -%}
@@ -43,10 +45,10 @@
     {{ return({
         'materialized': 'incremental',
         'incremental_strategy': 'append',
-        'on_schema_change': 'sync_all_columns',
+        'on_schema_change': on_schema_change,
         'indexes': indexes,
         'meta': {'incremental_by': 'key', 'key': key, 'links': links},
-        'pre_hook': ["{{ key_forget_touched() }}"],
+        'pre_hook': ["{{ key_forget_touched() }}"] + pre_hooks,
         'post_hook': ["{{ record_key_build() }}"],
     }) }}
 {%- endmacro %}
