@@ -34,14 +34,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--models", nargs="+", default=MODELS,
                     help=f"models to build (default: {' '.join(MODELS)})")
     args = ap.parse_args(argv)
-    models = args.models
     from flows import transform
     from flows.config import load_settings
     from flows.warehouse import open_warehouse
 
     settings = load_settings(home=str(args.home), landing=str(args.home / "landing"))
     wh = open_warehouse(args.home, settings.warehouse_url, settings.database)
-    out: dict = {"home": str(args.home), "run_date": str(args.date), "models": models}
+    out: dict = {"home": str(args.home), "run_date": str(args.date), "models": args.models}
     for label in ("as_is", f"{args.touched}_customers_touched", "nothing_touched"):
         if label.endswith("customers_touched"):
             with wh.transaction() as cur:
@@ -51,10 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
                                      where is_current order by md5(customer_id) limit %s) c
                                cross join unnest(%s::text[]) m""", (args.touched, STAGING))
         t0 = time.perf_counter()
-        res = transform.run_dbt(wh, settings, ["run", "--select", " ".join(models)], args.date)
+        res = transform.run_dbt(wh, settings, ["run", "--select", " ".join(args.models)], args.date)
         with wh.transaction() as cur:
             cur.execute("select model, full_build from ops.dbt_incremental_builds "
-                        "where model = any(%s)", (models,))
+                        "where model = any(%s)", (args.models,))
             full = dict(cur.fetchall())
         out[label] = {"seconds": round(time.perf_counter() - t0, 1), "success": res.success,
                       "full_build": full}
