@@ -9,7 +9,12 @@ what the stage itself would write again.
     python -m benchmarks.stage_probe --home H drivers     # run_drivers (rewrites its table)
     python -m benchmarks.stage_probe --home H refit       # fit_landmark_model, not registered
     python -m benchmarks.stage_probe --home H escalation [--days 90] [--unbounded]
+    python -m benchmarks.stage_probe --home H model --model int_churn_observations \
+        --end 2026-01-01 [--rounds 2]
 
+``model`` compiles one dbt model for the run date ``--end`` and times ``create temp table
+as`` its select with the configured ``dbt_work_mem``, ``--rounds`` times in one session
+(rolled back): what the model costs alone, and how much two runs of it differ here.
 ``escalation`` marks every task unescalated and escalates ``--days`` dates in one rolled
 back transaction, as a backfill's range does, with or without the ``due_from`` bound.
 """
@@ -123,17 +128,52 @@ def escalation(home: Path, days: int, bounded: bool) -> dict[str, Any]:
             "ms_by_date": per_date[::max(1, days // 6)] + per_date[-1:]}
 
 
+def model(home: Path, name: str, run_date: date, rounds: int) -> dict[str, Any]:
+    """Seconds of ``create temp table as`` the model's compiled select, each round."""
+    from flows import transform
+    from flows.config import load_settings
+    from flows.warehouse import open_warehouse
+
+    settings = load_settings(None, home=str(home))
+    wh = open_warehouse(home, url=settings.warehouse_url, migrate_schema=False)
+    outcome = transform.run_dbt(wh, settings, ["compile", "--select", name], run_date)
+    compiled = [p for p in (home / "dbt" / "target" / "compiled").rglob(f"{name}.sql")
+                if not p.parent.name.endswith(".yml")]  # not a unit test's fixture
+    if not outcome.success or len(compiled) != 1:
+        raise SystemExit(f"could not compile {name}: {outcome.failures or compiled}")
+    query = compiled[0].read_text()
+    conn = wh.connect()
+    seconds, rows = [], 0
+    try:
+        with conn.cursor() as cur:
+            if settings.dbt_work_mem:
+                cur.execute("select set_config('work_mem', %s, true)", (settings.dbt_work_mem,))
+            for k in range(rounds):
+                t0 = time.perf_counter()
+                cur.execute(f"create temp table stage_probe_{k} as {query}")
+                seconds.append(round(time.perf_counter() - t0, 1))
+                rows = cur.rowcount
+    finally:
+        conn.rollback()
+        conn.close()
+    return {"model": name, "run_date": str(run_date), "rows": rows, "seconds": seconds,
+            "work_mem": settings.dbt_work_mem}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, required=True, help="a backfilled cxloop home")
-    ap.add_argument("probe", choices=["titles", "drivers", "refit", "escalation"])
+    ap.add_argument("probe", choices=["titles", "drivers", "refit", "escalation", "model"])
     ap.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1),
                     help="titles: the range's first date")
     ap.add_argument("--end", type=date.fromisoformat, default=date(2025, 12, 30),
-                    help="titles: the range's last date")
+                    help="titles: the range's last date; model: the run date")
     ap.add_argument("--days", type=int, default=90, help="escalation: dates in the range")
     ap.add_argument("--unbounded", action="store_true",
                     help="escalation: without the due_from bound")
+    ap.add_argument("--model", default="int_churn_observations",
+                    help="model: the dbt model to build alone")
+    ap.add_argument("--rounds", type=int, default=2, help="model: builds in one session")
     a = ap.parse_args(argv)
     start_rss = memory.rss_mb()
     if a.probe == "titles":
@@ -142,6 +182,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         res = drivers(a.home)
     elif a.probe == "refit":
         res = refit(a.home)
+    elif a.probe == "model":
+        res = model(a.home, a.model, a.end, a.rounds)
     else:
         res = escalation(a.home, a.days, not a.unbounded)
     out = {"probe": a.probe, **res, "rss_at_start_mb": start_rss,

@@ -126,9 +126,18 @@ def entity_rules(e: Entity, domain: Domain | None = None) -> list[Rule]:
              "select * from staged later where exists (select 1 from staged earlier "
              f"where earlier._batch_id = later._batch_id and {same_key} "
              "and earlier._row_number < later._row_number)")
+    # GX only counts the repeats (n - 1 rows of each key a file holds n times): one hash
+    # aggregate, not the self-join quarantine needs to name the rows. It was the load's
+    # dearest statement at 1M customers x 365 days (161 of 421 s); on a month of item
+    # ratings (1M rows) 1.4 s against 2.3 s. A null key repeats nothing (as in the join).
+    keys = ", ".join(q(k) for k in e.key)
+    present = " and ".join(f"{q(k)} is not null" for k in e.key)
+    repeats = (f"select 1 from (select count(*) as n from {{batch}} where {present} "
+               f"group by _batch_id, {keys} having count(*) > 1) as repeated "
+               "cross join lateral generate_series(2, repeated.n)")
     rules.append(Rule("key_unique_in_batch",
                       f"{' + '.join(e.key)} repeats an earlier row of the same file",
-                      COUNT_ONLY, {"unexpected_rows_query": dupes}, dupes))
+                      COUNT_ONLY, {"unexpected_rows_query": repeats}, dupes))
     rules += domain_rules(e, domain or Domain())
     for col, allowed in ALLOWED_SETS.get(e.name, {}).items():
         rules.append(Rule(f"{col}_allowed", f"{col} must be one of {', '.join(allowed)}",

@@ -97,6 +97,24 @@ def test_good_rows_load_bad_rows_quarantine_with_reasons(warehouse, tmp_path):
         assert cur.fetchone() == (600, False, 2, True)
 
 
+def test_a_key_three_times_quarantines_two_rows_and_null_keys_repeat_nothing(warehouse,
+                                                                             tmp_path):
+    """GX counts the repeats by aggregation and quarantine names them with a join: both
+    must agree (the load stops on a mismatch), for a key seen three times and for rows
+    whose key is empty, which fail not_null and repeat nothing."""
+    no_id = ",c3,billing,web,2026-08-03 10:00:00,1,1,true,true"
+    _write(tmp_path / "landing", "interactions", D,
+           [HEADER, *GOOD, GOOD[0], GOOD[0], no_id, no_id])
+    [r] = _ingest(warehouse, tmp_path / "landing", tmp_path)
+    assert (r.status, r.rows_in, r.rows_loaded, r.rows_quarantined) == ("loaded", 7, 3, 4)
+    with warehouse.transaction() as cur:
+        cur.execute("select _row_number, failed_expectations from quarantine.interactions "
+                    "order by _row_number")
+        assert cur.fetchall() == [(4, ["key_unique_in_batch"]), (5, ["key_unique_in_batch"]),
+                                  (6, ["interaction_id_not_null"]),
+                                  (7, ["interaction_id_not_null"])]
+
+
 def test_loading_the_same_files_twice_is_a_no_op(warehouse, tmp_path):
     landing = tmp_path / "landing"
     _write(landing, "interactions", D, [HEADER, *GOOD])
