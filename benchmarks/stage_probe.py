@@ -22,7 +22,9 @@ back transaction, as a backfill's range does, with or without the ``due_from`` b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -136,7 +138,8 @@ def model(home: Path, name: str, run_date: date, rounds: int) -> dict[str, Any]:
 
     settings = load_settings(None, home=str(home))
     wh = open_warehouse(home, url=settings.warehouse_url, migrate_schema=False)
-    outcome = transform.run_dbt(wh, settings, ["compile", "--select", name], run_date)
+    with contextlib.redirect_stdout(sys.stderr):  # dbt compile prints the SQL: not ours
+        outcome = transform.run_dbt(wh, settings, ["compile", "--select", name], run_date)
     compiled = [p for p in (home / "dbt" / "target" / "compiled").rglob(f"{name}.sql")
                 if not p.parent.name.endswith(".yml")]  # not a unit test's fixture
     if not outcome.success or len(compiled) != 1:

@@ -60,7 +60,7 @@ def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header
     that is not the file's (a lost connection) goes up unchanged.
     """
     restart = sql.SQL("alter sequence {} restart with 1").format(_seq(e.name))
-    set_lineage(cur, e, batch)  # and "savepoint batch"
+    set_lineage(cur, e, batch, table)  # and "savepoint batch"
     stream = None
     try:
         stream = _copy_source(batch, mapped)[0]
