@@ -13,7 +13,13 @@ from psycopg2 import sql
 from flows.entities import Entity
 from flows.extract import Batch, StructuralError, check_columns, read_header
 from flows.load.copying import _copy, _copy_source, file_error
-from flows.load.tables import _seq, set_lineage, source_zone, text_stage_table
+from flows.load.tables import (
+    _seq,
+    lineage_defaults,
+    set_lineage,
+    source_zone,
+    text_stage_table,
+)
 from flows.mapping import Rewritten, needs_rewrite, record_failures, rewrite
 from flows.readers import NUL_MARK, unreadable_parquet_columns
 from flows.validate import PARSE, TYPED
@@ -79,14 +85,10 @@ def _stage_file(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch, header
     tt = sql.Identifier(text_stage_table(e.name))
     cur.execute(restart)
     # Lineage values ride on column defaults here too.
-    cur.execute(sql.SQL(
-        "alter table raw.{t} alter column _batch_id set default {b}, "
-        "alter column _source_file set default {f}, "
-        "alter column _extract_date set default {d}, "
-        "alter column _row_number set default nextval({s})"
-    ).format(t=tt, b=sql.Literal(batch.batch_id), f=sql.Literal(str(batch.path)),
-             d=sql.Literal(batch.extract_date),
-             s=sql.Literal(_seq(e.name).as_string(cur.connection))))
+    cur.execute(lineage_defaults(
+        sql.SQL("raw.{}").format(tt), batch,
+        sql.SQL("alter column _row_number set default nextval({})").format(
+            sql.Literal(_seq(e.name).as_string(cur.connection)))))
     # NUL bytes (which text cannot hold) are marked, and their rows quarantined.
     stream = _copy_source(batch, mapped, replace_nul=True)[0]
     try:
