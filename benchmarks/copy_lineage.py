@@ -3,8 +3,8 @@
 The load COPYs each file into its month's group table, whose lineage columns
 (``_batch_id``, ``_source_file``, ``_extract_date``) are filled by column defaults. This
 COPYs the same files, alternating, into three tables: with no lineage columns at all
-(bare), with the defaults as constants set by one ALTER before each file (what
-``flows.load.tables.set_lineage`` does), and with the defaults reading session settings
+(bare), with the defaults as constants set by one ALTER before each file (the load's
+own ``flows.load.tables.lineage_defaults``), and with the defaults reading session settings
 (``current_setting``, evaluated for every row: what it did before). All three have the
 row counter and the CHECK on the batch ids that the load's group table has.
 
@@ -21,7 +21,9 @@ import json
 import statistics
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from psycopg2 import sql
@@ -51,6 +53,7 @@ def _tables(e: Any, ids: list[str]) -> dict[str, sql.Composable]:
 
 def run(landing: Path, entity: str, month: str, rounds: int, home: Path) -> dict[str, Any]:
     from flows.entities import ENTITIES
+    from flows.load.tables import lineage_defaults
     from flows.warehouse import open_warehouse
 
     e = ENTITIES[entity]
@@ -72,18 +75,16 @@ def run(landing: Path, entity: str, month: str, rounds: int, home: Path) -> dict
                     conn.commit()
                     rows, t0 = 0, time.perf_counter()
                     for batch_id, path in zip(ids, files, strict=True):
-                        if name == "constants_per_file":
-                            cur.execute(sql.SQL(
-                                "alter table {} alter column _batch_id set default {}, "
-                                "alter column _source_file set default {}, "
-                                "alter column _extract_date set default {}").format(
-                                    table, sql.Literal(batch_id), sql.Literal(str(path)),
-                                    sql.Literal(path.parent.name)))
-                        cur.execute("select set_config('cxloop.batch_id', %s, true), "
-                                    "set_config('cxloop.source_file', %s, true), "
-                                    "set_config('cxloop.extract_date', %s, true), "
-                                    "setval('pg_temp.lineage_rows', 1, false)",
-                                    (batch_id, str(path), path.parent.name))
+                        day = date.fromisoformat(path.parent.name)
+                        if name == "constants_per_file":  # the load's own ALTER
+                            cur.execute(lineage_defaults(table, SimpleNamespace(
+                                batch_id=batch_id, path=path, extract_date=day)))
+                        elif name == "settings_per_row":
+                            cur.execute("select set_config('cxloop.batch_id', %s, true), "
+                                        "set_config('cxloop.source_file', %s, true), "
+                                        "set_config('cxloop.extract_date', %s, true)",
+                                        (batch_id, str(path), day.isoformat()))
+                        cur.execute("select setval('pg_temp.lineage_rows', 1, false)")
                         copy = sql.SQL("copy {} ({}) from stdin with (format csv, header true, "
                                        "null '')").format(table, sql.SQL(", ").join(
                                            map(sql.Identifier, _header(path))))

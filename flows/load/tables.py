@@ -158,7 +158,7 @@ def set_lineage(cur: psycopg2.extensions.cursor, e: Entity, batch: Batch,
     row counter back at 1, and the batch's savepoint, in one round trip. Defaults that
     are constants cost COPY nothing per row; read from session settings
     (``current_setting`` per row and column), a month of contacts (859k rows) took
-    4.54 s to COPY against 3.93 s (a bare COPY 2.40 s; benchmarks/copy_lineage.py). The
+    3.53 s to COPY against 2.84 s (a bare COPY 1.61 s; benchmarks/copy_lineage.py). The
     DDL is made before the savepoint, so it outlives its rollback."""
     cur.execute(sql.SQL("{}; select setval({}::regclass, 1, false); savepoint batch").format(
         lineage_defaults(table, batch), sql.Literal(_seq(e.name).as_string(cur.connection))))
