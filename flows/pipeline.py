@@ -175,8 +175,9 @@ def check_task_config(settings: Settings) -> list[str]:
 
 
 @task(name="docs", cache_policy=NONE)
-def docs_task(wh: Warehouse, settings: Settings, run_date: date) -> str:
-    return str(transform.docs_generate(wh, settings, run_date) / "index.html")
+def docs_task(wh: Warehouse, settings: Settings, run_date: date,
+              extra_vars: dict[str, object] | None = None) -> str:
+    return str(transform.docs_generate(wh, settings, run_date, extra_vars) / "index.html")
 
 
 def _timed(summary: report.RunSummary, name: str,
@@ -253,6 +254,10 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                 return [r for name, mine in groups
                         for r in timed_out(ingest_task)(wh, home, name, mine, run_id)]
 
+            # One set of vars for every dbt invocation of the run: dbt re-parses the whole
+            # project (3-6 s here) whenever the vars differ from its last invocation's, so
+            # the first date of the range, which only the task candidates read, goes to all.
+            run_vars: dict[str, object] = {"task_dates_from": start.isoformat()}
             validated_since = datetime.now(UTC)
             s.batches = _timed(s, "validate+load", ingest_all,
                                lambda r: f"{sum(x.rows_loaded for x in r):,} rows loaded")
@@ -263,7 +268,8 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             _timed(s, "dbt build",
                    lambda: timed_out(dbt_task)(wh, settings, end, "models",
                                                exclude=transform.AFTER_PYTHON,
-                                               full_refresh=full_refresh),
+                                               full_refresh=full_refresh,
+                                               extra_vars=run_vars),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             _unless_missing(wh, s, "drivers", lambda: timed_out(drivers_task)(wh, settings),
                             lambda r: f"{r} rows")
@@ -279,7 +285,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
                    lambda: timed_out(dbt_task)(wh, settings, end, "after python",
                                     select=transform.AFTER_PYTHON,
                                     exclude=transform.AFTER_TASKS, full_refresh=full_refresh,
-                                    extra_vars={"task_dates_from": start.isoformat()}),
+                                    extra_vars=run_vars),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             stats = _timed(s, "tasks",
                            lambda: timed_out(actions_task)(wh, settings, start, end, run_id),
@@ -289,7 +295,8 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
             _timed(s, "dbt build after tasks",
                    lambda: timed_out(dbt_task)(wh, settings, end, "after tasks",
                                                select=transform.AFTER_TASKS,
-                                               full_refresh=full_refresh),
+                                               full_refresh=full_refresh,
+                                               extra_vars=run_vars),
                    lambda r: ", ".join(f"{k} {v}" for k, v in sorted(r.items())))
             s.tasks = {"created": stats.created, "updated": stats.updated,
                        "escalated": stats.escalated, "cleared": stats.cleared,
@@ -301,7 +308,7 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
 
                 _timed(s, "notifications",
                        lambda: after_nightly_tasks(wh, settings, end, run_id, s.warnings), str)
-            s.docs["dbt_docs"] = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end))
+            s.docs["dbt_docs"] = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end, run_vars))
             s.status = s.final_status()
         except Exception as e:
             s.status = "failed"

@@ -118,14 +118,28 @@ def dbt_env(wh: Warehouse, settings: Settings) -> dict[str, str]:
     return env
 
 
+def dbt_vars(settings: Settings, run_date: date,
+             extra_vars: dict[str, object] | None = None) -> dict[str, object]:
+    """The ``--vars`` of a dbt invocation for ``run_date``.
+
+    dbt re-parses the whole project whenever these differ from its last invocation's
+    (partial parsing keys on them), a few seconds each time, so callers of one date
+    should pass the same set. ``task_dates_from`` defaults to ``run_date``, which the
+    models read the same way as unset: an alerts run and a nightly run of one date then
+    share a parse.
+    """
+    return {**settings.dbt_vars(), "run_date": run_date.isoformat(),
+            "task_dates_from": run_date.isoformat(),
+            **full_tests_var(settings, run_date), **(extra_vars or {})}
+
+
 def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
             extra_vars: dict[str, object] | None = None) -> DbtOutcome:
     """Invoke one dbt command (``build``, ``seed``, ``docs generate``...) in-process."""
     from dbt.cli.main import dbtRunner
 
     target = Path(settings.home).resolve() / "dbt"
-    variables = {**settings.dbt_vars(), "run_date": run_date.isoformat(),
-                 **full_tests_var(settings, run_date), **(extra_vars or {})}
+    variables = dbt_vars(settings, run_date, extra_vars)
     cmd = [
         *args,
         "--project-dir", str(DBT_DIR),
@@ -181,7 +195,8 @@ def build(wh: Warehouse, settings: Settings, run_date: date, select: str | None 
     return outcome
 
 
-def docs_generate(wh: Warehouse, settings: Settings, run_date: date) -> Path:
+def docs_generate(wh: Warehouse, settings: Settings, run_date: date,
+                  extra_vars: dict[str, object] | None = None) -> Path:
     """Write dbt docs (catalog + manifest) for the run; returns the target folder."""
-    run_dbt(wh, settings, ["docs", "generate"], run_date)
+    run_dbt(wh, settings, ["docs", "generate"], run_date, extra_vars)
     return Path(settings.home).resolve() / "dbt" / "target"

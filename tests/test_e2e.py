@@ -72,6 +72,19 @@ def test_demo_prints_a_manager_summary(demo_home):
     assert "completed" in out
 
 
+def test_a_run_parses_the_dbt_project_once(demo_home):
+    # Every dbt invocation of a run passes the same vars: dbt re-parses the whole project
+    # when they differ from its last invocation's, which cost each later build and the docs
+    # 3-6 s. The first demo run's log: one full parse, then none.
+    home, _ = demo_home
+    log = "".join(p.read_text(errors="replace")
+                  for p in sorted((home / "dbt" / "logs").glob("dbt.log*")))
+    invocations = log.count("Running with dbt=")
+    assert invocations >= 4, invocations  # models, after scores, after tasks, docs
+    assert log.count("Unable to do partial parsing") == 1
+    assert log.count("Nothing changed, skipping partial parsing") == invocations - 1
+
+
 def test_raw_holds_every_extract_row_and_every_mart_is_filled(demo_home):
     home, _ = demo_home
     url = _cxloop(home, "warehouse", "url").stdout.strip()
