@@ -37,6 +37,7 @@ from flows import (  # noqa: E402
     transform,
 )
 from flows.config import Settings, load_settings  # noqa: E402
+from flows.docs_site import DocsSite  # noqa: E402
 from flows.entities import ENTITIES  # noqa: E402
 from flows.errors import CxloopError, NoExtractsError  # noqa: E402
 from flows.failpoints import failpoint  # noqa: E402
@@ -176,8 +177,8 @@ def check_task_config(settings: Settings) -> list[str]:
 
 @task(name="docs", cache_policy=NONE)
 def docs_task(wh: Warehouse, settings: Settings, run_date: date,
-              extra_vars: dict[str, object] | None = None) -> str:
-    return str(transform.docs_generate(wh, settings, run_date, extra_vars) / "index.html")
+              extra_vars: dict[str, object] | None = None) -> DocsSite:
+    return transform.docs_generate(wh, settings, run_date, extra_vars)
 
 
 def _timed(summary: report.RunSummary, name: str,
@@ -308,7 +309,9 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
 
                 _timed(s, "notifications",
                        lambda: after_nightly_tasks(wh, settings, end, run_id, s.warnings), str)
-            s.docs["dbt_docs"] = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end, run_vars))
+            s.docs["dbt_docs"] = str(_timed(
+                s, "docs", lambda: timed_out(docs_task)(wh, settings, end, run_vars),
+                DocsSite.detail).index)
             s.status = s.final_status()
         except Exception as e:
             s.status = "failed"

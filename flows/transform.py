@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from flows import docs_site
 from flows.config import REPO_ROOT, Settings
+from flows.docs_site import DocsSite
 from flows.errors import StageError
 from flows.transient import is_transient, message_is_transient
 from flows.warehouse import Warehouse
@@ -133,19 +135,24 @@ def dbt_vars(settings: Settings, run_date: date,
             **full_tests_var(settings, run_date), **(extra_vars or {})}
 
 
+def target_dir(settings: Settings) -> Path:
+    """dbt's target folder for the home (compiled SQL, run results, parse state)."""
+    return Path(settings.home).resolve() / "dbt" / "target"
+
+
 def run_dbt(wh: Warehouse, settings: Settings, args: list[str], run_date: date,
-            extra_vars: dict[str, object] | None = None) -> DbtOutcome:
+            extra_vars: dict[str, object] | None = None,
+            target_path: Path | None = None) -> DbtOutcome:
     """Invoke one dbt command (``build``, ``seed``, ``docs generate``...) in-process."""
     from dbt.cli.main import dbtRunner
 
-    target = Path(settings.home).resolve() / "dbt"
     variables = dbt_vars(settings, run_date, extra_vars)
     cmd = [
         *args,
         "--project-dir", str(DBT_DIR),
         "--profiles-dir", str(DBT_DIR),
-        "--target-path", str(target / "target"),
-        "--log-path", str(target / "logs"),
+        "--target-path", str(target_path or target_dir(settings)),
+        "--log-path", str(Path(settings.home).resolve() / "dbt" / "logs"),
         "--vars", json.dumps(variables),
         "--quiet",
     ]
@@ -196,7 +203,20 @@ def build(wh: Warehouse, settings: Settings, run_date: date, select: str | None 
 
 
 def docs_generate(wh: Warehouse, settings: Settings, run_date: date,
-                  extra_vars: dict[str, object] | None = None) -> Path:
-    """Write dbt docs (catalog + manifest) for the run; returns the target folder."""
-    run_dbt(wh, settings, ["docs", "generate"], run_date, extra_vars)
-    return Path(settings.home).resolve() / "dbt" / "target"
+                  extra_vars: dict[str, object] | None = None,
+                  force: bool = False) -> DocsSite:
+    """The dbt docs site (catalog + manifest) in ``<home>/dbt/docs``, regenerated only when
+    its inputs changed since it was last generated (``flows.docs_site``) or ``force``."""
+    folder = docs_site.site(settings)
+    inputs = docs_site.docs_inputs(wh, DBT_DIR, seed_dir(settings),
+                                   dbt_vars(settings, run_date, extra_vars))
+    if not force and docs_site.current(folder, inputs):
+        since = docs_site.read_stamp(folder).get("run_date", "?")
+        log.info("dbt docs unchanged since the run of %s: not regenerated", since)
+        return DocsSite(folder / "index.html", False, since)
+    docs_site.seed_parse_state(target_dir(settings), folder)
+    out = run_dbt(wh, settings, ["docs", "generate"], run_date, extra_vars, target_path=folder)
+    if not out.success:
+        raise StageError("dbt docs generate failed:\n  " + "\n  ".join(out.failures[:10]))
+    docs_site.write_stamp(folder, inputs, run_date)
+    return DocsSite(folder / "index.html", True, run_date.isoformat())

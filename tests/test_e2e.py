@@ -121,6 +121,16 @@ def test_second_demo_run_changes_no_counts(demo_home):
     assert _counts(url) == before
     after = warehouse_snapshot(url)
     assert {k: v for k, v in after.items() if v != before_content.get(k)} == {}
+    # nothing the docs site shows changed: it is kept, not generated again
+    conn = psycopg2.connect(url)
+    with conn, conn.cursor() as cur:
+        cur.execute("select stages -> 'docs' ->> 'detail' from ops.pipeline_runs "
+                    "order by started_at")
+        docs = [r[0] for r in cur.fetchall()]
+    conn.close()
+    assert len(docs) == 2 and docs[0].startswith("regenerated for"), docs
+    assert docs[1].endswith("not regenerated"), docs
+    assert (home / "dbt" / "docs" / "index.html").is_file()
 
 
 def test_html_report_renders_its_plots_in_headless_chromium(demo_home, tmp_path):
