@@ -49,8 +49,11 @@ class DocsSite:
     index: Path
     regenerated: bool
     generated_for: str  # the run date the site was last generated for
+    error: str | None = None  # dbt docs generate ran and failed: the site was not updated
 
     def detail(self) -> str:
+        if self.error:
+            return f"not regenerated: {self.error}"
         if self.regenerated:
             return f"regenerated for {self.generated_for}"
         return f"unchanged since the run of {self.generated_for}: not regenerated"

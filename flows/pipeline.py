@@ -309,9 +309,12 @@ def run_range(settings: Settings, start: date, end: date, flow_name: str,
 
                 _timed(s, "notifications",
                        lambda: after_nightly_tasks(wh, settings, end, run_id, s.warnings), str)
-            s.docs["dbt_docs"] = str(_timed(
-                s, "docs", lambda: timed_out(docs_task)(wh, settings, end, run_vars),
-                DocsSite.detail).index)
+            site = _timed(s, "docs", lambda: timed_out(docs_task)(wh, settings, end, run_vars),
+                          DocsSite.detail)
+            s.docs["dbt_docs"] = str(site.index)
+            if site.error:
+                s.warnings.append(f"docs: {site.error}")
+                logger.warning("docs: %s", site.error)
             s.status = s.final_status()
         except Exception as e:
             s.status = "failed"

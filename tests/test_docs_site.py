@@ -89,3 +89,16 @@ def test_the_real_project_digest_skips_dbt_output(warehouse):
         assert docs_site.docs_inputs(warehouse, DBT_DIR, DBT_DIR / "seeds", vars_) == before
     finally:
         probe.unlink()
+
+
+def test_a_docs_site_dbt_cannot_build_is_a_warning_and_not_stamped(warehouse, tmp_path):
+    # The run's data is built and tested before the docs: dbt failing to generate them
+    # (here a var its compile rejects) must not fail the run nor mark the site current.
+    from flows.config import load_settings
+    from flows.transform import docs_generate
+
+    settings = load_settings(None, home=str(tmp_path))
+    site = docs_generate(warehouse, settings, date(2026, 1, 1), {"task_dates_from": "soon"})
+    assert not site.regenerated and site.error and "dbt docs generate" in site.error
+    assert site.detail().startswith("not regenerated: ")
+    assert not (docs_site.site(settings) / docs_site.STAMP).exists()
