@@ -10,6 +10,8 @@ RSS is its own:
    wall time, peak RSS of the process;
 3. ``cxloop run --date <day after>``: one nightly day with new data on that history,
    then the same night again with nothing new (what a re-run or a quiet night costs);
+   for the backfill and both nights, the dbt models and tests over 5 s, from dbt's log
+   (``benchmarks/dbt_nodes.py``);
 4. a bare ``COPY`` of the same backfill files into plain tables on the same server, in
    the same run (``benchmarks/copy_baseline.py``), next to cxloop's validate+load rows/s;
 5. issue 15's checks on that warehouse: open customer tasks per owner team against its
@@ -37,6 +39,9 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from benchmarks.dbt_nodes import LogMark, node_seconds
+from benchmarks.dbt_nodes import summary as dbt_summary
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "ERROR")
@@ -181,6 +186,8 @@ def main(argv: list[str] | None = None) -> Path:
         res["generate"] = cli(home, "demo", "generate", "--out", str(landing), "--customers",
                               str(args.customers), "--days", str(args.days + 1),
                               "--start", START.isoformat())
+        logs = home / "dbt" / "logs"
+        mark = LogMark.of(logs)
         bf = cli(home, "backfill", "--start", START.isoformat(), "--end", end.isoformat(),
                  "--landing", str(landing), "--json")
         summary = bf.get("summary", {})
@@ -189,16 +196,19 @@ def main(argv: list[str] | None = None) -> Path:
                            "stage_peak_rss_mb": stage_peaks(bf),
                            "stage_rss_after_mb": stage_rss_after(bf),
                            "rows_loaded": summary.get("rows_loaded"),
-                           "batches": summary.get("batches")}
+                           "batches": summary.get("batches"),
+                           "dbt_nodes": dbt_summary(node_seconds(logs, mark))}
         print(json.dumps(res["backfill"], default=str), flush=True)
         for key, label in (("nightly", "new day"), ("nightly_again", "nothing new")):
+            mark = LogMark.of(logs)
             run = cli(home, "run", "--date", night.isoformat(), "--landing", str(landing),
                       "--json")
             res[key] = {**{k: v for k, v in run.items() if k != "summary"}, "what": label,
                         "status": run.get("summary", {}).get("status"),
                         "stages": stages(run), "stage_peak_rss_mb": stage_peaks(run),
                         "stage_rss_after_mb": stage_rss_after(run),
-                        "rows_loaded": run.get("summary", {}).get("rows_loaded")}
+                        "rows_loaded": run.get("summary", {}).get("rows_loaded"),
+                        "dbt_nodes": dbt_summary(node_seconds(logs, mark))}
             print(json.dumps(res[key], default=str), flush=True)
         load_s = res["backfill"]["stages"].get("validate+load") or 0
         res["load"] = bare_copy_side_by_side(home, landing, START, end,
