@@ -3,6 +3,9 @@
 -- active on it. Features use only events dated up to the observation date, over windows
 -- clipped to the loaded data (rates per 90 observed days; null without observed days).
 -- churned_on (known at run_date) is the target, not a feature.
+-- The first extract date is read through an index on the staging subscriptions (the
+-- pre-hook makes it once): min() then reads one index entry, not the whole table.
+{{ config(pre_hook=["{{ ensure_indexes(['extract_date'], ref('stg_crm__subscriptions')) }}"]) }}
 {%- set window_days = var('churn_feature_window_days') %}
 {%- set every_days = var('churn_observation_every_days') %}
 {%- set grace_days = var('survey_answer_grace_days') %}
