@@ -4,8 +4,9 @@ On a kept home, in one process, rounds alternate between a run's four dbt invoca
 (three builds and the docs) done the way they were before 5f2bfef / 5fbc56c and the way
 they are now:
 
-- ``varying``: the second build adds ``task_dates_from`` to the vars, so it, the build
-  after it and the docs each parse the whole project again; the docs are generated.
+- ``varying``: the second build adds ``task_dates_from`` to the vars, so each of the
+  three builds parses the whole project (the docs share the third's vars and parse);
+  the docs are generated.
 - ``same``: every invocation passes the run's vars (``transform.dbt_vars``), so dbt
   parses once per run; the docs site is kept when its inputs are unchanged.
 

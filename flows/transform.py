@@ -203,21 +203,19 @@ def build(wh: Warehouse, settings: Settings, run_date: date, select: str | None 
 
 
 def docs_generate(wh: Warehouse, settings: Settings, run_date: date,
-                  extra_vars: dict[str, object] | None = None,
-                  force: bool = False) -> DocsSite:
+                  extra_vars: dict[str, object] | None = None) -> DocsSite:
     """The dbt docs site (catalog + manifest) in ``<home>/dbt/docs``, regenerated only when
-    its inputs changed since it was last generated (``flows.docs_site``) or ``force``."""
+    its inputs changed since it was last generated (``flows.docs_site``)."""
     folder = docs_site.site(settings)
     inputs = docs_site.docs_inputs(wh, DBT_DIR, seed_dir(settings),
                                    dbt_vars(settings, run_date, extra_vars))
-    if not force and docs_site.current(folder, inputs):
-        since = docs_site.read_stamp(folder).get("run_date", "?")
+    since = docs_site.read_stamp(folder).get("run_date", "never")
+    if docs_site.current(folder, inputs):
         log.info("dbt docs unchanged since the run of %s: not regenerated", since)
         return DocsSite(folder / "index.html", False, since)
     docs_site.seed_parse_state(target_dir(settings), folder)
     # The run's data is built and tested by now: a site dbt could not finish is not
     # stamped, so the next run tries again, and the run warns instead of failing.
-    since = docs_site.read_stamp(folder).get("run_date", "never")
     try:
         out = run_dbt(wh, settings, ["docs", "generate"], run_date, extra_vars,
                       target_path=folder)
