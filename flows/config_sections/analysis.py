@@ -18,8 +18,10 @@ class ChurnSettings(_Strict):
     refit_every_days: int = Field(7, ge=1)
     min_concordance: float = Field(0.6, ge=0.5, le=1.0)
     min_events: int = Field(30, ge=5)
-    # Landmark design: an observation of every active customer every N days back from the
-    # run date, features over windows of this many days (dbt vars of int_churn_observations).
+    # Landmark design: an observation of every active customer on the run date and every N
+    # observed days from the first loaded extract before it (fixed dates, so their rows are
+    # kept between nights), features over windows of this many days (dbt vars of
+    # int_churn_observation_states).
     observation_every_days: int = Field(30, ge=1, le=365)
     feature_window_days: int = Field(90, ge=7, le=730)
     # Out-of-time backtest: fit on observations before run date - backtest_days, score the
