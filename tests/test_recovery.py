@@ -222,7 +222,7 @@ def test_incremental_builds_equal_a_full_refresh(landing, tmp_path):
                     "int_interactions_enriched", "int_item_ratings_enriched",
                     "int_customer_journey_summaries", "int_invitations_enriched",
                     "int_responses_enriched", "int_driver_inputs",
-                    "mart_customer_journeys"} <= incremental
+                    "mart_customer_journeys", "int_churn_observation_states"} <= incremental
             # each incremental model's table has an index on built_at: its tests' slice
             # (macros/test_slice.sql) reads the rows a nightly rewrote through it
             cur.execute("""
@@ -246,6 +246,29 @@ def test_incremental_builds_equal_a_full_refresh(landing, tmp_path):
             _copy_built(cur, "cmp_full")
             assert len(names) > 40
             assert _differences(cur, "cmp_incremental", "cmp_full", names) == {}
+        # nights with nothing new: the churn observations kept from `last` move with the
+        # calendar alone (contacts, ratings and answers leave their windows, invitations get
+        # old enough to count, an earlier observation date joins: the first extract is
+        # START, so START + 29 is one), and still equal a full build of the later date
+        churn = ["int_churn_observation_states", "int_churn_observation_priors",
+                 "int_churn_observations"]
+        later = last + timedelta(days=3)
+        for day in (last + timedelta(days=1), later):
+            transform.run_dbt(wh, settings, ["build", "--select", *churn], day)
+        with wh.transaction() as cur:
+            cur.execute("select full_build, run_date from ops.dbt_incremental_builds "
+                        "where model = 'int_churn_observation_states'")
+            assert cur.fetchone() == (False, later)
+            cur.execute("select count(distinct observation_date) from "
+                        "intermediate.int_churn_observations")
+            dates = cur.fetchone()[0]
+            kept = _copy_built(cur, "cmp_kept_churn")
+        transform.run_dbt(wh, settings, ["build", "--select", *churn, "--full-refresh"], later)
+        with wh.transaction() as cur:
+            _copy_built(cur, "cmp_full_churn")
+            assert dates == 2  # START + 29 and the run date
+            assert _differences(cur, "cmp_kept_churn", "cmp_full_churn",
+                                [n for n in kept if "int_churn_observation" in n]) == {}
     finally:
         stop_embedded(home)
 
