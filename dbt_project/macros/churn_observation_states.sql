@@ -107,27 +107,20 @@
 {% macro churn_states_forget() -%}
     {%- if is_incremental() -%}
         {%- if churn_states_can_increment() -%}
-            {%- set staging_names = customer_staging_ancestors(customer_ancestors())
-                                    | map(attribute='alias') | list -%}
             {%- set since = "(select built.built_at from ops.dbt_incremental_builds as built "
                             ~ "where built.model = '" ~ this.identifier ~ "')" -%}
             {%- set previous = "(select built.run_date from ops.dbt_incremental_builds as built "
                                ~ "where built.model = '" ~ this.identifier ~ "')" -%}
             {%- set window_days = var('churn_feature_window_days') -%}
             {%- set grace_days = var('survey_answer_grace_days') -%}
-    create temporary table {{ customer_touched_relation() }} on commit drop as
-    select touched.customer_id
-    from ops.dbt_touched_customers as touched
-    where
-        touched.model = any({{ customer_array(staging_names) }})
-        and touched.customer_id is not null
-        and touched.built_at > {{ since }}
+    {%- set rewritten -%}
     {%- for input in churn_states_rewritten_inputs() %}
     union
     select rewritten.customer_id from {{ input }} as rewritten
     where rewritten.built_at > {{ since }} and rewritten.customer_id is not null
-    {%- endfor %};
-    analyze {{ customer_touched_relation() }};
+    {%- endfor %}
+    {%- endset %}
+    {{ customer_touched_ddl(rewritten) }};
     -- the run date's rows to recompute: the touched customers, and those with an event
     -- entering or leaving a window since the last build's run date
     create temporary table {{ churn_states_temp('moved_customers') }} on commit drop as

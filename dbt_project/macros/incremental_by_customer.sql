@@ -132,13 +132,12 @@
     "{{ this.identifier }}__touched_customers"
 {%- endmacro %}
 
-{#- Pre-hook: the customers to rebuild, and their rows gone; a full build over an
-    existing table empties it. -#}
-{% macro customer_forget_touched() -%}
-    {%- if is_incremental() -%}
-        {%- if customer_can_increment() -%}
-            {%- set staging_names = customer_staging_ancestors(customer_ancestors())
-                                    | map(attribute='alias') | list -%}
+{#- The customers to rebuild, as a temporary table: those the staging ancestors logged
+    since this model's last build, and those of `also` (a query of customer ids to add,
+    as `union select ...`). -#}
+{% macro customer_touched_ddl(also='') -%}
+    {%- set staging_names = customer_staging_ancestors(customer_ancestors())
+                            | map(attribute='alias') | list -%}
     create temporary table {{ customer_touched_relation() }} on commit drop as
     select distinct touched.customer_id
     from ops.dbt_touched_customers as touched
@@ -148,8 +147,17 @@
         and touched.built_at > (
             select built.built_at from ops.dbt_incremental_builds as built
             where built.model = '{{ this.identifier }}'
-        );
-    analyze {{ customer_touched_relation() }};
+        )
+    {{ also }};
+    analyze {{ customer_touched_relation() }}
+{%- endmacro %}
+
+{#- Pre-hook: the customers to rebuild, and their rows gone; a full build over an
+    existing table empties it. -#}
+{% macro customer_forget_touched() -%}
+    {%- if is_incremental() -%}
+        {%- if customer_can_increment() -%}
+    {{ customer_touched_ddl() }};
     {{ key_log_values(customer_rows_touched()) }};
     delete from {{ this }} as kept
     using {{ customer_touched_relation() }} as touched
