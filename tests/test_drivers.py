@@ -188,3 +188,25 @@ def test_pairwise_correlations_match_pandas_with_gaps_and_short_pairs():
     got = pairwise_corr(a, min_periods=5)
     assert np.array_equal(np.isnan(want), np.isnan(got))
     assert np.nanmax(np.abs(want - got)) < 1e-12
+
+
+def test_a_resample_taken_from_the_row_terms_is_the_resample_of_the_data():
+    """The bootstrap takes each resample's rows from terms formed once: its correlations
+    and means must be those of the resampled data itself (pandas, with gaps and repeats)."""
+    from flows.drivers import _moments_of, _row_terms
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(500, 4))
+    a[:, 2] += a[:, 1]
+    a[rng.random(a.shape) < 0.4] = np.nan
+    a[:, 3] = np.nan  # an item nobody rated: no mean, no correlation
+    a[7, 3] = 1.0
+    pick = rng.integers(0, len(a), 400)
+    corr, means = _moments_of(np.take(_row_terms(a), pick, axis=0), min_periods=5)
+    frame = pd.DataFrame(a[pick])
+    want = frame.corr(min_periods=5).to_numpy()
+    assert np.array_equal(np.isnan(want), np.isnan(corr))
+    assert np.nanmax(np.abs(want - corr)) < 1e-12
+    want_means = frame.mean().to_numpy()
+    assert np.array_equal(np.isnan(want_means), np.isnan(means))
+    assert np.nanmax(np.abs(want_means - means)) < 1e-12
