@@ -1,8 +1,9 @@
 -- Each customer with a subscription as of run_date, at their cutoff_date (the churn
 -- date for churned customers, else run_date): the attributes then, tenure, the
 -- satisfaction trend and the answering habit that mart_customer_360 and
--- mart_early_warnings show. Nothing after a churn counts. The churn model reads
--- int_churn_observations, not this.
+-- mart_early_warnings show. Nothing after a churn counts. The trend and the habit come
+-- kept from int_churn_feature_states; the attributes and the tenure at the cutoff are
+-- joined here every build. The churn model reads int_churn_observations, not this.
 with
 
 subscriptions as (
@@ -17,15 +18,9 @@ customer_history as (
 
 ),
 
-invitations as (
+kept as (
 
-    select * from {{ ref('int_invitations_enriched') }}
-
-),
-
-responses as (
-
-    select * from {{ ref('int_responses_enriched') }}
+    select * from {{ ref('int_churn_feature_states') }}
 
 ),
 
@@ -59,54 +54,6 @@ base as (
 
 ),
 
--- the trend of overall satisfaction over the 180 days up to the cutoff
-satisfaction_trend as (
-
-    select
-        base.customer_id,
-        regr_slope(
-            responses.overall_satisfaction,
-            extract(epoch from responses.responded_at) / (86400.0 * 30)
-        ) as satisfaction_slope
-    from base
-    inner join responses
-        on
-            base.customer_id = responses.customer_id
-            and base.cutoff_date >= responses.response_date
-            and responses.response_date > base.cutoff_date - 180
-    group by base.customer_id
-
-),
-
--- invitations old enough to have been answered, newest first
-invitation_history as (
-
-    select
-        base.customer_id,
-        coalesce(cast(invitations.answered_at as date) <= base.cutoff_date, false) as is_answered,
-        row_number() over (
-            partition by base.customer_id
-            order by invitations.sent_at desc, invitations.invitation_id desc
-        ) as recency_rank
-    from base
-    inner join invitations
-        on
-            base.customer_id = invitations.customer_id
-            and invitations.sent_on <= base.cutoff_date - {{ var('survey_answer_grace_days') }}
-
-),
-
-invitation_features as (
-
-    select
-        customer_id,
-        count(*) filter (where is_answered) as n_answered_invitations,
-        count(*) filter (where recency_rank <= 2 and not is_answered) as n_recent_unanswered
-    from invitation_history
-    group by customer_id
-
-),
-
 final as (
 
     select
@@ -119,15 +66,12 @@ final as (
         base.churned,
         base.churned_on,
         base.cutoff_date,
-        satisfaction_trend.satisfaction_slope,
+        kept.satisfaction_slope,
         coalesce(
-            invitation_features.n_answered_invitations >= 2
-            and invitation_features.n_recent_unanswered >= 2,
-            false
+            kept.n_answered_invitations >= 2 and kept.n_recent_unanswered >= 2, false
         ) as silent_after_answering
     from base
-    left join satisfaction_trend on base.customer_id = satisfaction_trend.customer_id
-    left join invitation_features on base.customer_id = invitation_features.customer_id
+    left join kept on base.customer_id = kept.customer_id
 
 )
 
