@@ -222,7 +222,8 @@ def test_incremental_builds_equal_a_full_refresh(landing, tmp_path):
                     "int_interactions_enriched", "int_item_ratings_enriched",
                     "int_customer_journey_summaries", "int_invitations_enriched",
                     "int_responses_enriched", "int_driver_inputs",
-                    "mart_customer_journeys", "int_churn_observation_states"} <= incremental
+                    "mart_customer_journeys", "int_churn_observation_states",
+                    "int_churn_feature_states"} <= incremental
             # each incremental model's table has an index on built_at: its tests' slice
             # (macros/test_slice.sql) reads the rows a nightly rewrote through it
             cur.execute("""
