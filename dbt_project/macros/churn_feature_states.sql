@@ -27,44 +27,18 @@
 {% macro churn_feature_states_forget() -%}
     {%- if is_incremental() -%}
         {%- if customer_can_increment() -%}
-            {%- set since = "(select built.built_at from ops.dbt_incremental_builds as built "
-                            ~ "where built.model = '" ~ this.identifier ~ "')" -%}
-            {%- set previous = "(select built.run_date from ops.dbt_incremental_builds as built "
-                               ~ "where built.model = '" ~ this.identifier ~ "')" -%}
-            {%- set grace_days = var('survey_answer_grace_days') -%}
-    {%- set rewritten -%}
-    {%- for input in [ref('int_invitations_enriched'), ref('int_responses_enriched')] %}
-    union
-    select rewritten.customer_id from {{ input }} as rewritten
-    where rewritten.built_at > {{ since }} and rewritten.customer_id is not null
-    {%- endfor %}
-    {%- endset %}
-    {{ customer_touched_ddl(rewritten) }};
-    create temporary table {{ churn_states_temp('moved_customers') }} on commit drop as
-    with days as (
-        select {{ previous }} as since_date, {{ run_date() }} as run_date
-    )
-    select touched.customer_id from {{ customer_touched_relation() }} as touched
-    union
-    select responses.customer_id from {{ ref('int_responses_enriched') }} as responses, days
-    where
-        responses.response_date > days.since_date - 180
-        and responses.response_date <= days.run_date - 180
-        or responses.response_date > days.since_date and responses.response_date <= days.run_date
-    union
-    select invitations.customer_id from {{ ref('int_invitations_enriched') }} as invitations, days
-    where
-        invitations.sent_on > days.since_date - {{ grace_days }}
-        and invitations.sent_on <= days.run_date - {{ grace_days }}
-        or invitations.answered_at >= cast(days.since_date + 1 as timestamp)
-        and invitations.answered_at < cast(days.run_date + 1 as timestamp)
-    union
-    select rolled_up.customer_id from {{ ref('int_subscriptions_rolled_up') }} as rolled_up, days
-    where rolled_up.churned_on > days.since_date and rolled_up.churned_on <= days.run_date
-    union
+    {{ customer_touched_ddl(kept_rewritten_customers(
+        [ref('int_invitations_enriched'), ref('int_responses_enriched')])) }};
+    {%- set starts_crossing -%}
     select subscriptions.customer_id from {{ ref('stg_crm__subscriptions') }} as subscriptions, days
-    where subscriptions.start_date > days.since_date and subscriptions.start_date <= days.run_date;
-    analyze {{ churn_states_temp('moved_customers') }};
+    where subscriptions.start_date > days.since_date and subscriptions.start_date <= days.run_date
+    {%- endset %}
+    {{ kept_moved_customers_ddl([
+        kept_responses_crossing([180, 0]),
+        kept_invitations_crossing(),
+        kept_churn_crossing(),
+        starts_crossing,
+    ]) }};
     delete from {{ this }} as kept
     where kept.customer_id in (
         select moved.customer_id from {{ churn_states_temp('moved_customers') }} as moved

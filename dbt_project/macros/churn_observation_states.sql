@@ -95,8 +95,7 @@
 {%- endmacro %}
 
 {#- The incremental event inputs, whose rows carry built_at: the customers of their rows
-    rewritten since are touched even when their own staging rows did not change (a models
-    kept by key rewrites an invitation when its answer moved). -#}
+    rewritten since are touched (kept_rewritten_customers). -#}
 {% macro churn_states_rewritten_inputs() -%}
     {{ return([ref('int_interactions_enriched'), ref('int_invitations_enriched'),
                ref('int_responses_enriched'), ref('stg_survey__item_ratings')]) }}
@@ -107,56 +106,26 @@
 {% macro churn_states_forget() -%}
     {%- if is_incremental() -%}
         {%- if churn_states_can_increment() -%}
-            {%- set since = "(select built.built_at from ops.dbt_incremental_builds as built "
-                            ~ "where built.model = '" ~ this.identifier ~ "')" -%}
-            {%- set previous = "(select built.run_date from ops.dbt_incremental_builds as built "
-                               ~ "where built.model = '" ~ this.identifier ~ "')" -%}
             {%- set window_days = var('churn_feature_window_days') -%}
-            {%- set grace_days = var('survey_answer_grace_days') -%}
-    {%- set rewritten -%}
-    {%- for input in churn_states_rewritten_inputs() %}
-    union
-    select rewritten.customer_id from {{ input }} as rewritten
-    where rewritten.built_at > {{ since }} and rewritten.customer_id is not null
-    {%- endfor %}
-    {%- endset %}
-    {{ customer_touched_ddl(rewritten) }};
+    {{ customer_touched_ddl(kept_rewritten_customers(churn_states_rewritten_inputs())) }};
     -- the run date's rows to recompute: the touched customers, and those with an event
     -- entering or leaving a window since the last build's run date
-    create temporary table {{ churn_states_temp('moved_customers') }} on commit drop as
-    with days as (
-        select {{ previous }} as since_date, {{ run_date() }} as run_date
-    )
-    select touched.customer_id from {{ customer_touched_relation() }} as touched
-    union
+    {%- set interactions_crossing -%}
     select interactions.customer_id from {{ ref('int_interactions_enriched') }} as interactions, days
     where
         interactions.occurred_on > days.since_date - {{ window_days }}
         and interactions.occurred_on <= days.run_date - {{ window_days }}
         or interactions.occurred_on > days.since_date and interactions.occurred_on <= days.run_date
-    union
-    select responses.customer_id from {{ ref('int_responses_enriched') }} as responses, days
-    where
-        responses.response_date > days.since_date - {{ window_days }}
-        and responses.response_date <= days.run_date - {{ window_days }}
-        or responses.response_date > days.since_date - 180
-        and responses.response_date <= days.run_date - 180
-        or responses.response_date > days.since_date and responses.response_date <= days.run_date
-    union
+    {%- endset %}
+    {%- set ratings_crossing -%}
     select ratings.customer_id from {{ ref('stg_survey__item_ratings') }} as ratings, days
     where
         ratings.responded_at >= cast(days.since_date - {{ window_days }} + 1 as timestamp)
         and ratings.responded_at < cast(days.run_date - {{ window_days }} + 1 as timestamp)
         or ratings.responded_at >= cast(days.since_date + 1 as timestamp)
         and ratings.responded_at < cast(days.run_date + 1 as timestamp)
-    union
-    select invitations.customer_id from {{ ref('int_invitations_enriched') }} as invitations, days
-    where
-        invitations.sent_on > days.since_date - {{ grace_days }}
-        and invitations.sent_on <= days.run_date - {{ grace_days }}
-        or invitations.answered_at >= cast(days.since_date + 1 as timestamp)
-        and invitations.answered_at < cast(days.run_date + 1 as timestamp)
-    union
+    {%- endset %}
+    {%- set versions_crossing -%}
     select versions.customer_id from {{ ref('int_subscription_versions') }} as versions, days
     where
         {%- for column in ['start_date', 'end_date', 'known_from', 'known_until'] %}
@@ -166,17 +135,24 @@
         or
         {%- endfor %}
         false
-    union
-    select rolled_up.customer_id from {{ ref('int_subscriptions_rolled_up') }} as rolled_up, days
-    where rolled_up.churned_on > days.since_date and rolled_up.churned_on <= days.run_date
-    union
+    {%- endset %}
+    {%- set history_crossing -%}
     select history.customer_id from {{ ref('int_customers_historized') }} as history, days
     where
         history.valid_from >= cast(days.since_date as timestamp)
         and history.valid_from <= cast(days.run_date + 1 as timestamp)
         or history.valid_to >= cast(days.since_date as timestamp)
-        and history.valid_to <= cast(days.run_date + 1 as timestamp);
-    analyze {{ churn_states_temp('moved_customers') }};
+        and history.valid_to <= cast(days.run_date + 1 as timestamp)
+    {%- endset %}
+    {{ kept_moved_customers_ddl([
+        interactions_crossing,
+        kept_responses_crossing([window_days, 180, 0]),
+        ratings_crossing,
+        kept_invitations_crossing(),
+        versions_crossing,
+        kept_churn_crossing(),
+        history_crossing,
+    ]) }};
     -- the earlier dates' samples as of now; a date whose kept rows were sampled
     -- otherwise, or that left the grid, is recomputed whole
     create temporary table {{ churn_states_temp('history_buckets') }} on commit drop as
