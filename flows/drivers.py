@@ -187,8 +187,7 @@ def fit_with_bootstrap(x: pd.DataFrame, y: pd.Series, rule: QuadrantSettings,
     n = len(y)
     rows = min(n, max_rows)
     shares, ratings, flips = [], [], np.zeros(x.shape[1])
-    # each resample's rows are taken into one buffer: a fresh array of this size for each
-    # of thousands of resamples cost more in page faults than the products on it
+    # each resample's rows are taken into one buffer, reused (nothing kept refers to it)
     sample = np.empty((rows, terms.shape[1]))
     for _ in range(rule.bootstrap_samples):
         pick = rng.integers(0, n, rows)
