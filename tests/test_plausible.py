@@ -47,6 +47,8 @@ DERIVED: dict[str, tuple[str, ...] | str] = {
        for rule in ("below_expectation_streak", "detractor_follow_up", "fix_first_touchpoint",
                     "high_value_retention", "silent_responder_check_in")},
     "int_churn_features.tenure_days": "greatest(cutoff_date - signup_date, 0)",
+    "int_churn_feature_states.n_answered_invitations": "a count of invitations, coalesced to 0",
+    "int_churn_feature_states.n_recent_unanswered": "a count of the latest two invitations, 0-2",
     "mart_churn_scores_latest.churn_prob_30": "model output (python_outputs.churn_scores)",
     "mart_churn_scores_latest.churn_prob_90": "model output (python_outputs.churn_scores)",
     "mart_churn_scores_latest.churn_prob_180": "model output (python_outputs.churn_scores)",
