@@ -54,13 +54,7 @@ def pairwise_corr(data: np.ndarray, min_periods: int = 1) -> np.ndarray:
     them, from a few matrix products instead of a loop over pairs (the bootstrap asks for
     thousands of these). NaN where a pair has fewer than ``min_periods`` rows or no spread.
     """
-    return _pairwise_moments(data, min_periods)[0]
-
-
-def _pairwise_moments(data: np.ndarray, min_periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """(``pairwise_corr``, each column's mean over its present rows): the means are the
-    products' diagonals, so a resample gets them without another pass over its rows."""
-    return _moments_of(_row_terms(data), min_periods)
+    return _moments_of(_row_terms(data), min_periods)[0]
 
 
 def _row_terms(data: np.ndarray) -> np.ndarray:
@@ -68,13 +62,14 @@ def _row_terms(data: np.ndarray) -> np.ndarray:
     the presence flags, side by side. Taken once; a resample picks its rows from them."""
     m = ~np.isnan(data)
     x0 = np.where(m, data, 0.0)
-    # row-major: a resample takes whole rows (from a column-major array the take was
-    # strided and cost five times the products)
+    # row-major: a resample takes whole rows (from a column-major array the take is
+    # strided, and cost more than the products on it)
     return np.ascontiguousarray(np.hstack([x0, x0 * x0, m.astype(float)]))
 
 
 def _moments_of(terms: np.ndarray, min_periods: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_pairwise_moments`` from ``_row_terms``."""
+    """(``pairwise_corr``, each column's mean over its present rows) from ``_row_terms``:
+    the means are the products' diagonals, so a resample gets them without another pass."""
     k = terms.shape[1] // 3
     x0, mf = terms[:, :k], terms[:, 2 * k:]
     # s[i, j]: sum of column i over the rows where j is present; ss the same of squares;
@@ -176,9 +171,9 @@ def fit_with_bootstrap(x: pd.DataFrame, y: pd.Series, rule: QuadrantSettings,
     Each resample refits both axes and recomputes the cuts (for mean/median rules the
     cuts move with the items), so the flip share is the quadrant's own uncertainty.
     """
-    # the rows' terms of the sums, taken once and indexed by each resample: through pandas
-    # (.iloc of a frame and a series, DataFrame.mean) the resampling took two thirds of
-    # the stage's time, and forming the terms again for every resample half the rest
+    # the rows' terms of the sums, formed once and indexed by each resample: through pandas
+    # (.iloc of a frame and a series, DataFrame.mean) the resampling took most of the
+    # stage's time
     terms = _row_terms(np.column_stack([x.to_numpy(dtype=float), y.to_numpy(dtype=float)]))
     point = _fit(terms)
     # the reported mean summed in order (a rating exactly on a target cut stays on it)
@@ -187,11 +182,9 @@ def fit_with_bootstrap(x: pd.DataFrame, y: pd.Series, rule: QuadrantSettings,
     n = len(y)
     rows = min(n, max_rows)
     shares, ratings, flips = [], [], np.zeros(x.shape[1])
-    # each resample's rows are taken into one buffer, reused (nothing kept refers to it)
-    sample = np.empty((rows, terms.shape[1]))
     for _ in range(rule.bootstrap_samples):
         pick = rng.integers(0, n, rows)
-        b = _fit(np.take(terms, pick, axis=0, out=sample))
+        b = _fit(terms[pick])
         shares.append(b.share)
         ratings.append(b.mean_rating)
         flips += _placement(b, rule) != placed
