@@ -3,7 +3,8 @@
 -- date (the churn date once churned, else run_date), the satisfaction trend over the 180
 -- days up to it and the answering habit over every invitation old enough to count.
 -- Nothing here moves with the calendar by itself: a row is recomputed when the
--- customer's rows change or an answer or invitation crosses a window's edge.
+-- customer's rows change or an answer or invitation crosses a window's edge; an
+-- incremental build reads the events of those customers only.
 {{ config(**churn_feature_states_incremental()) }}
 with
 
@@ -17,12 +18,14 @@ subscriptions as (
 invitations as (
 
     select * from {{ ref('int_invitations_enriched') }}
+    {{ churn_feature_states_only_moved('customer_id') }}
 
 ),
 
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
+    {{ churn_feature_states_only_moved('customer_id') }}
 
 ),
 

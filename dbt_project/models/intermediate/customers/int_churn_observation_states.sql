@@ -8,6 +8,11 @@
 -- until one of its customer's events enters or leaves a window.
 {{ config(**churn_states_incremental()) }}
 {%- set incremental = churn_states_can_increment() %}
+{#- an incremental build reads the events of the customers it computes (a night's
+    tenth of the base), not every customer's: without the filter each event table was
+    hashed or sorted whole to join the few customers computed -#}
+{%- set only_computed = 'and @ in (select base_customers.customer_id from base_customers)'
+    if incremental else '' %}
 {%- set window_days = var('churn_feature_window_days') %}
 {%- set grace_days = var('survey_answer_grace_days') %}
 {%- set rating_stages = var('churn_rating_stages') %}
@@ -148,27 +153,44 @@ running as (
     left join history_sample
         on known_on_date.observation_date = history_sample.observation_date
     where
+        {% if incremental -%}
+        -- implied by the conditions below (the moved customers include the touched
+        -- ones), and read before the join: the subscriptions of the customers and dates
+        -- computed, not of every customer on every date, are sorted
         (
-            known_on_date.observation_date = {{ run_date() }}
-            {%- if incremental %}
-            and known_on_date.customer_id in (
+            known_on_date.customer_id in (
                 select moved.customer_id from {{ churn_states_temp('moved_customers') }} as moved
             )
-            {%- endif %}
-        )
-        or (
-            known_on_date.observation_date < {{ run_date() }}
-            and (hashtext(known_on_date.customer_id) & 1023) < history_sample.buckets
-            {%- if incremental %}
-            and (
-                known_on_date.customer_id in (
-                    select touched.customer_id from {{ customer_touched_relation() }} as touched
-                )
-                or known_on_date.observation_date not in (
-                    select kept_dates.observation_date from kept_dates
-                )
+            or known_on_date.observation_date not in (
+                select kept_dates.observation_date from kept_dates
             )
-            {%- endif %}
+        )
+        and
+        {% endif -%}
+        (
+            (
+                known_on_date.observation_date = {{ run_date() }}
+                {%- if incremental %}
+                and known_on_date.customer_id in (
+                    select moved.customer_id
+                    from {{ churn_states_temp('moved_customers') }} as moved
+                )
+                {%- endif %}
+            )
+            or (
+                known_on_date.observation_date < {{ run_date() }}
+                and (hashtext(known_on_date.customer_id) & 1023) < history_sample.buckets
+                {%- if incremental %}
+                and (
+                    known_on_date.customer_id in (
+                        select touched.customer_id from {{ customer_touched_relation() }} as touched
+                    )
+                    or known_on_date.observation_date not in (
+                        select kept_dates.observation_date from kept_dates
+                    )
+                )
+                {%- endif %}
+            )
         )
     order by
         known_on_date.observation_date asc,
@@ -240,6 +262,16 @@ base as (
 
 ),
 
+{%- if incremental %}
+
+-- the customers this build computes: only their events are read below
+base_customers as (
+
+    select distinct base.customer_id from base
+
+),
+{%- endif %}
+
 interaction_features as (
 
     select
@@ -267,6 +299,7 @@ interaction_features as (
     inner join interactions
         on
             base.customer_id = interactions.customer_id
+            {{ only_computed | replace('@', 'interactions.customer_id') }}
             and base.observation_date >= interactions.occurred_on
             and base.data_start_date <= interactions.occurred_on
     group by base.observation_date, base.customer_id
@@ -282,7 +315,11 @@ touchpoint_ratings as not materialized (
         responses.response_date as rated_on,
         cast(responses.csat as double precision) as rating
     from responses
-    where responses.csat is not null and responses.touchpoint_code is not null
+    where
+        responses.csat is not null and responses.touchpoint_code is not null
+    {% if incremental -%}
+        and responses.customer_id in (select base_customers.customer_id from base_customers)
+    {%- endif %}
 
     union all
 
@@ -292,6 +329,9 @@ touchpoint_ratings as not materialized (
         cast(item_ratings.responded_at as date) as rated_on,
         cast(item_ratings.rating as double precision) as rating
     from item_ratings
+    {%- if incremental %}
+    where item_ratings.customer_id in (select base_customers.customer_id from base_customers)
+    {%- endif %}
 
 ),
 
@@ -354,6 +394,9 @@ renewal_gaps as (
     where
         responses.likelihood_to_renew is not null
         and responses.overall_satisfaction is not null
+    {% if incremental -%}
+        and responses.customer_id in (select base_customers.customer_id from base_customers)
+    {%- endif %}
 
 ),
 
@@ -399,6 +442,7 @@ response_features as (
     inner join responses
         on
             base.customer_id = responses.customer_id
+            {{ only_computed | replace('@', 'responses.customer_id') }}
             and base.observation_date >= responses.response_date
             and base.data_start_date <= responses.response_date
     group by base.observation_date, base.customer_id
@@ -422,6 +466,7 @@ relationship_history as (
     inner join responses
         on
             base.customer_id = responses.customer_id
+            {{ only_computed | replace('@', 'responses.customer_id') }}
             and base.observation_date >= responses.response_date
             and responses.response_date > base.observation_date - 180
             and responses.survey_type = 'relationship'
@@ -457,6 +502,7 @@ invitation_history as (
     inner join invitations
         on
             base.customer_id = invitations.customer_id
+            {{ only_computed | replace('@', 'invitations.customer_id') }}
             and invitations.sent_on <= base.observation_date - {{ grace_days }}
             and base.data_start_date <= invitations.sent_on
 
