@@ -6,26 +6,28 @@
 -- customer's rows change or an answer or invitation crosses a window's edge; an
 -- incremental build reads the events of those customers only.
 {{ config(**churn_feature_states_incremental()) }}
+{#- asked once: whether the build can be incremental takes queries of its own -#}
+{%- set only_moved = churn_feature_states_only_moved('customer_id') %}
 with
 
 subscriptions as (
 
     select * from {{ ref('int_subscriptions_rolled_up') }}
-    {{ churn_feature_states_only_moved('customer_id') }}
+    {{ only_moved }}
 
 ),
 
 invitations as (
 
     select * from {{ ref('int_invitations_enriched') }}
-    {{ churn_feature_states_only_moved('customer_id') }}
+    {{ only_moved }}
 
 ),
 
 responses as (
 
     select * from {{ ref('int_responses_enriched') }}
-    {{ churn_feature_states_only_moved('customer_id') }}
+    {{ only_moved }}
 
 ),
 
